@@ -1,0 +1,289 @@
+//! The one place configuration is read. Every variable, its default and meaning
+//! is listed in the README; each function reads only what it uses, so a
+//! function is never handed a secret it does not need.
+
+use std::str::FromStr;
+
+use phonenumber::country;
+
+use crate::otp::OtpPolicy;
+use crate::phone::PhonePolicy;
+use crate::token::{TokenSettings, TokenSigner, TokenVerifier};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsProvider {
+    Sns,
+    SmsAero,
+    /// Writes the code to the log instead of sending it; only in `dev-mode` builds.
+    #[cfg(feature = "dev-mode")]
+    Log,
+}
+
+pub struct Config {
+    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl Config {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Config {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn number<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::Invalid(name, format!("{v:?} is not a number"))),
+        }
+    }
+
+    /// A multi-line secret such as a PEM key; `\n` escapes are accepted so it fits one line of an env file.
+    fn multiline(&self, name: &'static str) -> Result<String, ConfigError> {
+        Ok(self.required(name)?.replace("\\n", "\n"))
+    }
+
+    pub fn users_table(&self) -> Result<String, ConfigError> {
+        self.required("USERS_TABLE")
+    }
+
+    pub fn otps_table(&self) -> Result<String, ConfigError> {
+        self.required("OTPS_TABLE")
+    }
+
+    pub fn otp_hmac_key(&self) -> Result<Vec<u8>, ConfigError> {
+        let key = self.required("OTP_HMAC_KEY")?;
+        if key.len() < 32 {
+            return Err(ConfigError::Invalid(
+                "OTP_HMAC_KEY",
+                "must be at least 32 characters of random data".into(),
+            ));
+        }
+        Ok(key.into_bytes())
+    }
+
+    pub fn otp_policy(&self) -> Result<OtpPolicy, ConfigError> {
+        let defaults = OtpPolicy::default();
+        let policy = OtpPolicy {
+            length: self.number("OTP_LENGTH", defaults.length)?,
+            ttl_seconds: self.number("OTP_TTL_SECONDS", defaults.ttl_seconds)?,
+            max_attempts: self.number("OTP_MAX_ATTEMPTS", defaults.max_attempts)?,
+            resend_cooldown_seconds: self.number(
+                "OTP_RESEND_COOLDOWN_SECONDS",
+                defaults.resend_cooldown_seconds,
+            )?,
+        };
+        if !(4..=10).contains(&policy.length) {
+            return Err(ConfigError::Invalid(
+                "OTP_LENGTH",
+                "must be between 4 and 10".into(),
+            ));
+        }
+        if policy.max_attempts == 0 || policy.ttl_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "OTP_MAX_ATTEMPTS/OTP_TTL_SECONDS",
+                "must be positive".into(),
+            ));
+        }
+        Ok(policy)
+    }
+
+    pub fn phone_policy(&self) -> Result<PhonePolicy, ConfigError> {
+        let region = |name: &'static str, code: &str| {
+            country::Id::from_str(&code.to_ascii_uppercase()).map_err(|_| {
+                ConfigError::Invalid(name, format!("{code:?} is not an ISO 3166 region code"))
+            })
+        };
+        let default_region = region(
+            "PHONE_DEFAULT_REGION",
+            &self.get("PHONE_DEFAULT_REGION").unwrap_or("RU".into()),
+        )?;
+        let allowed_regions = self
+            .get("PHONE_ALLOWED_REGIONS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|code| !code.is_empty())
+            .map(|code| region("PHONE_ALLOWED_REGIONS", code))
+            .collect::<Result<_, _>>()?;
+        Ok(PhonePolicy {
+            default_region,
+            allowed_regions,
+        })
+    }
+
+    pub fn token_settings(&self) -> Result<TokenSettings, ConfigError> {
+        Ok(TokenSettings {
+            issuer: self.get("TOKEN_ISSUER").unwrap_or("phone-auth".into()),
+            audience: self.get("TOKEN_AUDIENCE").unwrap_or("phone-auth".into()),
+            access_ttl_seconds: self.number("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+            refresh_ttl_seconds: self.number("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+        })
+    }
+
+    /// Only the functions that mint tokens get the private key.
+    pub fn token_signer(&self) -> Result<TokenSigner, ConfigError> {
+        TokenSigner::from_pem(
+            &self.multiline("TOKEN_PRIVATE_KEY")?,
+            self.token_settings()?,
+        )
+        .map_err(|e| ConfigError::Invalid("TOKEN_PRIVATE_KEY", e.to_string()))
+    }
+
+    pub fn token_verifier(&self) -> Result<TokenVerifier, ConfigError> {
+        TokenVerifier::from_pem(
+            &self.multiline("TOKEN_PUBLIC_KEY")?,
+            &self.token_settings()?,
+        )
+        .map_err(|e| ConfigError::Invalid("TOKEN_PUBLIC_KEY", e.to_string()))
+    }
+
+    pub fn sms_provider(&self) -> Result<SmsProvider, ConfigError> {
+        match self.get("SMS_PROVIDER").as_deref().unwrap_or("sns") {
+            "sns" => Ok(SmsProvider::Sns),
+            "smsaero" => Ok(SmsProvider::SmsAero),
+            #[cfg(feature = "dev-mode")]
+            "log" => Ok(SmsProvider::Log),
+            #[cfg(not(feature = "dev-mode"))]
+            "log" => Err(ConfigError::Invalid(
+                "SMS_PROVIDER",
+                "`log` exists only in local dev-mode builds; use `sns` or `smsaero`".into(),
+            )),
+            other => Err(ConfigError::Invalid(
+                "SMS_PROVIDER",
+                format!("{other:?}; expected sns or smsaero"),
+            )),
+        }
+    }
+
+    pub fn sns_sender_id(&self) -> Option<String> {
+        self.get("SMS_SENDER_ID")
+    }
+
+    pub fn smsaero_credentials(&self) -> Result<(String, String), ConfigError> {
+        Ok((
+            self.required("SMSAERO_EMAIL")?,
+            self.required("SMSAERO_API_KEY")?,
+        ))
+    }
+
+    pub fn smsaero_sign(&self) -> String {
+        self.get("SMSAERO_SIGN").unwrap_or("SMS Aero".into())
+    }
+
+    pub fn smsaero_base_url(&self) -> String {
+        self.get("SMSAERO_BASE_URL")
+            .unwrap_or("https://gate.smsaero.ru/v2".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&[]);
+        let otp = c.otp_policy().unwrap();
+        assert_eq!(
+            (
+                otp.length,
+                otp.ttl_seconds,
+                otp.max_attempts,
+                otp.resend_cooldown_seconds
+            ),
+            (4, 300, 3, 60)
+        );
+        let tokens = c.token_settings().unwrap();
+        assert_eq!(
+            (tokens.access_ttl_seconds, tokens.refresh_ttl_seconds),
+            (900, 2_592_000)
+        );
+        assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
+        assert_eq!(c.phone_policy().unwrap().default_region, country::Id::RU);
+        assert!(c.phone_policy().unwrap().allowed_regions.is_empty());
+    }
+
+    #[test]
+    fn missing_and_bad_values_are_named() {
+        let c = config(&[
+            ("OTP_TTL_SECONDS", "five"),
+            ("OTP_HMAC_KEY", "short"),
+            ("PHONE_ALLOWED_REGIONS", "RU, XX"),
+        ]);
+        assert_eq!(c.users_table(), Err(ConfigError::Missing("USERS_TABLE")));
+        assert!(matches!(
+            c.otp_policy(),
+            Err(ConfigError::Invalid("OTP_TTL_SECONDS", _))
+        ));
+        assert!(matches!(
+            c.otp_hmac_key(),
+            Err(ConfigError::Invalid("OTP_HMAC_KEY", _))
+        ));
+        assert!(matches!(
+            c.phone_policy(),
+            Err(ConfigError::Invalid("PHONE_ALLOWED_REGIONS", _))
+        ));
+        assert!(matches!(
+            config(&[("SMS_PROVIDER", "pigeon")]).sms_provider(),
+            Err(ConfigError::Invalid(..))
+        ));
+    }
+
+    #[test]
+    fn log_sms_exists_only_in_dev_builds() {
+        let provider = config(&[("SMS_PROVIDER", "log")]).sms_provider();
+        assert_eq!(provider.is_ok(), cfg!(feature = "dev-mode"));
+    }
+
+    #[test]
+    fn pem_keys_may_use_escaped_newlines() {
+        let (private, public) = crate::token::generate_key_pair();
+        let c = config(&[
+            ("TOKEN_PRIVATE_KEY", &private.replace('\n', "\\n")),
+            ("TOKEN_PUBLIC_KEY", &public),
+        ]);
+        assert!(c.token_signer().is_ok());
+        assert!(c.token_verifier().is_ok());
+        assert!(matches!(
+            config(&[("TOKEN_PUBLIC_KEY", "nope")]).token_verifier(),
+            Err(ConfigError::Invalid(..))
+        ));
+        assert!(matches!(
+            config(&[]).token_signer(),
+            Err(ConfigError::Missing("TOKEN_PRIVATE_KEY"))
+        ));
+    }
+}

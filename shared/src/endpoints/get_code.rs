@@ -1,0 +1,103 @@
+//! `POST /users/auth/get_code/` `{"phone"}` → sends a sign-in code by SMS.
+
+use aws_config::SdkConfig;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Endpoint;
+use crate::adapters::dynamo::OtpTable;
+use crate::adapters::sms::AnySms;
+use crate::config::{Config, ConfigError};
+use crate::error::{ApiError, json_response};
+use crate::http::{json_body, now};
+use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
+use crate::phone::{Phone, PhonePolicy};
+use crate::sms::{SmsSender, code_message};
+use crate::store::OtpStore;
+
+pub struct GetCode<O = OtpTable, S = AnySms> {
+    pub otps: O,
+    pub sms: S,
+    pub hasher: CodeHasher,
+    pub otp_policy: OtpPolicy,
+    pub phone_policy: PhonePolicy,
+}
+
+#[derive(Deserialize)]
+struct GetCodeRequest {
+    phone: String,
+}
+
+#[derive(Serialize)]
+struct GetCodeResponse {
+    phone: String,
+    /// Only with the local log-only SMS sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms_code: Option<String>,
+}
+
+impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
+    async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let body: GetCodeRequest = json_body(&request)?;
+        let phone = Phone::parse(&body.phone, &self.phone_policy)?;
+        let now = now();
+        let code = self.otp_policy.generate();
+        let pending = PendingCode::new(
+            phone.clone(),
+            self.hasher.hash(&phone, &code),
+            now,
+            &self.otp_policy,
+        );
+
+        let cooldown_edge = now.saturating_sub(self.otp_policy.resend_cooldown_seconds);
+        if let Some(recent) = self.otps.put_unless_recent(&pending, cooldown_edge).await? {
+            let retry_after = recent.resend_wait(now, &self.otp_policy).max(1);
+            return Err(ApiError::ResendTooSoon { retry_after });
+        }
+
+        if let Err(err) = self
+            .sms
+            .send(&phone, &code_message(&code, self.otp_policy.ttl_seconds))
+            .await
+        {
+            tracing::error!(error = %err, "SMS send failed");
+            // Take the code back so a failed send does not start the resend cooldown.
+            if let Err(err) = self
+                .otps
+                .delete_if_current(&phone, &pending.code_hash)
+                .await
+            {
+                tracing::error!(error = %err, "could not withdraw the unsent code");
+            }
+            return Err(ApiError::Unavailable);
+        }
+
+        let sms_code = self.sms.returns_code_in_response().then_some(code);
+        Ok(json_response(
+            StatusCode::OK,
+            &GetCodeResponse {
+                phone: phone.to_string(),
+                sms_code,
+            },
+        ))
+    }
+}
+
+impl Endpoint for GetCode {
+    const METHOD: Method = Method::POST;
+
+    fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(GetCode {
+            otps: OtpTable::new(aws_sdk_dynamodb::Client::new(aws), config.otps_table()?),
+            sms: AnySms::from_config(config, aws)?,
+            hasher: CodeHasher::new(&config.otp_hmac_key()?),
+            otp_policy: config.otp_policy()?,
+            phone_policy: config.phone_policy()?,
+        })
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.send_code(request).await
+    }
+}

@@ -1,0 +1,68 @@
+//! `GET /users/retrieve/` (bearer access token) → the caller's profile.
+
+use aws_config::SdkConfig;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use super::Endpoint;
+use crate::adapters::dynamo::UserTable;
+use crate::config::{Config, ConfigError};
+use crate::error::{ApiError, json_response};
+use crate::http::bearer_token;
+use crate::phone::Phone;
+use crate::store::UserStore;
+use crate::token::{TokenKind, TokenVerifier};
+
+pub struct Retrieve<U = UserTable> {
+    pub users: U,
+    pub verifier: TokenVerifier,
+}
+
+#[derive(Serialize)]
+struct Profile {
+    phone: Phone,
+    invite_code: String,
+    invited_by_phone: Option<Phone>,
+    invite_code_referer: Option<String>,
+    referrals: Vec<Phone>,
+}
+
+impl<U: UserStore> Retrieve<U> {
+    async fn profile(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let phone = self
+            .verifier
+            .verify(bearer_token(&request)?, TokenKind::Access)?;
+        // Independent reads, issued together.
+        let (user, referrals) =
+            tokio::join!(self.users.get(&phone), self.users.referrals_of(&phone));
+        let user = user?.ok_or(ApiError::UserNotFound)?;
+        let (invited_by_phone, invite_code_referer) = match user.referrer {
+            Some(referrer) => (Some(referrer.phone), Some(referrer.invite_code.to_string())),
+            None => (None, None),
+        };
+        let profile = Profile {
+            phone: user.phone,
+            invite_code: user.invite_code.to_string(),
+            invited_by_phone,
+            invite_code_referer,
+            referrals: referrals?,
+        };
+        Ok(json_response(StatusCode::OK, &profile))
+    }
+}
+
+impl Endpoint for Retrieve {
+    const METHOD: Method = Method::GET;
+
+    fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Retrieve {
+            users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),
+            verifier: config.token_verifier()?,
+        })
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.profile(request).await
+    }
+}

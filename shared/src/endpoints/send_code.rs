@@ -1,0 +1,129 @@
+//! `POST /users/auth/send_code/` `{"phone", "password"}` → checks the code,
+//! creates the user on first sign-in, returns `{"access", "refresh"}`.
+
+use aws_config::SdkConfig;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Endpoint;
+use crate::adapters::dynamo::{OtpTable, UserTable};
+use crate::config::{Config, ConfigError};
+use crate::error::{ApiError, json_response};
+use crate::http::{json_body, now};
+use crate::invite::InviteCode;
+use crate::otp::{CodeHasher, OtpPolicy};
+use crate::phone::{Phone, PhonePolicy};
+use crate::store::{Attempt, NewUser, OtpStore, User, UserStore};
+use crate::token::{TokenKind, TokenSigner};
+
+/// Invite-code collisions are rare (62^6 codes); a few fresh draws always suffice.
+const MAX_CREATE_TRIES: usize = 5;
+
+pub struct SendCode<O = OtpTable, U = UserTable> {
+    pub otps: O,
+    pub users: U,
+    pub hasher: CodeHasher,
+    pub signer: TokenSigner,
+    pub otp_policy: OtpPolicy,
+    pub phone_policy: PhonePolicy,
+}
+
+#[derive(Deserialize)]
+struct SendCodeRequest {
+    phone: String,
+    /// The SMS code; seed-004 clients call it `sms_code`.
+    #[serde(alias = "sms_code", alias = "code")]
+    password: String,
+}
+
+#[derive(Serialize)]
+struct TokenPair {
+    access: String,
+    refresh: String,
+}
+
+impl<O: OtpStore, U: UserStore> SendCode<O, U> {
+    async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let body: SendCodeRequest = json_body(&request)?;
+        let phone = Phone::parse(&body.phone, &self.phone_policy)?;
+        let code = body.password.trim();
+        if !self.otp_policy.is_well_formed(code) {
+            return Err(ApiError::MalformedCode {
+                length: self.otp_policy.length,
+            });
+        }
+        let now = now();
+
+        // Count the attempt before comparing, so parallel guesses cannot exceed the limit.
+        let pending = match self
+            .otps
+            .count_attempt(&phone, self.otp_policy.max_attempts, now)
+            .await?
+        {
+            Attempt::Counted(pending) => pending,
+            Attempt::NoCode => return Err(ApiError::CodeInvalid),
+            Attempt::Expired => return Err(ApiError::CodeExpired),
+            Attempt::Exhausted => return Err(ApiError::TooManyAttempts),
+        };
+        if !self.hasher.matches(&phone, code, &pending.code_hash) {
+            return Err(ApiError::CodeInvalid);
+        }
+        // Single use: of two parallel correct submissions only one deletes the code.
+        if !self
+            .otps
+            .delete_if_current(&phone, &pending.code_hash)
+            .await?
+        {
+            return Err(ApiError::CodeInvalid);
+        }
+
+        self.ensure_user(&phone, now).await?;
+        let tokens = TokenPair {
+            access: self.signer.issue(&phone, TokenKind::Access, now),
+            refresh: self.signer.issue(&phone, TokenKind::Refresh, now),
+        };
+        Ok(json_response(StatusCode::OK, &tokens))
+    }
+
+    /// The user for `phone`, created with a fresh unique invite code on first sign-in.
+    async fn ensure_user(&self, phone: &Phone, now: u64) -> Result<(), ApiError> {
+        for _ in 0..MAX_CREATE_TRIES {
+            if self.users.get(phone).await?.is_some() {
+                return Ok(());
+            }
+            let user = User {
+                phone: phone.clone(),
+                invite_code: InviteCode::generate(),
+                referrer: None,
+                created_at: now,
+            };
+            match self.users.create(&user).await? {
+                NewUser::Created(_) => return Ok(()),
+                NewUser::PhoneTaken | NewUser::InviteCodeTaken => continue,
+            }
+        }
+        tracing::error!("could not create a user after {MAX_CREATE_TRIES} tries");
+        Err(ApiError::Unavailable)
+    }
+}
+
+impl Endpoint for SendCode {
+    const METHOD: Method = Method::POST;
+
+    fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        let dynamo = aws_sdk_dynamodb::Client::new(aws);
+        Ok(SendCode {
+            otps: OtpTable::new(dynamo.clone(), config.otps_table()?),
+            users: UserTable::new(dynamo, config.users_table()?),
+            hasher: CodeHasher::new(&config.otp_hmac_key()?),
+            signer: config.token_signer()?,
+            otp_policy: config.otp_policy()?,
+            phone_policy: config.phone_policy()?,
+        })
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.sign_in(request).await
+    }
+}

@@ -1,0 +1,110 @@
+//! `POST /users/set_referrer/` `{"invite_code"}` (bearer access token) →
+//! names the caller's referrer, once, never closing a circle.
+
+use aws_config::SdkConfig;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Endpoint;
+use crate::adapters::dynamo::UserTable;
+use crate::config::{Config, ConfigError};
+use crate::error::{ApiError, json_response};
+use crate::http::{bearer_token, json_body, now};
+use crate::invite::InviteCode;
+use crate::referral::{ChainEnd, WalkError, walk_to_top};
+use crate::store::{Referrer, ReferrerWrite, UserStore};
+use crate::token::{TokenKind, TokenVerifier};
+
+/// A chain top that keeps gaining referrers while we write means heavy
+/// contention on one chain; after this many walks the caller is asked to retry.
+const MAX_WALKS: usize = 5;
+
+pub struct SetReferrer<U = UserTable> {
+    pub users: U,
+    pub verifier: TokenVerifier,
+}
+
+#[derive(Deserialize)]
+struct SetReferrerRequest {
+    invite_code: String,
+}
+
+#[derive(Serialize)]
+struct Message {
+    message: String,
+}
+
+impl<U: UserStore> SetReferrer<U> {
+    async fn set_referrer(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let phone = self
+            .verifier
+            .verify(bearer_token(&request)?, TokenKind::Access)?;
+        let body: SetReferrerRequest = json_body(&request)?;
+        let code = InviteCode::parse(&body.invite_code).ok_or(ApiError::MalformedInviteCode)?;
+
+        let (me, owner) = tokio::join!(self.users.get(&phone), self.users.owner_of(&code));
+        let me = me?.ok_or(ApiError::UserNotFound)?;
+        if let Some(referrer) = me.referrer {
+            return Err(ApiError::AlreadyReferred(referrer.invite_code.to_string()));
+        }
+        let owner = owner?.ok_or(ApiError::InviteCodeNotFound)?;
+        if owner == phone {
+            return Err(ApiError::OwnInviteCode);
+        }
+        let referrer = Referrer {
+            phone: owner,
+            invite_code: code,
+        };
+
+        for _ in 0..MAX_WALKS {
+            let top = match walk_to_top(&phone, &referrer.phone, |p| async move {
+                self.users.referrer_of(&p).await
+            })
+            .await
+            {
+                Ok(ChainEnd::Top(top)) => top,
+                Ok(ChainEnd::Cycle) => return Err(ApiError::ReferralCycle),
+                Err(WalkError::Lookup(err)) => return Err(err.into()),
+                Err(err @ WalkError::TooDeep) => {
+                    tracing::error!(error = %err, "referrer chain walk aborted");
+                    return Err(ApiError::Unavailable);
+                }
+            };
+            match self
+                .users
+                .set_referrer(&phone, &referrer, &top, now())
+                .await?
+            {
+                ReferrerWrite::Set => {
+                    let message = format!(
+                        "You have become referral of user with invite code {}",
+                        referrer.invite_code
+                    );
+                    return Ok(json_response(StatusCode::OK, &Message { message }));
+                }
+                ReferrerWrite::AlreadySet(code) => {
+                    return Err(ApiError::AlreadyReferred(code.to_string()));
+                }
+                ReferrerWrite::ChainMoved => continue,
+            }
+        }
+        tracing::warn!("referrer chain kept moving; giving up");
+        Err(ApiError::Unavailable)
+    }
+}
+
+impl Endpoint for SetReferrer {
+    const METHOD: Method = Method::POST;
+
+    fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(SetReferrer {
+            users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),
+            verifier: config.token_verifier()?,
+        })
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.set_referrer(request).await
+    }
+}

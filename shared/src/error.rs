@@ -1,0 +1,178 @@
+//! The one error type every endpoint returns, and its one mapping to HTTP.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::phone::PhoneError;
+use crate::token::TokenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
+    #[error("the code must be the {length}-digit code from the SMS")]
+    MalformedCode { length: usize },
+    #[error("invite_code must be 6 letters or digits")]
+    MalformedInviteCode,
+    #[error("a new code can be requested in {retry_after} s")]
+    ResendTooSoon { retry_after: u64 },
+    #[error("the code is wrong or was already used; request a new one")]
+    CodeInvalid,
+    #[error("the code has expired; request a new one")]
+    CodeExpired,
+    #[error("too many wrong attempts for this code; request a new one")]
+    TooManyAttempts,
+    #[error("an `Authorization: Bearer <access token>` header is required")]
+    MissingToken,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("user not found")]
+    UserNotFound,
+    #[error("invite code not found")]
+    InviteCodeNotFound,
+    #[error("You cannot enter your own invite code")]
+    OwnInviteCode,
+    #[error("You have already been referral of user with invite code {0}")]
+    AlreadyReferred(String),
+    #[error(
+        "this invite code belongs to someone you referred, directly or through others; referrals cannot form a circle"
+    )]
+    ReferralCycle,
+    #[error("a required service is unavailable; try again shortly")]
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// HTTP status and the stable machine-readable code clients can switch on.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Phone(PhoneError::Invalid) => (StatusCode::BAD_REQUEST, "invalid_phone"),
+            Phone(PhoneError::RegionNotAllowed) => {
+                (StatusCode::BAD_REQUEST, "phone_region_not_allowed")
+            }
+            MalformedCode { .. } => (StatusCode::BAD_REQUEST, "invalid_code_format"),
+            MalformedInviteCode => (StatusCode::BAD_REQUEST, "invalid_invite_code_format"),
+            ResendTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "resend_too_soon"),
+            CodeInvalid => (StatusCode::BAD_REQUEST, "code_invalid"),
+            CodeExpired => (StatusCode::BAD_REQUEST, "code_expired"),
+            TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            Token(TokenError::Expired) => (StatusCode::UNAUTHORIZED, "token_expired"),
+            Token(TokenError::WrongKind(_)) => (StatusCode::UNAUTHORIZED, "wrong_token_type"),
+            Token(TokenError::Invalid) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
+            InviteCodeNotFound => (StatusCode::NOT_FOUND, "invite_code_not_found"),
+            OwnInviteCode => (StatusCode::BAD_REQUEST, "own_invite_code"),
+            AlreadyReferred(_) => (StatusCode::CONFLICT, "already_referred"),
+            ReferralCycle => (StatusCode::CONFLICT, "referral_cycle"),
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        let mut response = json_response(
+            status,
+            &ErrorBody {
+                code,
+                message: self.to_string(),
+            },
+        );
+        let headers = response.headers_mut();
+        match self {
+            ApiError::ResendTooSoon { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::MissingToken | ApiError::Token(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON response. Every answer of this API is specific to its caller, so none may be cached.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let json = serde_json::to_string(body).expect("response types always serialize");
+    let mut response = Response::new(Body::from(json));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(r.body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn errors_are_json_with_code_and_message() {
+        let r = ApiError::AlreadyReferred("Ab12Cd".into()).into_response();
+        assert_eq!(r.status(), 409);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"code": "already_referred", "message": "You have already been referral of user with invite code Ab12Cd"})
+        );
+    }
+
+    #[test]
+    fn throttling_and_auth_errors_carry_their_headers() {
+        let r = ApiError::ResendTooSoon { retry_after: 42 }.into_response();
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()[header::RETRY_AFTER]),
+            (429, &HeaderValue::from(42))
+        );
+        let r = ApiError::Token(TokenError::Expired).into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(body(&r)["code"], "token_expired");
+        let r = ApiError::MethodNotAllowed { allow: "POST" }.into_response();
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()[header::ALLOW]),
+            (405, &HeaderValue::from_static("POST"))
+        );
+    }
+
+    #[test]
+    fn service_failures_leak_nothing() {
+        let r = ApiError::Unavailable.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            body(&r)["message"],
+            "a required service is unavailable; try again shortly"
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Reading requests: method, JSON body, bearer token. Errors are `ApiError`s,
+//! turned into responses in `error.rs`.
+
+use lambda_http::http::{Method, header};
+use lambda_http::{Body, Request};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Every request body of this API is a few dozen bytes; anything much larger is refused unread.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+pub fn require_method(request: &Request, method: &Method) -> Result<(), ApiError> {
+    if request.method() == method {
+        return Ok(());
+    }
+    Err(ApiError::MethodNotAllowed {
+        allow: if method == Method::GET { "GET" } else { "POST" },
+    })
+}
+
+pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidJson(
+            "the body is empty; send a JSON object".into(),
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    T::deserialize(value).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?;
+    let value = value.to_str().map_err(|_| ApiError::MissingToken)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::MissingToken);
+    }
+    Ok(token.trim())
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(body: &str) -> Request {
+        let mut request = Request::new(Body::from(body));
+        *request.method_mut() = Method::POST;
+        request
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct PhoneBody {
+        phone: String,
+    }
+
+    #[test]
+    fn body_errors_are_classified() {
+        let code = |r: Result<PhoneBody, ApiError>| r.unwrap_err().status_and_code().1;
+        assert_eq!(code(json_body(&post(""))), "invalid_json");
+        assert_eq!(code(json_body(&post("{\"phone\":"))), "invalid_json");
+        assert_eq!(code(json_body(&post("{'phone': '+7'}"))), "invalid_json");
+        assert_eq!(code(json_body(&post("[\"+7\"]"))), "invalid_request");
+        assert_eq!(code(json_body(&post("{}"))), "invalid_request");
+        assert_eq!(
+            code(json_body(&post("{\"phone\": 79001234567}"))),
+            "invalid_request"
+        );
+        assert_eq!(code(json_body(&post("null"))), "invalid_request");
+        let big = format!("{{\"phone\": \"{}\"}}", "1".repeat(MAX_BODY_BYTES));
+        assert_eq!(code(json_body(&post(&big))), "payload_too_large");
+        assert_eq!(
+            json_body::<PhoneBody>(&post("{\"phone\":\"+7\",\"extra\":1}"))
+                .unwrap()
+                .phone,
+            "+7"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_leniently_but_required() {
+        let with = |value: &str| {
+            let mut request = post("");
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, value.parse().unwrap());
+            request
+        };
+        assert_eq!(bearer_token(&with("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer_token(&with("bearer  abc ")).unwrap(), "abc");
+        for bad in ["Basic abc", "Bearer", "Bearer   ", "abc"] {
+            assert!(
+                matches!(bearer_token(&with(bad)), Err(ApiError::MissingToken)),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            bearer_token(&post("")),
+            Err(ApiError::MissingToken)
+        ));
+    }
+
+    #[test]
+    fn wrong_method_names_the_right_one() {
+        let err = require_method(&post(""), &Method::GET).unwrap_err();
+        assert!(matches!(err, ApiError::MethodNotAllowed { allow: "GET" }));
+        assert!(require_method(&post(""), &Method::POST).is_ok());
+    }
+}

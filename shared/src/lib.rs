@@ -1,0 +1,20 @@
+//! Phone sign-in and referrals, shared by every Lambda function of the service.
+//!
+//! * Domain, no AWS types: [`phone`], [`otp`], [`invite`], [`referral`], [`token`].
+//! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
+//! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
+//!   [`endpoints`] has one module per function.
+//! * [`config`] is the one configuration loader.
+
+pub mod adapters;
+pub mod config;
+pub mod endpoints;
+pub mod error;
+pub mod http;
+pub mod invite;
+pub mod otp;
+pub mod phone;
+pub mod referral;
+pub mod sms;
+pub mod store;
+pub mod token;

@@ -1,0 +1,140 @@
+//! Phone numbers: every spelling a person types becomes one canonical E.164 string,
+//! so "8 (900) 123-45-67", "79001234567" and "+7 900 123 45 67" are the same user.
+
+use std::fmt;
+
+use phonenumber::{Mode, country};
+use serde::{Deserialize, Serialize};
+
+/// How numbers typed without a leading `+` are read, and which countries may sign in.
+#[derive(Debug, Clone)]
+pub struct PhonePolicy {
+    /// Region used for numbers typed without a country code (e.g. `RU` reads
+    /// `8 900 123-45-67` and `79001234567` as `+79001234567`).
+    pub default_region: country::Id,
+    /// Empty means every country. Limiting it is the usual defence against SMS pumping.
+    pub allowed_regions: Vec<country::Id>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("phone must be a valid mobile or fixed-line number, e.g. +79001234567")]
+    Invalid,
+    #[error("phone numbers from this country are not accepted")]
+    RegionNotAllowed,
+}
+
+/// A validated phone number in E.164 form (`+79001234567`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(input: &str, policy: &PhonePolicy) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        // Digits and the usual separators only: libphonenumber would otherwise
+        // read letters as keypad digits ("1-800-FLOWERS").
+        let allowed = |c: char| c.is_ascii_digit() || " +-().".contains(c);
+        if trimmed.is_empty() || trimmed.len() > 32 || !trimmed.chars().all(allowed) {
+            return Err(PhoneError::Invalid);
+        }
+        let number = phonenumber::parse(Some(policy.default_region), trimmed)
+            .map_err(|_| PhoneError::Invalid)?;
+        if !phonenumber::is_valid(&number) {
+            return Err(PhoneError::Invalid);
+        }
+        if !policy.allowed_regions.is_empty() {
+            let region = number.country().id().ok_or(PhoneError::RegionNotAllowed)?;
+            if !policy.allowed_regions.contains(&region) {
+                return Err(PhoneError::RegionNotAllowed);
+            }
+        }
+        Ok(Phone(number.format().mode(Mode::E164).to_string()))
+    }
+
+    /// Wraps a value that was validated before it was stored or signed.
+    pub fn from_trusted(e164: String) -> Self {
+        Phone(e164)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ru() -> PhonePolicy {
+        PhonePolicy {
+            default_region: country::Id::RU,
+            allowed_regions: vec![],
+        }
+    }
+
+    #[test]
+    fn human_spellings_of_one_number_are_one_phone() {
+        for input in [
+            "79001234567",
+            "+79001234567",
+            "89001234567",
+            "+7 (900) 123-45-67",
+            "8 900 123 45 67",
+            " +7-900-123-45-67 ",
+        ] {
+            assert_eq!(
+                Phone::parse(input, &ru()).unwrap().as_str(),
+                "+79001234567",
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_numbers_keep_their_country() {
+        let phone = Phone::parse("+44 7911 123456", &ru()).unwrap();
+        assert_eq!(phone.as_str(), "+447911123456");
+    }
+
+    #[test]
+    fn garbage_and_impossible_numbers_are_rejected() {
+        for input in [
+            "",
+            "   ",
+            "abc",
+            "123",
+            "+7900",
+            "+790012345678901",
+            "7900123456a",
+            "+7900CALLNOW",
+            "+7 900 123 45 67 ext 1",
+            &"9".repeat(40),
+        ] {
+            assert_eq!(
+                Phone::parse(input, &ru()),
+                Err(PhoneError::Invalid),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_regions_limit_who_can_sign_in() {
+        let policy = PhonePolicy {
+            allowed_regions: vec![country::Id::RU],
+            ..ru()
+        };
+        assert!(Phone::parse("+79001234567", &policy).is_ok());
+        assert_eq!(
+            Phone::parse("+447911123456", &policy),
+            Err(PhoneError::RegionNotAllowed)
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The referral rule: a user may name one referrer, never themselves, and never
+//! close a circle of any length.
+//!
+//! Links never change once set, so the chain above a referrer can only grow at
+//! its top. Walking the chain to its top and then writing "my referrer is X"
+//! on the condition that the top still has no referrer is enough to keep the
+//! graph a forest even when writes race (see `UserStore::set_referrer`).
+
+use crate::phone::Phone;
+
+/// Where a walk up the referrer chain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainEnd {
+    /// The chain reaches the user who wants to join it: joining would close a circle.
+    Cycle,
+    /// The chain's top: the one user in it without a referrer.
+    Top(Phone),
+}
+
+/// Longest chain we will walk; longer ones are treated as a storage error
+/// rather than looping forever on corrupted data.
+pub const MAX_CHAIN_DEPTH: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WalkError<E> {
+    #[error("referrer chain is longer than {MAX_CHAIN_DEPTH}")]
+    TooDeep,
+    #[error(transparent)]
+    Lookup(E),
+}
+
+/// Walks from `referrer` up through each user's referrer until the top, or
+/// until it meets `me`. `referrer_of` looks up one link.
+pub async fn walk_to_top<E, F, Fut>(
+    me: &Phone,
+    referrer: &Phone,
+    mut referrer_of: F,
+) -> Result<ChainEnd, WalkError<E>>
+where
+    F: FnMut(Phone) -> Fut,
+    Fut: Future<Output = Result<Option<Phone>, E>>,
+{
+    let mut current = referrer.clone();
+    for _ in 0..MAX_CHAIN_DEPTH {
+        if &current == me {
+            return Ok(ChainEnd::Cycle);
+        }
+        match referrer_of(current.clone())
+            .await
+            .map_err(WalkError::Lookup)?
+        {
+            Some(next) => current = next,
+            None => return Ok(ChainEnd::Top(current)),
+        }
+    }
+    Err(WalkError::TooDeep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn p(s: &str) -> Phone {
+        Phone::from_trusted(s.to_string())
+    }
+
+    async fn walk(links: &[(&str, &str)], me: &str, referrer: &str) -> ChainEnd {
+        let links: HashMap<Phone, Phone> = links.iter().map(|(a, b)| (p(a), p(b))).collect();
+        walk_to_top(&p(me), &p(referrer), |user| {
+            std::future::ready(Ok::<_, ()>(links.get(&user).cloned()))
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn referrer_without_referrer_is_the_top() {
+        assert_eq!(walk(&[], "A", "B").await, ChainEnd::Top(p("B")));
+    }
+
+    #[tokio::test]
+    async fn two_user_circle_is_refused() {
+        // B was referred by A; A now enters B's code.
+        assert_eq!(walk(&[("B", "A")], "A", "B").await, ChainEnd::Cycle);
+    }
+
+    #[tokio::test]
+    async fn long_circle_is_refused() {
+        // B's referrer is A and C's is B; A entering C's code would close A → C → B → A.
+        let links = [("B", "A"), ("C", "B")];
+        assert_eq!(walk(&links, "A", "C").await, ChainEnd::Cycle);
+        let chain: Vec<(String, String)> = (1..50)
+            .map(|i| (format!("U{i}"), format!("U{}", i - 1)))
+            .collect();
+        let chain: Vec<(&str, &str)> = chain
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(walk(&chain, "U0", "U49").await, ChainEnd::Cycle);
+    }
+
+    #[tokio::test]
+    async fn joining_a_foreign_chain_finds_its_top() {
+        let links = [("B", "A"), ("C", "B")];
+        assert_eq!(walk(&links, "D", "C").await, ChainEnd::Top(p("A")));
+    }
+
+    #[tokio::test]
+    async fn referring_yourself_is_a_cycle() {
+        assert_eq!(walk(&[], "A", "A").await, ChainEnd::Cycle);
+    }
+
+    #[tokio::test]
+    async fn corrupted_loop_in_storage_stops() {
+        let links: HashMap<Phone, Phone> = [(p("X"), p("Y")), (p("Y"), p("X"))].into();
+        let result = walk_to_top(&p("A"), &p("X"), |u| {
+            std::future::ready(Ok::<_, ()>(links.get(&u).cloned()))
+        })
+        .await;
+        assert_eq!(result, Err(WalkError::TooDeep));
+    }
+
+    #[tokio::test]
+    async fn lookup_errors_surface() {
+        let result = walk_to_top(&p("A"), &p("B"), |_| {
+            std::future::ready(Err::<Option<Phone>, _>("down"))
+        })
+        .await;
+        assert_eq!(result, Err(WalkError::Lookup("down")));
+    }
+}

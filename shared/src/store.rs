@@ -1,0 +1,119 @@
+//! What the endpoints need from storage, in domain terms. The DynamoDB adapter
+//! (`adapters::dynamo`) is the implementation; nothing here knows about AWS.
+
+use std::future::Future;
+
+use crate::invite::InviteCode;
+use crate::otp::PendingCode;
+use crate::phone::Phone;
+
+/// Storage could not answer (network, throttling, service error). Maps to 503.
+#[derive(Debug, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct StoreError(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub phone: Phone,
+    pub invite_code: InviteCode,
+    pub referrer: Option<Referrer>,
+    pub created_at: u64,
+}
+
+/// Who referred a user, fixed once set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub phone: Phone,
+    pub invite_code: InviteCode,
+}
+
+/// Result of counting one check against a pending code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt was counted; the code may now be compared.
+    Counted(PendingCode),
+    /// No code is pending for this phone (never sent, or already used).
+    NoCode,
+    Expired,
+    /// The attempt limit was reached before this attempt.
+    Exhausted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewUser {
+    Created(User),
+    /// Someone created this phone's user first (a parallel sign-in).
+    PhoneTaken,
+    /// The generated invite code is already someone's; try another.
+    InviteCodeTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferrerWrite {
+    Set,
+    /// The user already has a referrer (with this invite code).
+    AlreadySet(InviteCode),
+    /// The top of the chain gained a referrer meanwhile: walk it again.
+    ChainMoved,
+}
+
+pub trait OtpStore: Send + Sync {
+    /// Stores `code`, replacing an older one, unless the pending code for this
+    /// phone was created after `cooldown_edge`; then returns that pending code.
+    fn put_unless_recent(
+        &self,
+        code: &PendingCode,
+        cooldown_edge: u64,
+    ) -> impl Future<Output = Result<Option<PendingCode>, StoreError>> + Send;
+
+    /// Counts one check atomically, refusing it once `max_attempts` were made,
+    /// before anyone compares the code: parallel guesses cannot exceed the limit.
+    fn count_attempt(
+        &self,
+        phone: &Phone,
+        max_attempts: u32,
+        now: u64,
+    ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
+
+    /// Deletes the pending code if it is still the one with `code_hash`;
+    /// false if it was already used or replaced. Used to consume a code once.
+    fn delete_if_current(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+pub trait UserStore: Send + Sync {
+    fn get(&self, phone: &Phone) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+
+    /// Creates the user and claims the invite code in one atomic write.
+    fn create(&self, user: &User) -> impl Future<Output = Result<NewUser, StoreError>> + Send;
+
+    fn owner_of(
+        &self,
+        code: &InviteCode,
+    ) -> impl Future<Output = Result<Option<Phone>, StoreError>> + Send;
+
+    /// One link of the referrer chain, read consistently.
+    fn referrer_of(
+        &self,
+        phone: &Phone,
+    ) -> impl Future<Output = Result<Option<Phone>, StoreError>> + Send;
+
+    /// Phones of everyone who entered `phone`'s invite code, oldest first.
+    fn referrals_of(
+        &self,
+        phone: &Phone,
+    ) -> impl Future<Output = Result<Vec<Phone>, StoreError>> + Send;
+
+    /// Sets `phone`'s referrer if it has none, on condition that `chain_top`
+    /// still has no referrer of its own.
+    fn set_referrer(
+        &self,
+        phone: &Phone,
+        referrer: &Referrer,
+        chain_top: &Phone,
+        now: u64,
+    ) -> impl Future<Output = Result<ReferrerWrite, StoreError>> + Send;
+}
