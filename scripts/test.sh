@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make test: every check and test, against real local peers —
+# DynamoDB Local (fresh tables for this run), moto's SNS server, and the
+# function binaries served by `cargo lambda watch` for the end-to-end tests.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+"$ROOT/scripts/setup.sh"
+trap stop_background EXIT INT TERM
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (default and dev-mode features)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+DYNAMODB_PORT=$(free_port)
+MOTO_PORT=$(free_port)
+say "DynamoDB Local on :$DYNAMODB_PORT, moto (SNS) on :$MOTO_PORT"
+start_dynamodb "$DYNAMODB_PORT"
+start_moto "$MOTO_PORT"
+export_local_aws "$DYNAMODB_PORT"
+create_tables "$DYNAMODB_PORT" "test-$(date +%s)-$$"
+export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+
+say "unit, storage, handler and SMS tests"
+cargo test --workspace --all-features
+
+say "end-to-end: the function binaries under cargo lambda watch (8 instances each)"
+ensure_local_secrets
+API_PORT=$(free_port)
+cargo build --workspace --features phone_auth/dev-mode
+SMS_PROVIDER=log start_background "$STATE/watch-$API_PORT.log" \
+  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" \
+  --concurrency 8 --features phone_auth/dev-mode --ignore-changes
+wait_for_http "http://127.0.0.1:$API_PORT/" 120 "$STATE/watch-$API_PORT.log"
+E2E_BASE_URL="http://127.0.0.1:$API_PORT" cargo test -p phone_auth --all-features --test e2e -- --ignored
