@@ -1,0 +1,598 @@
+//! Each endpoint's HTTP behaviour against DynamoDB Local: the seed-000
+//! contract, every refusal as a 4xx JSON error, storage failures as 503.
+
+mod support;
+
+use lambda_http::http::Method;
+use phone_auth::adapters::dynamo::OtpTable;
+use phone_auth::adapters::sms::{AnySms, SmsAero};
+use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
+use phone_auth::otp::{CodeHasher, PendingCode};
+use phone_auth::phone::Phone;
+use phone_auth::store::OtpStore;
+use phone_auth::token::TokenKind;
+use serde_json::{Value, json};
+use support::*;
+
+async fn get_code(phone: &str) -> (u16, Value) {
+    call(
+        &endpoint::<GetCode>(&[]).await,
+        post(json!({ "phone": phone })),
+    )
+    .await
+}
+
+async fn send_code(phone: &str, code: &str) -> (u16, Value) {
+    call(
+        &endpoint::<SendCode>(&[]).await,
+        post(json!({ "phone": phone, "password": code })),
+    )
+    .await
+}
+
+/// Signs a new user in through the two endpoints; returns (phone, access, refresh).
+async fn sign_up() -> (String, String, String) {
+    let phone = unique_phone();
+    let (status, body) = get_code(&phone).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, tokens) = send_code(&phone, body["sms_code"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{tokens}");
+    (
+        phone,
+        tokens["access"].as_str().unwrap().into(),
+        tokens["refresh"].as_str().unwrap().into(),
+    )
+}
+
+async fn profile(access: &str) -> (u16, Value) {
+    call(
+        &endpoint::<Retrieve>(&[]).await,
+        request(Method::GET, "", Some(access)),
+    )
+    .await
+}
+
+async fn set_referrer(access: &str, code: &str) -> (u16, Value) {
+    let body = json!({ "invite_code": code }).to_string();
+    call(
+        &endpoint::<SetReferrer>(&[]).await,
+        request(Method::POST, &body, Some(access)),
+    )
+    .await
+}
+
+fn invite_code(profile: &Value) -> String {
+    profile["invite_code"].as_str().unwrap().to_string()
+}
+
+// ------------------------------------------------------------------ get_code
+
+#[tokio::test]
+async fn get_code_answers_with_the_normalized_phone() {
+    let phone = unique_phone();
+    let spelled = format!(
+        "8 ({}) {}-{}-{}",
+        &phone[2..5],
+        &phone[5..8],
+        &phone[8..10],
+        &phone[10..]
+    );
+    let (status, body) = get_code(&spelled).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["phone"], phone.as_str());
+    assert!(
+        body["sms_code"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+    );
+}
+
+#[tokio::test]
+async fn the_code_is_stored_only_as_a_keyed_hash() {
+    let phone = unique_phone();
+    let (_, body) = get_code(&phone).await;
+    let code = body["sms_code"].as_str().unwrap();
+    let item = dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key(
+            "phone",
+            aws_sdk_dynamodb::types::AttributeValue::S(phone.clone()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for (name, value) in &item {
+        assert!(
+            !format!("{value:?}").contains(&format!("\"{code}\"")),
+            "{name} holds the code in clear"
+        );
+    }
+    assert_eq!(
+        item["code_hash"].as_s().unwrap().len(),
+        44,
+        "base64 of a 32-byte HMAC-SHA256"
+    );
+    let expires = item["expires_at"].as_n().unwrap().parse::<u64>().unwrap();
+    assert!((now() + 295..=now() + 300).contains(&expires));
+}
+
+#[tokio::test]
+async fn a_second_code_within_a_minute_is_throttled_with_retry_after() {
+    let phone = unique_phone();
+    assert_eq!(get_code(&phone).await.0, 200);
+    let response = phone_auth::endpoints::serve(
+        &endpoint::<GetCode>(&[]).await,
+        post(json!({ "phone": phone })),
+    )
+    .await;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55..=60).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn a_failed_sms_does_not_start_the_cooldown() {
+    let sms_provider = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&sms_provider)
+        .await;
+    let config = config(&[]);
+    let failing = GetCode {
+        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
+        sms: AnySms::SmsAero(SmsAero::new(
+            sms_provider.uri(),
+            "me@example.com".into(),
+            "key".into(),
+            "Sign".into(),
+        )),
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    };
+    let phone = unique_phone();
+    let (status, body) = call(&failing, post(json!({ "phone": phone }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable"))
+    );
+    assert_eq!(sms_provider.received_requests().await.unwrap().len(), 1);
+    // Nothing pending, nothing throttled: the user can ask again at once.
+    assert_eq!(send_code(&phone, "1234").await.1["code"], "code_invalid");
+    assert_eq!(get_code(&phone).await.0, 200);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_4xx_naming_the_problem() {
+    let get_code = endpoint::<GetCode>(&[]).await;
+    let cases: Vec<(lambda_http::Request, u16, &str)> = vec![
+        (
+            request(Method::POST, "{\"phone\": ", None),
+            400,
+            "invalid_json",
+        ),
+        (request(Method::POST, "", None), 400, "invalid_json"),
+        (request(Method::POST, "[]", None), 400, "invalid_request"),
+        (post(json!({})), 400, "invalid_request"),
+        (
+            post(json!({ "phone": 79001234567u64 })),
+            400,
+            "invalid_request",
+        ),
+        (post(json!({ "phone": null })), 400, "invalid_request"),
+        (
+            post(json!({ "phone": "not a phone" })),
+            400,
+            "invalid_phone",
+        ),
+        (post(json!({ "phone": "+7900" })), 400, "invalid_phone"),
+        (
+            post(json!({ "phone": "x".repeat(5000) })),
+            413,
+            "payload_too_large",
+        ),
+        (request(Method::GET, "", None), 405, "method_not_allowed"),
+        (
+            request(Method::PUT, "{\"phone\": \"+79001234567\"}", None),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got_status, body) = call(&get_code, request).await;
+        assert_eq!(
+            (got_status, body["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
+    let restricted = endpoint::<GetCode>(&[("PHONE_ALLOWED_REGIONS", "RU,KZ")]).await;
+    let (status, body) = call(&restricted, post(json!({ "phone": "+447911123456" }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("phone_region_not_allowed"))
+    );
+}
+
+// ------------------------------------------------------------------ send_code
+
+#[tokio::test]
+async fn first_sign_in_creates_the_user_and_later_ones_find_it() {
+    let (phone, access, _) = sign_up().await;
+    let (status, first) = profile(&access).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["phone"], phone.as_str());
+    let code = invite_code(&first);
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{code}"
+    );
+
+    // The same person, typed another way, after the cooldown: the same user.
+    let otps = OtpTable::new(dynamo().await, env("OTPS_TABLE"));
+    let config = config(&[]);
+    let hasher = CodeHasher::new(&config.otp_hmac_key().unwrap());
+    let p = Phone::from_trusted(phone.clone());
+    let pending = PendingCode::new(
+        p.clone(),
+        hasher.hash(&p, "4321"),
+        now(),
+        &config.otp_policy().unwrap(),
+    );
+    assert_eq!(otps.put_unless_recent(&pending, now()).await.unwrap(), None);
+    let (status, tokens) = send_code(&phone[1..], "4321").await;
+    assert_eq!(status, 200, "{tokens}");
+    let (_, again) = profile(tokens["access"].as_str().unwrap()).await;
+    assert_eq!(again, first);
+}
+
+#[tokio::test]
+async fn a_code_is_single_use() {
+    let phone = unique_phone();
+    let code = get_code(&phone).await.1["sms_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(send_code(&phone, &code).await.0, 200);
+    assert_eq!(
+        send_code(&phone, &code).await,
+        (
+            400,
+            json!({"code": "code_invalid", "message": "the code is wrong or was already used; request a new one"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn three_wrong_codes_burn_the_code() {
+    let phone = unique_phone();
+    let code = get_code(&phone).await.1["sms_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    for _ in 0..3 {
+        assert_eq!(send_code(&phone, wrong).await.1["code"], "code_invalid");
+    }
+    let (status, body) = send_code(&phone, &code).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let phone = unique_phone();
+    let p = Phone::from_trusted(phone.clone());
+    let config = config(&[]);
+    let hasher = CodeHasher::new(&config.otp_hmac_key().unwrap());
+    let stale = PendingCode::new(
+        p.clone(),
+        hasher.hash(&p, "1234"),
+        now() - 301,
+        &config.otp_policy().unwrap(),
+    );
+    OtpTable::new(dynamo().await, env("OTPS_TABLE"))
+        .put_unless_recent(&stale, now())
+        .await
+        .unwrap();
+    assert_eq!(send_code(&phone, "1234").await.1["code"], "code_expired");
+}
+
+#[tokio::test]
+async fn malformed_codes_cost_no_attempt() {
+    let phone = unique_phone();
+    let code = get_code(&phone).await.1["sms_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for bad in ["", "12", "12345", "abcd"] {
+        assert_eq!(
+            send_code(&phone, bad).await.1["code"],
+            "invalid_code_format",
+            "{bad:?}"
+        );
+    }
+    let send = endpoint::<SendCode>(&[]).await;
+    let (status, body) = call(&send, post(json!({ "phone": phone }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = call(&send, post(json!({ "phone": phone, "password": 1234 }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // seed-004 clients send `sms_code`; still the first real attempt.
+    let (status, _) = call(&send, post(json!({ "phone": phone, "sms_code": code }))).await;
+    assert_eq!(status, 200);
+}
+
+// ------------------------------------------------------------------ tokens
+
+#[tokio::test]
+async fn refresh_gives_a_new_access_token_and_only_for_refresh_tokens() {
+    let (phone, access, refresh) = sign_up().await;
+    let endpoint = endpoint::<Refresh>(&[]).await;
+    let (status, body) = call(&endpoint, post(json!({ "refresh": refresh }))).await;
+    assert_eq!(status, 200);
+    let new_access = body["access"].as_str().unwrap();
+    assert_eq!(profile(new_access).await.1["phone"], phone.as_str());
+
+    let (status, body) = call(&endpoint, post(json!({ "refresh": access }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("wrong_token_type"))
+    );
+    let expired = signer().issue(
+        &Phone::from_trusted(phone),
+        TokenKind::Refresh,
+        now() - 31 * 24 * 3600,
+    );
+    let (status, body) = call(&endpoint, post(json!({ "refresh": expired }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_expired"))
+    );
+    let (status, body) = call(&endpoint, post(json!({ "refresh": "x.y.z" }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+}
+
+#[tokio::test]
+async fn the_profile_needs_a_genuine_access_token() {
+    let (_, access, refresh) = sign_up().await;
+    let retrieve = endpoint::<Retrieve>(&[]).await;
+    let (status, body) = call(&retrieve, request(Method::GET, "", None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
+    assert_eq!(profile(&refresh).await.1["code"], "wrong_token_type");
+    let mut tampered = access.clone();
+    tampered.replace_range(tampered.len() - 4.., "AAAA");
+    assert_eq!(profile(&tampered).await.1["code"], "invalid_token");
+    let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", access.split('.').nth(1).unwrap());
+    assert_eq!(profile(&unsigned).await.1["code"], "invalid_token");
+    let (status, body) = call(&retrieve, request(Method::POST, "", Some(&access))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}
+
+// ------------------------------------------------------------------ referrals
+
+#[tokio::test]
+async fn the_profile_shows_referrer_and_referrals() {
+    let (inviter_phone, inviter, _) = sign_up().await;
+    let inviter_code = invite_code(&profile(&inviter).await.1);
+    let (first_phone, first, _) = sign_up().await;
+    let (second_phone, second, _) = sign_up().await;
+
+    let expected = format!("You have become referral of user with invite code {inviter_code}");
+    assert_eq!(
+        set_referrer(&first, &inviter_code).await,
+        (200, json!({ "message": expected }))
+    );
+    assert_eq!(
+        set_referrer(&second, &format!(" {inviter_code} ")).await.0,
+        200
+    );
+
+    let (_, me) = profile(&first).await;
+    assert_eq!(me["invited_by_phone"], inviter_phone.as_str());
+    assert_eq!(me["invite_code_referer"], inviter_code.as_str());
+    assert_eq!(me["referrals"], json!([]));
+    let (_, top) = profile(&inviter).await;
+    // Ordered by the second they joined; both may share one here, so compare as a set.
+    let mut referrals: Vec<String> = serde_json::from_value(top["referrals"].clone()).unwrap();
+    referrals.sort();
+    let mut expected = vec![first_phone, second_phone];
+    expected.sort();
+    assert_eq!(referrals, expected);
+    assert_eq!(top["invited_by_phone"], Value::Null);
+    assert_eq!(top["invite_code_referer"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_referrer_is_entered_once() {
+    let (_, a, _) = sign_up().await;
+    let (_, b, _) = sign_up().await;
+    let (_, c, _) = sign_up().await;
+    let (a_code, b_code) = (
+        invite_code(&profile(&a).await.1),
+        invite_code(&profile(&b).await.1),
+    );
+    assert_eq!(set_referrer(&c, &a_code).await.0, 200);
+    let message = format!("You have already been referral of user with invite code {a_code}");
+    assert_eq!(
+        set_referrer(&c, &b_code).await,
+        (
+            409,
+            json!({ "code": "already_referred", "message": message })
+        )
+    );
+    assert_eq!(set_referrer(&c, &a_code).await.0, 409);
+}
+
+#[tokio::test]
+async fn own_unknown_and_malformed_codes_are_refused() {
+    let (_, a, _) = sign_up().await;
+    let own = invite_code(&profile(&a).await.1);
+    assert_eq!(
+        set_referrer(&a, &own).await,
+        (
+            400,
+            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code" })
+        )
+    );
+    let (status, body) = set_referrer(&a, "000000").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("invite_code_not_found"))
+    );
+    for bad in ["", "abc", "abcdefg", "ab cd!"] {
+        assert_eq!(
+            set_referrer(&a, bad).await.1["code"],
+            "invalid_invite_code_format",
+            "{bad:?}"
+        );
+    }
+    let endpoint = endpoint::<SetReferrer>(&[]).await;
+    let (status, body) = call(
+        &endpoint,
+        request(Method::POST, "{\"invite_code\": 5}", Some(&a)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, _) = call(
+        &endpoint,
+        request(Method::POST, "{\"invite_code\": \"000000\"}", None),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // None of that set anything.
+    assert_eq!(profile(&a).await.1["invited_by_phone"], Value::Null);
+}
+
+#[tokio::test]
+async fn referrals_never_form_a_circle() {
+    let (_, a, _) = sign_up().await;
+    let (_, b, _) = sign_up().await;
+    let (_, c, _) = sign_up().await;
+    let code = |token: &str| {
+        let token = token.to_string();
+        async move { invite_code(&profile(&token).await.1) }
+    };
+    let (a_code, b_code, c_code) = (code(&a).await, code(&b).await, code(&c).await);
+    // B → A (B entered A's code), then A → B would close A → B → A.
+    assert_eq!(set_referrer(&b, &a_code).await.0, 200);
+    let (status, body) = set_referrer(&a, &b_code).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("referral_cycle"))
+    );
+    // C → B → A, then A → C would close a circle of three.
+    assert_eq!(set_referrer(&c, &b_code).await.0, 200);
+    assert_eq!(set_referrer(&a, &c_code).await.1["code"], "referral_cycle");
+    assert_eq!(profile(&a).await.1["invited_by_phone"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_token_for_a_user_that_does_not_exist_gets_404() {
+    let ghost = access_token(&unique_phone());
+    assert_eq!(profile(&ghost).await.1["code"], "user_not_found");
+    let (_, a, _) = sign_up().await;
+    let code = invite_code(&profile(&a).await.1);
+    assert_eq!(
+        set_referrer(&ghost, &code).await.1["code"],
+        "user_not_found"
+    );
+}
+
+// ------------------------------------------------------------------ failures
+
+#[tokio::test]
+async fn storage_failures_are_503_without_details() {
+    let broken = [
+        ("USERS_TABLE", "no-such-users"),
+        ("OTPS_TABLE", "no-such-otps"),
+    ];
+    let (_, access, _) = sign_up().await;
+    let responses = [
+        call(
+            &endpoint::<GetCode>(&broken).await,
+            post(json!({ "phone": unique_phone() })),
+        )
+        .await,
+        call(
+            &endpoint::<SendCode>(&broken).await,
+            post(json!({ "phone": unique_phone(), "password": "1234" })),
+        )
+        .await,
+        call(
+            &endpoint::<Retrieve>(&broken).await,
+            request(Method::GET, "", Some(&access)),
+        )
+        .await,
+        call(
+            &endpoint::<SetReferrer>(&broken).await,
+            request(Method::POST, "{\"invite_code\": \"abcdef\"}", Some(&access)),
+        )
+        .await,
+    ];
+    for (status, body) in responses {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body,
+            json!({ "code": "service_unavailable", "message": "a required service is unavailable; try again shortly" })
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_storage_is_503_too() {
+    // A closed port: every DynamoDB call fails to connect.
+    let unreachable = [("OTPS_TABLE", "t")];
+    let config = config(&unreachable);
+    let aws = phone_auth::endpoints::aws_config()
+        .await
+        .into_builder()
+        .build();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let get_code = GetCode {
+        otps: OtpTable::new(dynamo, "t".into()),
+        sms: AnySms::from_config(&config, &aws).unwrap(),
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    };
+    let (status, body) = call(&get_code, post(json!({ "phone": unique_phone() }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable"))
+    );
+}

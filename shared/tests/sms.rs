@@ -1,0 +1,176 @@
+//! The SMS senders against real protocol peers: moto's SNS server and a local
+//! HTTP server standing in for SMS Aero.
+
+mod support;
+
+use phone_auth::adapters::dynamo::OtpTable;
+use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
+use phone_auth::endpoints::{GetCode, SendCode};
+use phone_auth::otp::CodeHasher;
+use phone_auth::phone::Phone;
+use phone_auth::sms::SmsSender;
+use serde_json::{Value, json};
+use support::*;
+use wiremock::matchers::{basic_auth, body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn sns_client() -> aws_sdk_sns::Client {
+    let aws = aws().await;
+    aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&aws)
+            .endpoint_url(env("MOTO_ENDPOINT"))
+            .build(),
+    )
+}
+
+/// The SMS moto accepted for `phone`, read back from its state API.
+async fn sms_sent_to(phone: &str) -> Vec<String> {
+    let url = format!("{}/moto-api/data.json", env("MOTO_ENDPOINT"));
+    let state: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    state["sns"]["SMS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|sms| sms["phone_number"] == phone)
+        .map(|sms| sms["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn sns_publishes_the_message_to_the_phone() {
+    let phone = unique_phone();
+    let sender = SnsSms::new(sns_client().await, Some("PhoneAuth".into()));
+    sender
+        .send(
+            &Phone::from_trusted(phone.clone()),
+            "1234 is your sign-in code",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sms_sent_to(&phone).await,
+        vec!["1234 is your sign-in code".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn sign_in_through_sns_with_the_code_from_the_sms() {
+    let config = config(&[]);
+    let get_code = GetCode {
+        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
+        sms: AnySms::Sns(SnsSms::new(sns_client().await, None)),
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    };
+    let phone = unique_phone();
+    let (status, body) = call(&get_code, post(json!({ "phone": phone }))).await;
+    // A real sender never reveals the code in the response.
+    assert_eq!((status, body), (200, json!({ "phone": phone })));
+
+    let messages = sms_sent_to(&phone).await;
+    assert_eq!(messages.len(), 1);
+    let code: String = messages[0]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert_eq!(code.len(), 4, "{}", messages[0]);
+    let (status, tokens) = call(
+        &endpoint::<SendCode>(&[]).await,
+        post(json!({ "phone": phone, "password": code })),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["access"].is_string() && tokens["refresh"].is_string());
+}
+
+#[tokio::test]
+async fn sns_failures_are_errors() {
+    let aws = aws().await;
+    let unreachable = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&aws)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let result = SnsSms::new(unreachable, None)
+        .send(&Phone::from_trusted(unique_phone()), "x")
+        .await;
+    assert!(result.is_err());
+}
+
+fn aero(server: &MockServer) -> SmsAero {
+    SmsAero::new(
+        format!("{}/v2", server.uri()),
+        "owner@example.com".into(),
+        "secret-key".into(),
+        "PhoneAuth".into(),
+    )
+}
+
+#[tokio::test]
+async fn sms_aero_gets_an_authenticated_request_with_digits_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/sms/send"))
+        .and(basic_auth("owner@example.com", "secret-key"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            json!({ "number": "79001234567", "text": "1234 is your code", "sign": "PhoneAuth" }),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "success": true, "data": { "id": 1 }, "message": null })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    aero(&server)
+        .send(
+            &Phone::from_trusted("+79001234567".into()),
+            "1234 is your code",
+        )
+        .await
+        .unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn sms_aero_refusals_are_errors() {
+    let phone = Phone::from_trusted("+79001234567".into());
+    for response in [
+        ResponseTemplate::new(401)
+            .set_body_json(json!({ "success": false, "message": "Unauthorized" })),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "success": false, "message": "Insufficient funds" })),
+        ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
+        ResponseTemplate::new(502),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+        assert!(aero(&server).send(&phone, "x").await.is_err());
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_provider_is_chosen_by_configuration() {
+    let aws = aws().await;
+    let smsaero = [
+        ("SMS_PROVIDER", "smsaero"),
+        ("SMSAERO_EMAIL", "a@b.c"),
+        ("SMSAERO_API_KEY", "k"),
+    ];
+    assert!(matches!(
+        AnySms::from_config(&config(&smsaero), &aws),
+        Ok(AnySms::SmsAero(_))
+    ));
+    assert!(matches!(
+        AnySms::from_config(&config(&[("SMS_PROVIDER", "sns")]), &aws),
+        Ok(AnySms::Sns(_))
+    ));
+    // SMS Aero without credentials is a configuration error at init, not at the first SMS.
+    assert!(AnySms::from_config(&config(&[("SMS_PROVIDER", "smsaero")]), &aws).is_err());
+}

@@ -1,0 +1,109 @@
+//! Shared by the integration tests: the local peers started by `make test`
+//! (DynamoDB Local, moto), configuration with per-run keys, unique test data,
+//! and request helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use aws_config::SdkConfig;
+use lambda_http::http::{Method, header};
+use lambda_http::{Body, Request};
+use phone_auth::config::Config;
+use phone_auth::endpoints::{Endpoint, serve};
+use phone_auth::token::{TokenKind, TokenSigner};
+use rand::RngExt;
+use serde_json::Value;
+
+/// A variable exported by scripts/test.sh.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: integration tests need the local peers that `make test` starts")
+    })
+}
+
+/// One key pair and HMAC key for the whole test binary.
+fn secrets() -> &'static (String, String, String) {
+    static SECRETS: OnceLock<(String, String, String)> = OnceLock::new();
+    SECRETS.get_or_init(|| {
+        let (private, public) = phone_auth::token::generate_key_pair();
+        (
+            private,
+            public,
+            format!("test-hmac-key-{:032x}", rand::rng().random::<u128>()),
+        )
+    })
+}
+
+/// Configuration as the functions would read it, from the process environment
+/// (tables, endpoints), per-run secrets, and `overrides`.
+pub fn config(overrides: &[(&str, &str)]) -> Config {
+    let (private, public, hmac) = secrets().clone();
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    vars.insert("TOKEN_PRIVATE_KEY".into(), private);
+    vars.insert("TOKEN_PUBLIC_KEY".into(), public);
+    vars.insert("OTP_HMAC_KEY".into(), hmac);
+    vars.insert("SMS_PROVIDER".into(), "log".into());
+    for (key, value) in overrides {
+        vars.insert(key.to_string(), value.to_string());
+    }
+    Config::from_lookup(move |name| vars.get(name).cloned())
+}
+
+pub async fn aws() -> SdkConfig {
+    env("AWS_ENDPOINT_URL_DYNAMODB");
+    phone_auth::endpoints::aws_config().await
+}
+
+pub async fn endpoint<E: Endpoint>(overrides: &[(&str, &str)]) -> E {
+    E::from_config(&config(overrides), &aws().await).expect("test configuration is complete")
+}
+
+pub async fn dynamo() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&aws().await)
+}
+
+pub fn signer() -> TokenSigner {
+    config(&[]).token_signer().unwrap()
+}
+
+pub fn now() -> u64 {
+    phone_auth::http::now()
+}
+
+/// A random valid Russian mobile number, so tests sharing the run's tables never collide.
+pub fn unique_phone() -> String {
+    format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32))
+}
+
+pub fn access_token(phone: &str) -> String {
+    signer().issue(
+        &phone_auth::phone::Phone::from_trusted(phone.into()),
+        TokenKind::Access,
+        now(),
+    )
+}
+
+pub fn request(method: Method, body: &str, bearer: Option<&str>) -> Request {
+    let mut request = Request::new(Body::from(body));
+    *request.method_mut() = method;
+    if let Some(token) = bearer {
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    request
+}
+
+pub fn post(body: Value) -> Request {
+    request(Method::POST, &body.to_string(), None)
+}
+
+/// Serves `request` and returns status and JSON body (every response of this API is JSON).
+pub async fn call<E: Endpoint>(endpoint: &E, request: Request) -> (u16, Value) {
+    let response = serve(endpoint, request).await;
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
+    (response.status().as_u16(), body)
+}
