@@ -27,8 +27,11 @@ pub enum SmsProvider {
     Log,
 }
 
+/// Where variables come from: the process environment, or a map in tests.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Config {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl Config {

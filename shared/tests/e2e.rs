@@ -1,0 +1,428 @@
+//! End to end over HTTP through the real function binaries, served by
+//! `cargo lambda watch` with 8 instances per function (scripts/test.sh starts
+//! it and sets E2E_BASE_URL). Covers the seed-000 contract and the rules that
+//! only show under concurrency.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new() -> Self {
+        let base = std::env::var("E2E_BASE_URL").expect("E2E_BASE_URL is set by scripts/test.sh");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Api { http, base }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "status {status}"
+        );
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    async fn profile(&self, access: &str) -> Value {
+        let (status, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/users/retrieve/", self.base))
+                    .bearer_auth(access),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn get_code(&self, phone: &str) -> String {
+        let (status, body) = self
+            .post("/users/auth/get_code/", json!({ "phone": phone }), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["sms_code"]
+            .as_str()
+            .expect("dev-mode returns the code")
+            .to_string()
+    }
+
+    /// A new user; returns (phone, access token, invite code).
+    async fn sign_up(&self) -> (String, String, String) {
+        let phone = unique_phone();
+        let code = self.get_code(&phone).await;
+        let (status, tokens) = self
+            .post(
+                "/users/auth/send_code/",
+                json!({ "phone": phone, "password": code }),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        let access = tokens["access"].as_str().unwrap().to_string();
+        let invite = self.profile(&access).await["invite_code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (phone, access, invite)
+    }
+
+    async fn set_referrer(&self, access: &str, code: &str) -> (u16, Value) {
+        self.post(
+            "/users/set_referrer/",
+            json!({ "invite_code": code }),
+            Some(access),
+        )
+        .await
+    }
+}
+
+fn unique_phone() -> String {
+    use rand::RngExt;
+    format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32))
+}
+
+async fn all<T: Send + 'static>(
+    tasks: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let mut set = JoinSet::new();
+    for task in tasks {
+        set.spawn(task);
+    }
+    set.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn the_whole_contract_over_http() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let (status, body) = api
+        .post(
+            "/users/auth/get_code/",
+            json!({ "phone": &phone[1..] }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["phone"], phone.as_str());
+    let code = body["sms_code"].as_str().unwrap();
+
+    let (status, tokens) = api
+        .post(
+            "/users/auth/send_code/",
+            json!({ "phone": phone, "password": code }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        tokens.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["access", "refresh"]
+    );
+    let access = tokens["access"].as_str().unwrap();
+
+    let (status, refreshed) = api
+        .post(
+            "/users/auth/refresh/",
+            json!({ "refresh": tokens["refresh"] }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        refreshed.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["access"]
+    );
+
+    let (inviter_phone, _, inviter_code) = api.sign_up().await;
+    let profile = api.profile(refreshed["access"].as_str().unwrap()).await;
+    assert_eq!(
+        profile.as_object().unwrap().keys().collect::<HashSet<_>>(),
+        [
+            "phone",
+            "invite_code",
+            "invited_by_phone",
+            "invite_code_referer",
+            "referrals"
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<HashSet<_>>()
+        .iter()
+        .collect()
+    );
+    let own_code = profile["invite_code"].as_str().unwrap();
+
+    assert_eq!(
+        api.set_referrer(access, own_code).await,
+        (
+            400,
+            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code" })
+        )
+    );
+    assert_eq!(
+        api.set_referrer(access, &inviter_code).await,
+        (
+            200,
+            json!({ "message": format!("You have become referral of user with invite code {inviter_code}") })
+        )
+    );
+    let (status, body) = api.set_referrer(access, &inviter_code).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body["message"],
+        format!("You have already been referral of user with invite code {inviter_code}")
+    );
+
+    let me = api.profile(access).await;
+    assert_eq!(
+        (
+            me["invited_by_phone"].as_str(),
+            me["invite_code_referer"].as_str()
+        ),
+        (Some(inviter_phone.as_str()), Some(inviter_code.as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn bad_requests_get_json_errors_over_http() {
+    let api = Api::new();
+    let url = |path: &str| format!("{}{path}", api.base);
+    let cases = [
+        (
+            api.http.get(url("/users/auth/get_code/")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            api.http.delete(url("/users/retrieve/")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            api.http
+                .post(url("/users/auth/get_code/"))
+                .body("{\"phone\":"),
+            400,
+            "invalid_json",
+        ),
+        (
+            api.http
+                .post(url("/users/auth/send_code/"))
+                .body("{\"phone\": \"+79001234567\"}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            api.http
+                .post(url("/users/auth/get_code/"))
+                .body(format!("{{\"phone\": \"{}\"}}", "1".repeat(10_000))),
+            413,
+            "payload_too_large",
+        ),
+        (
+            api.http
+                .post(url("/users/auth/refresh/"))
+                .body("{\"refresh\": \"nope\"}"),
+            401,
+            "invalid_token",
+        ),
+        (api.http.get(url("/users/retrieve/")), 401, "missing_token"),
+        (
+            api.http
+                .post(url("/users/set_referrer/"))
+                .bearer_auth("x.y.z")
+                .body("{}"),
+            401,
+            "invalid_token",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = api.send(request).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn thirty_concurrent_sign_ups_get_thirty_distinct_invite_codes() {
+    let api = Api::new();
+    let users = all((0..30).map(|_| {
+        let api = api.clone();
+        async move { api.sign_up().await }
+    }))
+    .await;
+    let codes: HashSet<&str> = users.iter().map(|(_, _, code)| code.as_str()).collect();
+    assert_eq!(codes.len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn concurrent_sign_ins_of_one_phone_make_one_user() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let code = api.get_code(&phone).await;
+    // The same correct code five times at once: it is single use.
+    let results = all((0..5).map(|_| {
+        let (api, phone, code) = (api.clone(), phone.clone(), code.clone());
+        async move {
+            api.post(
+                "/users/auth/send_code/",
+                json!({ "phone": phone, "password": code }),
+                None,
+            )
+            .await
+        }
+    }))
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn one_user_entering_ten_codes_at_once_gets_exactly_one_referrer() {
+    let api = Api::new();
+    let (_, me, _) = api.sign_up().await;
+    let inviters = all((0..10).map(|_| {
+        let api = api.clone();
+        async move { api.sign_up().await }
+    }))
+    .await;
+    let results = all(inviters.iter().map(|(_, _, code)| {
+        let (api, me, code) = (api.clone(), me.clone(), code.clone());
+        async move { (code.clone(), api.set_referrer(&me, &code).await) }
+    }))
+    .await;
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, (status, _))| *status == 200)
+        .map(|(code, _)| code)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, (status, body)) in &results {
+        assert!(
+            *status == 200 || (*status == 409 && body["code"] == "already_referred"),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(
+        api.profile(&me).await["invite_code_referer"].as_str(),
+        Some(winners[0].as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn twenty_parallel_guesses_are_bounded_by_the_attempt_limit() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let code = api.get_code(&phone).await;
+    let wrong: Vec<String> = (0..10_000)
+        .map(|n| format!("{n:04}"))
+        .filter(|guess| *guess != code)
+        .take(20)
+        .collect();
+    let results = all(wrong.into_iter().map(|guess| {
+        let (api, phone) = (api.clone(), phone.clone());
+        async move {
+            api.post(
+                "/users/auth/send_code/",
+                json!({ "phone": phone, "password": guess }),
+                None,
+            )
+            .await
+        }
+    }))
+    .await;
+    let checked = results
+        .iter()
+        .filter(|(_, body)| body["code"] == "code_invalid")
+        .count();
+    let refused = results
+        .iter()
+        .filter(|(status, body)| *status == 429 && body["code"] == "too_many_attempts")
+        .count();
+    assert_eq!((checked, refused), (3, 17), "{results:?}");
+    // The right code is now refused too: the limit is per code, not per guess.
+    let (status, _) = api
+        .post(
+            "/users/auth/send_code/",
+            json!({ "phone": phone, "password": code }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn mutual_referrals_at_the_same_moment_never_both_succeed() {
+    let api = Api::new();
+    for _ in 0..5 {
+        let (_, a, a_code) = api.sign_up().await;
+        let (_, b, b_code) = api.sign_up().await;
+        let (ab, ba) = tokio::join!(api.set_referrer(&a, &b_code), api.set_referrer(&b, &a_code));
+        let outcomes = [&ab, &ba];
+        assert_eq!(
+            outcomes.iter().filter(|(status, _)| *status == 200).count(),
+            1,
+            "{outcomes:?}"
+        );
+        let loser = outcomes.iter().find(|(status, _)| *status != 200).unwrap();
+        assert_eq!(
+            (loser.0, loser.1["code"].as_str()),
+            (409, Some("referral_cycle")),
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_three_user_circle_cannot_be_closed_by_racing() {
+    let api = Api::new();
+    for _ in 0..5 {
+        let (_, a, a_code) = api.sign_up().await;
+        let (_, b, b_code) = api.sign_up().await;
+        let (_, c, c_code) = api.sign_up().await;
+        assert_eq!(api.set_referrer(&b, &a_code).await.0, 200);
+        // C → B → A and A → C at once would close A → C → B → A.
+        let (cb, ac) = tokio::join!(api.set_referrer(&c, &b_code), api.set_referrer(&a, &c_code));
+        let successes = [&cb, &ac]
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .count();
+        assert_eq!(successes, 1, "{cb:?} {ac:?}");
+    }
+}
