@@ -1,0 +1,982 @@
+//! One source of truth for routes, binaries, configuration and permissions:
+//! template.yaml, the local router in Cargo.toml, the function crates,
+//! samconfig.toml, events/ and the code must agree. Pure: reads files and
+//! builds endpoints (which does no network I/O); needs no peer.
+//!
+//! The environment check is done by the code itself: for every function and
+//! for several parameter sets (the defaults, each samconfig environment and
+//! variations), the template's variables are evaluated like CloudFormation
+//! would, secrets are replaced by valid test values, and the function's
+//! endpoint is built from exactly those variables while every variable it
+//! reads is recorded. A variable the code requires but the template does not
+//! set fails the build; a variable the template sets but the code never reads
+//! fails the check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use lambda_http::http::Method;
+use phone_auth::config::{Config, ConfigError};
+use phone_auth::endpoints::{Endpoint, GetCode, Refresh, Retrieve, SendCode, SetReferrer};
+use serde_json::{Map, Value, json};
+
+// ------------------------------------------------------------------ the functions
+
+type Build = fn(&Config, &SdkConfig) -> Result<Method, ConfigError>;
+
+fn build<E: Endpoint>(config: &Config, aws: &SdkConfig) -> Result<Method, ConfigError> {
+    E::from_config(config, aws).map(|_| E::METHOD)
+}
+
+/// Binary name, the endpoint its `main` runs, and how to build that endpoint.
+const FUNCTIONS: [(&str, &str, Build); 5] = [
+    ("get-code", "GetCode", build::<GetCode>),
+    ("send-code", "SendCode", build::<SendCode>),
+    ("refresh", "Refresh", build::<Refresh>),
+    ("retrieve", "Retrieve", build::<Retrieve>),
+    ("set-referrer", "SetReferrer", build::<SetReferrer>),
+];
+
+/// Least privilege, stated once: the DynamoDB actions (on the table or index
+/// the template names, `Table/index/Name`) each function may call, matching
+/// the calls of shared/src/adapters/dynamo.rs that its endpoint makes.
+fn expected_dynamodb_permissions(binary: &str) -> BTreeSet<(String, String)> {
+    let grants: &[(&str, &[&str])] = match binary {
+        "get-code" => &[("OtpsTable", &["PutItem", "DeleteItem"])],
+        "send-code" => &[
+            ("OtpsTable", &["UpdateItem", "DeleteItem"]),
+            // PutItem: the two puts of the TransactWriteItems creating a user.
+            ("UsersTable", &["GetItem", "PutItem"]),
+        ],
+        "refresh" => &[],
+        "retrieve" => &[
+            ("UsersTable", &["GetItem"]),
+            ("UsersTable/index/referrer-index", &["Query"]),
+        ],
+        "set-referrer" => &[
+            // UpdateItem + ConditionCheckItem: the TransactWriteItems setting a referrer.
+            (
+                "UsersTable",
+                &["GetItem", "UpdateItem", "ConditionCheckItem"],
+            ),
+            ("UsersTable/index/invite_code-index", &["Query"]),
+        ],
+        other => panic!("no permissions stated for {other}"),
+    };
+    grants
+        .iter()
+        .flat_map(|(resource, actions)| {
+            actions
+                .iter()
+                .map(|a| (format!("dynamodb:{a}"), resource.to_string()))
+        })
+        .collect()
+}
+
+/// The secret each secret variable must come from (a Secrets Manager dynamic
+/// reference, never a parameter), and a valid stand-in value for the check.
+fn secret_for(variable: &str, reference: &str, keys: &(String, String)) -> Result<String, String> {
+    let (expected, value): (&str, String) = match variable {
+        "TOKEN_PRIVATE_KEY" => ("/token-private-key", keys.0.clone()),
+        "TOKEN_PUBLIC_KEY" => ("/token-public-key", keys.1.clone()),
+        "OTP_HMAC_KEY" => ("<OtpHmacKeySecret>", "k".repeat(64)),
+        "SMSAERO_EMAIL" => ("/smsaero:SecretString:email", "sms@example.com".into()),
+        "SMSAERO_API_KEY" => ("/smsaero:SecretString:api_key", "api-key".into()),
+        _ => return Err(format!("{variable} is not a secret but reads {reference}")),
+    };
+    let id = reference
+        .strip_prefix("{{resolve:secretsmanager:")
+        .and_then(|r| r.strip_suffix("}}"))
+        .ok_or_else(|| {
+            format!("{variable} must be a {{{{resolve:secretsmanager:...}}}} reference, not {reference:?}")
+        })?;
+    if !id.ends_with(expected) {
+        return Err(format!(
+            "{variable} reads secret {id:?}, expected one ending in {expected:?}"
+        ));
+    }
+    Ok(value)
+}
+
+const SECRET_VARIABLES: [&str; 5] = [
+    "TOKEN_PRIVATE_KEY",
+    "TOKEN_PUBLIC_KEY",
+    "OTP_HMAC_KEY",
+    "SMSAERO_EMAIL",
+    "SMSAERO_API_KEY",
+];
+
+// ------------------------------------------------------------------ reading files
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("shared/ is inside the workspace")
+        .to_path_buf()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// CloudFormation YAML as CloudFormation JSON: `!Ref X` → `{"Ref": "X"}`,
+/// `!Sub s` → `{"Fn::Sub": s}`, `!Condition C` → `{"Condition": "C"}`.
+fn to_json(yaml: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n).expect("YAML numbers are JSON numbers"),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s,
+                        other => panic!("non-string key {other:?} in template.yaml"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let key = match name {
+                "Ref" | "Condition" => name.to_string(),
+                _ => format!("Fn::{name}"),
+            };
+            json!({ key: to_json(tagged.value) })
+        }
+    }
+}
+
+fn template() -> Value {
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&read("template.yaml")).expect("template.yaml is YAML");
+    to_json(yaml)
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
+    template["Resources"]
+        .as_object()
+        .expect("template has Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+/// The template's functions by binary: (logical id, resource).
+fn template_functions(template: &Value) -> BTreeMap<String, (String, Value)> {
+    let mut functions = BTreeMap::new();
+    for (id, resource) in resources_of_type(template, "AWS::Serverless::Function") {
+        let metadata = &resource["Metadata"];
+        assert_eq!(
+            metadata["BuildMethod"], "rust-cargolambda",
+            "{id}: every function is built by cargo lambda"
+        );
+        let binary = metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
+        assert_eq!(
+            resource["Properties"]["CodeUri"], ".",
+            "{id}: CodeUri is the workspace root, so sam build sees shared/ too"
+        );
+        let previous = functions.insert(binary.to_string(), (id.to_string(), resource.clone()));
+        assert!(previous.is_none(), "two functions build binary {binary}");
+    }
+    functions
+}
+
+/// (path, method) of the function's one HttpApi event.
+fn template_route(id: &str, function: &Value) -> (String, String) {
+    let events: Vec<&Value> = function["Properties"]["Events"]
+        .as_object()
+        .map(|e| e.values().collect())
+        .unwrap_or_default();
+    assert_eq!(events.len(), 1, "{id}: exactly one event, its HTTP route");
+    let event = events[0];
+    assert_eq!(
+        event["Type"], "HttpApi",
+        "{id}: the event is an HttpApi route"
+    );
+    let properties = &event["Properties"];
+    assert_eq!(
+        properties["ApiId"],
+        json!({"Ref": "HttpApi"}),
+        "{id}: the route belongs to the stack's HttpApi"
+    );
+    assert_eq!(
+        properties["PayloadFormatVersion"], "2.0",
+        "{id}: lambda_http reads payload 2.0"
+    );
+    (
+        properties["Path"].as_str().expect("route path").to_string(),
+        properties["Method"]
+            .as_str()
+            .expect("route method")
+            .to_string(),
+    )
+}
+
+fn cargo_toml(path: &str) -> toml::Table {
+    read(path)
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} is not TOML: {e}"))
+}
+
+/// The `cargo lambda watch` router: path → binary.
+fn local_router() -> BTreeMap<String, String> {
+    let manifest = cargo_toml("Cargo.toml");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("Cargo.toml has [workspace.metadata.lambda.watch.router]");
+    router
+        .iter()
+        .map(|(path, binary)| {
+            let binary = binary
+                .as_str()
+                .unwrap_or_else(|| panic!("router entry {path} names no binary"));
+            (path.clone(), binary.to_string())
+        })
+        .collect()
+}
+
+/// functions/*/Cargo.toml: binary name → path of its main.rs.
+fn function_crates() -> BTreeMap<String, PathBuf> {
+    let mut binaries = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("functions")).expect("functions/ exists") {
+        let dir = entry.expect("readable entry").path();
+        let manifest_path = dir.join("Cargo.toml");
+        if !manifest_path.exists() {
+            continue;
+        }
+        let relative = manifest_path
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let manifest = cargo_toml(&relative);
+        let bins = manifest
+            .get("bin")
+            .and_then(|b| b.as_array())
+            .unwrap_or_else(|| panic!("{relative}: declare the binary with [[bin]]"));
+        assert_eq!(bins.len(), 1, "{relative}: one function, one binary");
+        let name = bins[0]["name"].as_str().expect("[[bin]] name").to_string();
+        let main = bins[0]
+            .get("path")
+            .and_then(|p| p.as_str())
+            .unwrap_or("src/main.rs");
+        binaries.insert(name, dir.join(main));
+    }
+    binaries
+}
+
+// ------------------------------------------------------------------ evaluating the template
+
+/// Just enough of CloudFormation to evaluate environment variables and policies.
+struct Stack<'a> {
+    template: &'a Value,
+    parameters: BTreeMap<String, String>,
+}
+
+impl<'a> Stack<'a> {
+    fn new(template: &'a Value, overrides: &[(&str, &str)]) -> Self {
+        let declared = template["Parameters"]
+            .as_object()
+            .expect("template has Parameters");
+        let mut parameters = BTreeMap::new();
+        for (name, declaration) in declared {
+            let value = match &declaration["Default"] {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Null => String::new(),
+                other => panic!("parameter {name} has default {other}"),
+            };
+            parameters.insert(name.clone(), value);
+        }
+        for (name, value) in overrides {
+            assert!(
+                declared.contains_key(*name),
+                "parameter {name} is set but template.yaml declares no such parameter"
+            );
+            if let Some(allowed) = declared[*name]["AllowedValues"].as_array() {
+                let allowed: Vec<String> = allowed
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect();
+                assert!(
+                    allowed.contains(&value.to_string()),
+                    "{name}={value} is not allowed"
+                );
+            }
+            parameters.insert(name.to_string(), value.to_string());
+        }
+        Stack {
+            template,
+            parameters,
+        }
+    }
+
+    fn is_resource(&self, name: &str) -> bool {
+        self.template["Resources"].get(name).is_some()
+    }
+
+    /// `Ref` and `${...}`: parameter values; resources become `<LogicalId>`
+    /// (their names and ARNs are not known before deploy).
+    fn reference(&self, name: &str) -> Option<String> {
+        if name == "AWS::NoValue" {
+            return None;
+        }
+        if let Some(value) = self.parameters.get(name) {
+            return Some(value.clone());
+        }
+        let (resource, attribute) = name.split_once('.').unwrap_or((name, ""));
+        assert!(
+            self.is_resource(resource) || name.starts_with("AWS::"),
+            "reference to unknown {name}"
+        );
+        Some(if attribute.is_empty() {
+            format!("<{resource}>")
+        } else {
+            assert!(attribute == "Arn", "unexpected attribute {name}");
+            format!("arn:<{resource}>")
+        })
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let definition = &self.template["Conditions"][name];
+        assert!(!definition.is_null(), "unknown condition {name}");
+        self.truth(definition)
+    }
+
+    fn truth(&self, expression: &Value) -> bool {
+        let (function, args) = single_entry(expression);
+        let args_list = || args.as_array().expect("condition arguments are a list");
+        match function {
+            "Condition" => self.condition(args.as_str().expect("condition name")),
+            "Fn::Equals" => {
+                let items = args_list();
+                self.eval(&items[0]) == self.eval(&items[1])
+            }
+            "Fn::Not" => !self.truth(&args_list()[0]),
+            "Fn::And" => args_list().iter().all(|c| self.truth(c)),
+            "Fn::Or" => args_list().iter().any(|c| self.truth(c)),
+            other => panic!("unsupported condition function {other}"),
+        }
+    }
+
+    fn sub(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closed ${") + start;
+            let name = &rest[start + 2..end];
+            out.push_str(&self.reference(name).expect("${} of a real value"));
+            rest = &rest[end + 1..];
+        }
+        out + rest
+    }
+
+    /// The value as CloudFormation would compute it; None where it is removed (AWS::NoValue).
+    fn eval(&self, value: &Value) -> Option<Value> {
+        match value {
+            Value::Object(map) if map.len() == 1 => {
+                let (key, args) = map.iter().next().unwrap();
+                match key.as_str() {
+                    "Ref" => self
+                        .reference(args.as_str().expect("Ref names"))
+                        .map(Value::String),
+                    "Fn::Sub" => Some(Value::String(self.sub(args.as_str().expect("!Sub text")))),
+                    "Fn::GetAtt" => {
+                        let name = match args {
+                            Value::String(s) => s.clone(),
+                            Value::Array(parts) => format!(
+                                "{}.{}",
+                                parts[0].as_str().unwrap(),
+                                parts[1].as_str().unwrap()
+                            ),
+                            other => panic!("GetAtt {other}"),
+                        };
+                        self.reference(&name).map(Value::String)
+                    }
+                    "Fn::If" => {
+                        let items = args.as_array().expect("!If takes a list");
+                        let condition = items[0].as_str().expect("!If names a condition");
+                        self.eval(&items[if self.condition(condition) { 1 } else { 2 }])
+                    }
+                    key if key.starts_with("Fn::") => panic!("unsupported intrinsic {key}"),
+                    _ => Some(self.eval_object(map)),
+                }
+            }
+            Value::Object(map) => Some(self.eval_object(map)),
+            Value::Array(items) => Some(Value::Array(
+                items.iter().filter_map(|i| self.eval(i)).collect(),
+            )),
+            other => Some(other.clone()),
+        }
+    }
+
+    fn eval_object(&self, map: &Map<String, Value>) -> Value {
+        Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| self.eval(v).map(|v| (k.clone(), v)))
+                .collect(),
+        )
+    }
+
+    /// A function's environment: Globals merged with its own variables.
+    fn environment(&self, function: &Value) -> BTreeMap<String, String> {
+        let mut variables = BTreeMap::new();
+        for source in [
+            &self.template["Globals"]["Function"]["Environment"]["Variables"],
+            &function["Properties"]["Environment"]["Variables"],
+        ] {
+            if let Some(Value::Object(evaluated)) = self.eval(source) {
+                for (name, value) in evaluated {
+                    let text = match value {
+                        Value::String(s) => s,
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => panic!("{name} evaluates to {other}"),
+                    };
+                    variables.insert(name, text);
+                }
+            }
+        }
+        variables
+    }
+
+    /// (action, resource) pairs a function's inline policies allow.
+    fn permissions(&self, id: &str, function: &Value) -> BTreeSet<(String, String)> {
+        let mut granted = BTreeSet::new();
+        let policies = self
+            .eval(&function["Properties"]["Policies"])
+            .unwrap_or(Value::Null);
+        for policy in policies.as_array().into_iter().flatten() {
+            let statements = policy["Statement"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id}: only inline Statement policies (no SAM policy templates, no managed policies)"));
+            for statement in statements {
+                assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
+                let actions: Vec<String> = match &statement["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+                    other => panic!("{id}: Action {other}"),
+                };
+                let resource = match (&statement["Resource"], &statement["NotResource"]) {
+                    (Value::String(r), Value::Null) => r
+                        .strip_prefix("arn:<")
+                        .map(|r| r.replacen('>', "", 1))
+                        .unwrap_or_else(|| {
+                            panic!("{id}: {r} is not one of this stack's resources")
+                        }),
+                    (Value::Null, Value::String(r)) => format!("NOT {r}"),
+                    _ => panic!(
+                        "{id}: one Resource or NotResource string per statement: {statement}"
+                    ),
+                };
+                for action in actions {
+                    assert!(!action.contains('*'), "{id}: wildcard action {action}");
+                    granted.insert((action, resource.clone()));
+                }
+            }
+        }
+        granted
+    }
+}
+
+fn single_entry(value: &Value) -> (&str, &Value) {
+    let map = value.as_object().expect("an intrinsic function");
+    assert_eq!(map.len(), 1, "an intrinsic function has one key: {value}");
+    let (k, v) = map.iter().next().unwrap();
+    (k.as_str(), v)
+}
+
+/// `Stage=prod SmsProvider=sns` of each samconfig environment.
+fn samconfig_parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
+    let samconfig = cargo_toml("samconfig.toml");
+    let mut sets = Vec::new();
+    for (environment, commands) in &samconfig {
+        let Some(overrides) = commands
+            .get("deploy")
+            .and_then(|d| d.get("parameters"))
+            .and_then(|p| p.get("parameter_overrides"))
+            .and_then(|o| o.as_str())
+        else {
+            continue;
+        };
+        assert!(
+            !overrides.contains(['"', '\'']),
+            "keep samconfig overrides unquoted: {overrides}"
+        );
+        let pairs = overrides
+            .split_whitespace()
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').expect("Name=Value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        sets.push((format!("samconfig [{environment}]"), pairs));
+    }
+    assert!(
+        sets.len() >= 2,
+        "samconfig.toml has dev and prod deploy parameters"
+    );
+    sets
+}
+
+fn parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
+    let own = |name: &str, pairs: &[(&str, &str)]| {
+        (
+            name.to_string(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    let mut sets = vec![
+        own("defaults", &[]),
+        own(
+            "SMS Aero in prod",
+            &[
+                ("Stage", "prod"),
+                ("SmsProvider", "smsaero"),
+                ("PhoneAllowedRegions", "RU,KZ"),
+            ],
+        ),
+        own(
+            "SNS with a sender ID, CORS and alarm e-mail",
+            &[
+                ("SmsProvider", "sns"),
+                ("SnsSenderId", "PhoneAuth"),
+                ("CorsOrigins", "https://app.example.com"),
+                ("AlarmEmail", "ops@example.com"),
+            ],
+        ),
+    ];
+    sets.extend(samconfig_parameter_sets());
+    sets
+}
+
+fn offline_aws() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .build()
+}
+
+/// Every variable name config.rs reads: `self.required("X")`, `self.get("X")`, ...
+fn variables_in_config_rs() -> BTreeSet<String> {
+    // Without whitespace, so calls split over lines (`self\n    .get(`) match too.
+    let source: String = read("shared/src/config.rs")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut names = BTreeSet::new();
+    for accessor in ["required", "get", "number", "multiline"] {
+        let pattern = format!("self.{accessor}(\"");
+        for (at, _) in source.match_indices(&pattern) {
+            let rest = &source[at + pattern.len()..];
+            names.insert(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    assert!(
+        names.len() >= 10,
+        "config.rs reads its variables through self.required/get/number/multiline"
+    );
+    names
+}
+
+// ------------------------------------------------------------------ the checks
+
+#[test]
+fn template_router_and_crates_agree_on_every_route_and_binary() {
+    let template = template();
+    let functions = template_functions(&template);
+    let router = local_router();
+    let crates = function_crates();
+
+    let template_routes: BTreeMap<String, String> = functions
+        .iter()
+        .map(|(binary, (id, resource))| {
+            let (path, method) = template_route(id, resource);
+            assert_eq!(
+                method, "ANY",
+                "{id}: routes are ANY so a wrong method gets the function's own 405, as locally"
+            );
+            (path, binary.clone())
+        })
+        .collect();
+    assert_eq!(
+        template_routes, router,
+        "template.yaml HttpApi routes (left) and the Cargo.toml watch router (right) differ"
+    );
+
+    let stated: BTreeSet<String> = FUNCTIONS.iter().map(|(b, ..)| b.to_string()).collect();
+    let in_template: BTreeSet<String> = functions.keys().cloned().collect();
+    let in_crates: BTreeSet<String> = crates.keys().cloned().collect();
+    assert_eq!(
+        in_template, in_crates,
+        "template Binary names vs functions/*/Cargo.toml [[bin]]"
+    );
+    assert_eq!(
+        in_template, stated,
+        "template functions vs this test's FUNCTIONS table"
+    );
+
+    for (binary, endpoint, _) in FUNCTIONS {
+        let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
+        assert!(
+            main.contains(&format!("run::<{endpoint}>()")),
+            "functions/{binary}: main should run the {endpoint} endpoint"
+        );
+    }
+
+    // Per-route settings must name real route keys, or they silently apply to nothing.
+    let api = &template["Resources"]["HttpApi"]["Properties"];
+    let route_keys: BTreeSet<String> = template_routes.keys().map(|p| format!("ANY {p}")).collect();
+    let throttled: Vec<&String> = api["RouteSettings"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert!(
+        throttled.contains(&&"ANY /users/auth/get_code/".to_string()),
+        "the SMS-sending route has its own, stricter throttling"
+    );
+    for key in throttled {
+        assert!(
+            route_keys.contains(key),
+            "RouteSettings names {key:?}, which is no route"
+        );
+    }
+    for setting in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+        assert!(
+            !api["DefaultRouteSettings"][setting].is_null(),
+            "default {setting}"
+        );
+    }
+}
+
+#[test]
+fn functions_are_arm64_traced_and_log_to_their_own_group() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    let setting = |resource: &Value, name: &str| -> Value {
+        let own = &resource["Properties"][name];
+        if own.is_null() {
+            globals[name].clone()
+        } else {
+            own.clone()
+        }
+    };
+    for (binary, (id, resource)) in template_functions(&template) {
+        assert_eq!(setting(&resource, "Runtime"), "provided.al2023", "{binary}");
+        assert_eq!(
+            setting(&resource, "Architectures"),
+            json!(["arm64"]),
+            "{binary}"
+        );
+        assert_eq!(setting(&resource, "Handler"), "bootstrap", "{binary}");
+        assert_eq!(setting(&resource, "Tracing"), "Active", "{binary}");
+        assert!(
+            setting(&resource, "MemorySize").is_u64(),
+            "{binary}: MemorySize"
+        );
+        assert!(setting(&resource, "Timeout").is_u64(), "{binary}: Timeout");
+        let group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: LoggingConfig.LogGroup refers to its log group"));
+        let log_group = &template["Resources"][group];
+        assert_eq!(log_group["Type"], "AWS::Logs::LogGroup", "{id}");
+        assert!(
+            !log_group["Properties"]["RetentionInDays"].is_null(),
+            "{group}: logs expire"
+        );
+    }
+}
+
+#[test]
+fn alarms_watch_every_function() {
+    let template = template();
+    let functions: BTreeSet<String> = template_functions(&template)
+        .values()
+        .map(|(id, _)| id.clone())
+        .collect();
+    for alarm in ["FunctionErrorsAlarm", "FunctionThrottlesAlarm"] {
+        let metrics = template["Resources"][alarm]["Properties"]["Metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{alarm} is missing"));
+        let watched: BTreeSet<String> = metrics
+            .iter()
+            .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_array())
+            .flatten()
+            .filter_map(|d| d["Value"]["Ref"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            watched, functions,
+            "{alarm} covers exactly the stack's functions"
+        );
+    }
+    for alarm in ["Api5xxRateAlarm", "ApiThrottlesAlarm"] {
+        assert_eq!(
+            template["Resources"][alarm]["Type"], "AWS::CloudWatch::Alarm",
+            "{alarm}"
+        );
+    }
+}
+
+#[test]
+fn every_function_gets_exactly_the_variables_its_code_reads() {
+    let template = template();
+    let functions = template_functions(&template);
+    let keys = phone_auth::token::generate_key_pair();
+    let aws = offline_aws();
+    let mut read_somewhere = BTreeSet::new();
+    let mut problems = Vec::new();
+
+    for (set_name, overrides) in parameter_sets() {
+        let overrides: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let stack = Stack::new(&template, &overrides);
+        let mut seen: Vec<(String, BTreeMap<String, String>, BTreeSet<String>)> = Vec::new();
+
+        for (binary, _, build) in FUNCTIONS {
+            let (id, resource) = &functions[binary];
+            let env = stack.environment(resource);
+            let context = format!("{set_name}: {id}");
+
+            let mut values = BTreeMap::new();
+            for (name, value) in &env {
+                let is_reference = value.contains("{{resolve:");
+                if SECRET_VARIABLES.contains(&name.as_str()) || is_reference {
+                    match secret_for(name, value, &keys) {
+                        Ok(secret) => values.insert(name.clone(), secret),
+                        Err(e) => {
+                            problems.push(format!("{context}: {e}"));
+                            continue;
+                        }
+                    };
+                } else {
+                    values.insert(name.clone(), value.clone());
+                }
+            }
+
+            let read = Arc::new(Mutex::new(BTreeSet::new()));
+            let recorder = Arc::clone(&read);
+            let config = Config::from_lookup(move |name| {
+                recorder.lock().unwrap().insert(name.to_string());
+                values.get(name).cloned()
+            });
+            if let Err(err) = build(&config, &aws) {
+                problems.push(format!("{context}: the function would not start: {err}"));
+            }
+            let read = read.lock().unwrap().clone();
+            for name in env.keys() {
+                if !read.contains(name) {
+                    problems.push(format!(
+                        "{context}: sets {name}, which the function never reads"
+                    ));
+                }
+            }
+            read_somewhere.extend(read.iter().cloned());
+            seen.push((binary.to_string(), env, read));
+        }
+
+        // A setting two functions both read must be the same for both
+        // (tables, OTP and phone rules, token issuer and audience, keys).
+        for (i, (a, env_a, read_a)) in seen.iter().enumerate() {
+            for (b, env_b, read_b) in &seen[i + 1..] {
+                for name in read_a.intersection(read_b) {
+                    if env_a.get(name) != env_b.get(name) {
+                        problems.push(format!(
+                            "{set_name}: {a} and {b} both read {name} but get {:?} and {:?}",
+                            env_a.get(name),
+                            env_b.get(name)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    let in_code = variables_in_config_rs();
+    let unread: Vec<&String> = in_code.difference(&read_somewhere).collect();
+    if !unread.is_empty() {
+        problems.push(format!(
+            "config.rs reads {unread:?}, but no function does for any parameter set checked here"
+        ));
+    }
+    let unknown: Vec<&String> = read_somewhere.difference(&in_code).collect();
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "functions read {unknown:?}, not found in config.rs by this test"
+        ));
+    }
+    assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn each_function_may_call_only_the_dynamodb_actions_its_code_uses() {
+    let template = template();
+    let functions = template_functions(&template);
+    let mut problems = Vec::new();
+    for (set_name, overrides) in parameter_sets() {
+        let overrides: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let stack = Stack::new(&template, &overrides);
+        for (binary, _, _) in FUNCTIONS {
+            let (id, resource) = &functions[binary];
+            let mut granted = stack.permissions(id, resource);
+            let sms = granted.remove(&("sns:Publish".into(), "NOT arn:aws:sns:*:*:*".into()));
+            let sends_sms = binary == "get-code" && stack.parameters["SmsProvider"] == "sns";
+            if sms != sends_sms {
+                problems.push(format!(
+                    "{set_name}: {id} {} sns:Publish to phone numbers (NotResource arn:aws:sns:*:*:*)",
+                    if sends_sms { "needs" } else { "must not have" }
+                ));
+            }
+            let expected = expected_dynamodb_permissions(binary);
+            if granted != expected {
+                problems.push(format!(
+                    "{set_name}: {id} is granted {granted:?}, the code needs exactly {expected:?}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
+}
+
+/// The table above must cover what the DynamoDB adapter actually calls, and
+/// name the indexes the adapter queries.
+#[test]
+fn the_stated_permissions_cover_the_adapters_calls() {
+    let source = read("shared/src/adapters/dynamo.rs");
+    let lines: Vec<&str> = source.lines().map(str::trim).collect();
+    let mut used = BTreeSet::new();
+    for pair in lines.windows(2) {
+        if pair[0] == ".client" || pair[0].ends_with(".client") {
+            let op = pair[1]
+                .strip_prefix('.')
+                .and_then(|op| op.strip_suffix("()"))
+                .unwrap_or_else(|| panic!("unexpected call after .client: {}", pair[1]));
+            used.insert(match op {
+                "put_item" => "PutItem",
+                "get_item" => "GetItem",
+                "update_item" => "UpdateItem",
+                "delete_item" => "DeleteItem",
+                "query" => "Query",
+                // A transaction is authorized per item, below.
+                "transact_write_items" => continue,
+                other => {
+                    panic!("dynamo.rs calls {other}: add it to the permission table and template")
+                }
+            });
+        }
+    }
+    for (item, action) in [
+        ("Put::builder()", "PutItem"),
+        ("Update::builder()", "UpdateItem"),
+        ("Delete::builder()", "DeleteItem"),
+        ("ConditionCheck::builder()", "ConditionCheckItem"),
+    ] {
+        if source.contains(item) {
+            used.insert(action);
+        }
+    }
+    let used: BTreeSet<String> = used.into_iter().map(|a| format!("dynamodb:{a}")).collect();
+    let stated: BTreeSet<String> = FUNCTIONS
+        .iter()
+        .flat_map(|(b, ..)| expected_dynamodb_permissions(b))
+        .map(|(action, _)| action)
+        .collect();
+    assert_eq!(
+        stated, used,
+        "permission table vs the calls in adapters/dynamo.rs"
+    );
+
+    let template = template();
+    let indexes: BTreeSet<String> =
+        template["Resources"]["UsersTable"]["Properties"]["GlobalSecondaryIndexes"]
+            .as_array()
+            .expect("UsersTable has GSIs")
+            .iter()
+            .map(|i| i["IndexName"].as_str().unwrap().to_string())
+            .collect();
+    let queried: BTreeSet<String> = [
+        phone_auth::adapters::dynamo::INVITE_CODE_INDEX,
+        phone_auth::adapters::dynamo::REFERRER_INDEX,
+    ]
+    .map(str::to_string)
+    .into();
+    assert_eq!(
+        indexes, queried,
+        "UsersTable GSIs vs the indexes dynamo.rs queries"
+    );
+}
+
+#[test]
+fn sample_events_match_their_functions_route_and_method() {
+    let template = template();
+    let functions = template_functions(&template);
+    let methods: BTreeMap<&str, Method> = BTreeMap::from([
+        ("get-code", <GetCode as Endpoint>::METHOD),
+        ("send-code", <SendCode as Endpoint>::METHOD),
+        ("refresh", <Refresh as Endpoint>::METHOD),
+        ("retrieve", <Retrieve as Endpoint>::METHOD),
+        ("set-referrer", <SetReferrer as Endpoint>::METHOD),
+    ]);
+    let events = root().join("events");
+    let mut checked = 0;
+    for dir in std::fs::read_dir(&events).expect("events/ exists") {
+        let dir = dir.unwrap().path();
+        let function = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            dir.is_dir(),
+            "events/ holds one folder per function, not {function}"
+        );
+        let (id, resource) = functions
+            .get(&function)
+            .unwrap_or_else(|| panic!("events/{function}/: no such function in template.yaml"));
+        let (path, _) = template_route(id, resource);
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            let name = format!(
+                "events/{function}/{}",
+                file.file_name().unwrap().to_string_lossy()
+            );
+            let event: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(event["rawPath"], path.as_str(), "{name}: rawPath");
+            assert_eq!(
+                event["requestContext"]["http"]["path"],
+                path.as_str(),
+                "{name}: http.path"
+            );
+            for key in [&event["routeKey"], &event["requestContext"]["routeKey"]] {
+                assert_eq!(key, &format!("ANY {path}"), "{name}: routeKey");
+            }
+            let status = file.file_name().unwrap().to_string_lossy();
+            if status.starts_with('2') {
+                assert_eq!(
+                    event["requestContext"]["http"]["method"],
+                    methods[function.as_str()].as_str(),
+                    "{name}: a success event uses the endpoint's method"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} events found");
+}
