@@ -132,10 +132,12 @@ impl Config {
             .filter(|code| !code.is_empty())
             .map(|code| region("PHONE_ALLOWED_REGIONS", code))
             .collect::<Result<_, _>>()?;
-        Ok(PhonePolicy {
+        let policy = PhonePolicy {
             default_region,
             allowed_regions,
-        })
+        };
+        policy.warm_up();
+        Ok(policy)
     }
 
     pub fn token_settings(&self) -> Result<TokenSettings, ConfigError> {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Prints the --env-vars JSON for `sam local start-api` (see local/docker-compose.yml):
+# tables created with prefix "sam", peers on the compose network, and the
+# locally generated secrets from .local/secrets (never committed).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_local_secrets
+python3 - <<'PY'
+import json, os
+print(json.dumps({"Parameters": {
+    "USERS_TABLE": "sam-UsersTable",
+    "OTPS_TABLE": "sam-OtpsTable",
+    "AWS_ENDPOINT_URL_DYNAMODB": "http://dynamodb:8000",
+    "AWS_ENDPOINT_URL_SNS": "http://moto:5000",
+    "SMS_PROVIDER": "sns",
+    "TOKEN_PRIVATE_KEY": os.environ["TOKEN_PRIVATE_KEY"],
+    "TOKEN_PUBLIC_KEY": os.environ["TOKEN_PUBLIC_KEY"],
+    "OTP_HMAC_KEY": os.environ["OTP_HMAC_KEY"],
+}}, indent=2))
+PY
