@@ -98,6 +98,10 @@ impl Config {
                 "OTP_RESEND_COOLDOWN_SECONDS",
                 defaults.resend_cooldown_seconds,
             )?,
+            max_sends_per_window: self
+                .number("OTP_MAX_SENDS_PER_WINDOW", defaults.max_sends_per_window)?,
+            send_window_seconds: self
+                .number("OTP_SEND_WINDOW_SECONDS", defaults.send_window_seconds)?,
         };
         if !(4..=10).contains(&policy.length) {
             return Err(ConfigError::Invalid(
@@ -109,6 +113,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "OTP_MAX_ATTEMPTS/OTP_TTL_SECONDS",
                 "must be positive".into(),
+            ));
+        }
+        if policy.max_sends_per_window == 0
+            || policy.send_window_seconds < policy.ttl_seconds.max(policy.resend_cooldown_seconds)
+        {
+            return Err(ConfigError::Invalid(
+                "OTP_MAX_SENDS_PER_WINDOW/OTP_SEND_WINDOW_SECONDS",
+                "must allow one code, and the window must outlast a code and the cooldown".into(),
             ));
         }
         Ok(policy)
@@ -222,6 +234,10 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = config(&[]);
         let otp = c.otp_policy().unwrap();
+        assert_eq!(
+            (otp.max_sends_per_window, otp.send_window_seconds),
+            (5, 3600)
+        );
         assert_eq!(
             (
                 otp.length,

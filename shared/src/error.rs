@@ -25,6 +25,8 @@ pub enum ApiError {
     MalformedInviteCode,
     #[error("a new code can be requested in {retry_after} s")]
     ResendTooSoon { retry_after: u64 },
+    #[error("too many codes were sent to this phone; try again in {retry_after} s")]
+    TooManyCodes { retry_after: u64 },
     #[error("the code is wrong or was already used; request a new one")]
     CodeInvalid,
     #[error("the code has expired; request a new one")]
@@ -73,6 +75,7 @@ impl ApiError {
             MalformedCode { .. } => (StatusCode::BAD_REQUEST, "invalid_code_format"),
             MalformedInviteCode => (StatusCode::BAD_REQUEST, "invalid_invite_code_format"),
             ResendTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "resend_too_soon"),
+            TooManyCodes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_codes"),
             CodeInvalid => (StatusCode::BAD_REQUEST, "code_invalid"),
             CodeExpired => (StatusCode::BAD_REQUEST, "code_expired"),
             TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
@@ -100,7 +103,7 @@ impl ApiError {
         );
         let headers = response.headers_mut();
         match self {
-            ApiError::ResendTooSoon { retry_after } => {
+            ApiError::ResendTooSoon { retry_after } | ApiError::TooManyCodes { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             ApiError::MethodNotAllowed { allow } => {

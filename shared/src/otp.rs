@@ -13,6 +13,12 @@ pub struct OtpPolicy {
     pub ttl_seconds: u64,
     pub max_attempts: u32,
     pub resend_cooldown_seconds: u64,
+    /// At most `max_sends_per_window` codes per phone per `send_window_seconds`.
+    /// With 4 digits and 3 checks a code, the cooldown alone would allow
+    /// 4,320 guesses a day at one phone (a 35% chance to get in); 5 codes an
+    /// hour bring that to 360 (3.5%), and cap the SMS bill of an abuser.
+    pub max_sends_per_window: u32,
+    pub send_window_seconds: u64,
 }
 
 impl Default for OtpPolicy {
@@ -22,6 +28,8 @@ impl Default for OtpPolicy {
             ttl_seconds: 300,
             max_attempts: 3,
             resend_cooldown_seconds: 60,
+            max_sends_per_window: 5,
+            send_window_seconds: 3600,
         }
     }
 }
@@ -41,7 +49,7 @@ impl OtpPolicy {
     }
 }
 
-/// A code waiting to be checked, as stored.
+/// A code waiting to be checked, as stored, with the phone's send window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCode {
     pub phone: Phone,
@@ -49,9 +57,13 @@ pub struct PendingCode {
     pub attempts: u32,
     pub created_at: u64,
     pub expires_at: u64,
+    /// When the phone's current send window opened, and codes sent in it.
+    pub window_start: u64,
+    pub sends: u32,
 }
 
 impl PendingCode {
+    /// The first code of a new send window.
     pub fn new(phone: Phone, code_hash: Vec<u8>, now: u64, policy: &OtpPolicy) -> Self {
         PendingCode {
             phone,
@@ -59,6 +71,8 @@ impl PendingCode {
             attempts: 0,
             created_at: now,
             expires_at: now + policy.ttl_seconds,
+            window_start: now,
+            sends: 1,
         }
     }
 
@@ -66,9 +80,23 @@ impl PendingCode {
         now >= self.expires_at
     }
 
+    /// Whether this phone used up its codes for the current window.
+    pub fn window_is_full(&self, now: u64, policy: &OtpPolicy) -> bool {
+        self.sends >= policy.max_sends_per_window && now < self.window_end(policy)
+    }
+
+    pub fn window_end(&self, policy: &OtpPolicy) -> u64 {
+        self.window_start + policy.send_window_seconds
+    }
+
     /// Seconds until another code may be sent to this phone.
     pub fn resend_wait(&self, now: u64, policy: &OtpPolicy) -> u64 {
-        (self.created_at + policy.resend_cooldown_seconds).saturating_sub(now)
+        let until = if self.window_is_full(now, policy) {
+            self.window_end(policy)
+        } else {
+            self.created_at + policy.resend_cooldown_seconds
+        };
+        until.saturating_sub(now)
     }
 }
 
@@ -176,5 +204,19 @@ mod tests {
         assert_eq!(pending.resend_wait(1_000, &policy), 60);
         assert_eq!(pending.resend_wait(1_045, &policy), 15);
         assert_eq!(pending.resend_wait(1_060, &policy), 0);
+    }
+
+    #[test]
+    fn a_full_send_window_waits_for_its_end() {
+        let policy = OtpPolicy::default();
+        let mut pending = PendingCode::new(phone("+79001234567"), vec![1], 1_000, &policy);
+        pending.sends = 5;
+        pending.created_at = 1_500;
+        assert!(pending.window_is_full(1_600, &policy));
+        assert_eq!(pending.resend_wait(1_600, &policy), 3_000);
+        assert!(!pending.window_is_full(4_600, &policy));
+        assert_eq!(pending.resend_wait(4_600, &policy), 0);
+        pending.sends = 4;
+        assert_eq!(pending.resend_wait(1_600, &policy), 0);
     }
 }

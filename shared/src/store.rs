@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::invite::InviteCode;
-use crate::otp::PendingCode;
+use crate::otp::{OtpPolicy, PendingCode};
 use crate::phone::Phone;
 
 /// Storage could not answer (network, throttling, service error). Maps to 503.
@@ -58,12 +58,15 @@ pub enum ReferrerWrite {
 }
 
 pub trait OtpStore: Send + Sync {
-    /// Stores `code`, replacing an older one, unless the pending code for this
-    /// phone was created after `cooldown_edge`; then returns that pending code.
-    fn put_unless_recent(
+    /// Stores `code` as the phone's pending code, replacing an older one,
+    /// if the phone may get a code now: none sent within the cooldown, and
+    /// fewer than the window's maximum sent. Otherwise returns the pending
+    /// code that stands in the way (its `resend_wait` says for how long).
+    fn issue(
         &self,
         code: &PendingCode,
-        cooldown_edge: u64,
+        policy: &OtpPolicy,
+        now: u64,
     ) -> impl Future<Output = Result<Option<PendingCode>, StoreError>> + Send;
 
     /// Counts one check atomically, refusing it once `max_attempts` were made,

@@ -118,8 +118,10 @@ async fn the_code_is_stored_only_as_a_keyed_hash() {
         44,
         "base64 of a 32-byte HMAC-SHA256"
     );
-    let expires = item["expires_at"].as_n().unwrap().parse::<u64>().unwrap();
-    assert!((now() + 295..=now() + 300).contains(&expires));
+    let number = |name: &str| item[name].as_n().unwrap().parse::<u64>().unwrap();
+    assert!((now() + 295..=now() + 300).contains(&number("code_expires_at")));
+    // The TTL attribute outlives the code: it keeps the phone's send window.
+    assert!((now() + 3595..=now() + 3600).contains(&number("expires_at")));
 }
 
 #[tokio::test]
@@ -138,6 +140,32 @@ async fn a_second_code_within_a_minute_is_throttled_with_retry_after() {
         .parse()
         .unwrap();
     assert!((55..=60).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn a_phone_gets_a_limited_number_of_codes_per_window() {
+    let limits = [
+        ("OTP_RESEND_COOLDOWN_SECONDS", "0"),
+        ("OTP_MAX_SENDS_PER_WINDOW", "2"),
+    ];
+    let get_code = endpoint::<GetCode>(&limits).await;
+    let phone = unique_phone();
+    for _ in 0..2 {
+        assert_eq!(
+            call(&get_code, post(json!({ "phone": phone }))).await.0,
+            200
+        );
+    }
+    let response = phone_auth::endpoints::serve(&get_code, post(json!({ "phone": phone }))).await;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3595..=3600).contains(&retry_after), "{retry_after}");
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["code"], "too_many_codes");
 }
 
 #[tokio::test]
@@ -250,7 +278,12 @@ async fn first_sign_in_creates_the_user_and_later_ones_find_it() {
         now(),
         &config.otp_policy().unwrap(),
     );
-    assert_eq!(otps.put_unless_recent(&pending, now()).await.unwrap(), None);
+    assert_eq!(
+        otps.issue(&pending, &config.otp_policy().unwrap(), now())
+            .await
+            .unwrap(),
+        None
+    );
     let (status, tokens) = send_code(&phone[1..], "4321").await;
     assert_eq!(status, 200, "{tokens}");
     let (_, again) = profile(tokens["access"].as_str().unwrap()).await;
@@ -305,7 +338,7 @@ async fn an_expired_code_is_refused() {
         &config.otp_policy().unwrap(),
     );
     OtpTable::new(dynamo().await, env("OTPS_TABLE"))
-        .put_unless_recent(&stale, now())
+        .issue(&stale, &config.otp_policy().unwrap(), now() - 301)
         .await
         .unwrap();
     assert_eq!(send_code(&phone, "1234").await.1["code"], "code_expired");

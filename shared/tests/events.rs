@@ -216,7 +216,7 @@ impl Harness {
             let pending = PendingCode::new(phone.clone(), hash, now, &policy);
             let refused = self
                 .otps
-                .put_unless_recent(&pending, now)
+                .issue(&pending, &policy, now)
                 .await
                 .map_err(|e| e.to_string())?;
             if refused.is_some() {

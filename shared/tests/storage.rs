@@ -49,29 +49,89 @@ async fn new_user(users: &UserTable) -> User {
 
 #[tokio::test]
 async fn a_recent_code_blocks_a_new_one_until_the_cooldown_passes() {
-    let otps = otps().await;
+    let (otps, policy) = (otps().await, OtpPolicy::default());
     let p = phone();
     let t = now();
+    let issue = |hash: &'static [u8], at: u64| {
+        let otps = otps.clone();
+        let (p, policy) = (p.clone(), policy.clone());
+        async move {
+            otps.issue(&pending(&p, hash, at), &policy, at)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(issue(b"first", t).await, None);
+    let blocked = issue(b"second", t + 10).await.unwrap();
     assert_eq!(
-        otps.put_unless_recent(&pending(&p, b"first", t), t - 60)
-            .await
-            .unwrap(),
-        None
+        (
+            blocked.code_hash.as_slice(),
+            blocked.resend_wait(t + 10, &policy)
+        ),
+        (&b"first"[..], 50)
     );
-    let blocked = otps
-        .put_unless_recent(&pending(&p, b"second", t + 10), t + 10 - 60)
-        .await
-        .unwrap();
-    assert_eq!(blocked.map(|c| c.code_hash), Some(b"first".to_vec()));
-    // 60 s later the old code may be replaced.
-    assert_eq!(
-        otps.put_unless_recent(&pending(&p, b"third", t + 60), t)
-            .await
-            .unwrap(),
-        None
-    );
+    // 60 s later the old code is replaced, in the same send window.
+    assert_eq!(issue(b"third", t + 60).await, None);
     assert!(!otps.delete_if_current(&p, b"first").await.unwrap());
     assert!(otps.delete_if_current(&p, b"third").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_phone_gets_at_most_five_codes_a_window() {
+    let (otps, policy) = (otps().await, OtpPolicy::default());
+    let p = phone();
+    let t = now();
+    for minute in 0..5 {
+        let at = t + 60 * minute;
+        assert_eq!(
+            otps.issue(&pending(&p, b"code", at), &policy, at)
+                .await
+                .unwrap(),
+            None,
+            "code {minute}"
+        );
+    }
+    let at = t + 300;
+    let blocked = otps
+        .issue(&pending(&p, b"sixth", at), &policy, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(blocked.sends, 5);
+    assert!(blocked.window_is_full(at, &policy));
+    assert_eq!(blocked.resend_wait(at, &policy), 3300);
+    // An hour after the window opened, a new one opens.
+    let at = t + 3600;
+    assert_eq!(
+        otps.issue(&pending(&p, b"next", at), &policy, at)
+            .await
+            .unwrap(),
+        None
+    );
+    let item = otps.count_attempt(&p, 3, at).await.unwrap();
+    assert!(matches!(item, Attempt::Counted(code) if code.sends == 1 && code.window_start == at));
+}
+
+#[tokio::test]
+async fn parallel_requests_for_one_phone_issue_one_code() {
+    let (otps, policy) = (Arc::new(otps().await), OtpPolicy::default());
+    let p = phone();
+    let t = now();
+    otps.issue(&pending(&p, b"first", t - 120), &policy, t - 120)
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..10u8 {
+        let (otps, p, policy) = (otps.clone(), p.clone(), policy.clone());
+        tasks.spawn(async move { otps.issue(&pending(&p, &[n], t), &policy, t).await.unwrap() });
+    }
+    let issued = tasks
+        .join_all()
+        .await
+        .iter()
+        .filter(|blocked| blocked.is_none())
+        .count();
+    assert_eq!(issued, 1);
 }
 
 #[tokio::test]
@@ -80,7 +140,7 @@ async fn attempts_are_counted_up_to_the_limit_then_refused() {
     let p = phone();
     let t = now();
     assert_eq!(otps.count_attempt(&p, 3, t).await.unwrap(), Attempt::NoCode);
-    otps.put_unless_recent(&pending(&p, b"hash", t), t)
+    otps.issue(&pending(&p, b"hash", t), &OtpPolicy::default(), t)
         .await
         .unwrap();
     for expected in 1..=3 {
@@ -100,9 +160,13 @@ async fn expired_codes_are_refused_even_before_ttl_deletes_them() {
     let otps = otps().await;
     let p = phone();
     let t = now();
-    otps.put_unless_recent(&pending(&p, b"hash", t - 1000), t)
-        .await
-        .unwrap();
+    otps.issue(
+        &pending(&p, b"hash", t - 1000),
+        &OtpPolicy::default(),
+        t - 1000,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         otps.count_attempt(&p, 3, t).await.unwrap(),
         Attempt::Expired
@@ -114,7 +178,7 @@ async fn parallel_attempts_never_exceed_the_limit() {
     let otps = Arc::new(otps().await);
     let p = phone();
     let t = now();
-    otps.put_unless_recent(&pending(&p, b"hash", t), t)
+    otps.issue(&pending(&p, b"hash", t), &OtpPolicy::default(), t)
         .await
         .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -138,7 +202,7 @@ async fn parallel_attempts_never_exceed_the_limit() {
 async fn a_code_is_consumed_once() {
     let otps = otps().await;
     let p = phone();
-    otps.put_unless_recent(&pending(&p, b"hash", now()), now())
+    otps.issue(&pending(&p, b"hash", now()), &OtpPolicy::default(), now())
         .await
         .unwrap();
     let (a, b) = tokio::join!(

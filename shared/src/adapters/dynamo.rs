@@ -7,9 +7,10 @@
 //!     the same transaction as the user, it makes codes unique (a GSI cannot).
 //!   - GSI `invite_code-index` (`invite_code`): code → user, for set_referrer.
 //!   - GSI `referrer-index` (`referrer_phone`, `referred_at`): a user's referrals.
-//! * Otps table, key `phone`: `code_hash`, `attempts`, `created_at`,
-//!   `expires_at` (the TTL attribute; expiry is also checked in code because
-//!   TTL deletes late).
+//! * Otps table, key `phone`: the pending code (`code_hash`, `attempts`,
+//!   `created_at`, `code_expires_at` — checked in code, TTL deletes late) and
+//!   the phone's send window (`window_start`, `sends`); `expires_at`, the TTL
+//!   attribute, is the end of that window.
 
 use std::collections::HashMap;
 
@@ -28,7 +29,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::invite::InviteCode;
-use crate::otp::PendingCode;
+use crate::otp::{OtpPolicy, PendingCode};
 use crate::phone::Phone;
 use crate::store::{
     Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
@@ -69,17 +70,24 @@ struct OtpItem {
     code_hash: String,
     attempts: u32,
     created_at: u64,
+    code_expires_at: u64,
+    window_start: u64,
+    sends: u32,
+    /// The table's TTL attribute: the end of the send window, which outlasts the code.
     expires_at: u64,
 }
 
-impl From<&PendingCode> for OtpItem {
-    fn from(code: &PendingCode) -> Self {
+impl OtpItem {
+    fn new(code: &PendingCode, policy: &OtpPolicy) -> Self {
         OtpItem {
             phone: code.phone.as_str().to_string(),
             code_hash: BASE64.encode(&code.code_hash),
             attempts: code.attempts,
             created_at: code.created_at,
-            expires_at: code.expires_at,
+            code_expires_at: code.expires_at,
+            window_start: code.window_start,
+            sends: code.sends,
+            expires_at: code.window_end(policy).max(code.expires_at),
         }
     }
 }
@@ -94,7 +102,9 @@ impl TryFrom<OtpItem> for PendingCode {
                 .map_err(|e| StoreError(format!("bad code_hash: {e}")))?,
             attempts: item.attempts,
             created_at: item.created_at,
-            expires_at: item.expires_at,
+            expires_at: item.code_expires_at,
+            window_start: item.window_start,
+            sends: item.sends,
         })
     }
 }
@@ -113,21 +123,22 @@ impl OtpTable {
     pub fn new(client: Client, table: String) -> Self {
         OtpTable { client, table }
     }
-}
 
-impl OtpStore for OtpTable {
-    async fn put_unless_recent(
+    /// The first code of a fresh send window: written unless the phone's window is still open.
+    async fn put_if_window_over(
         &self,
         code: &PendingCode,
-        cooldown_edge: u64,
+        policy: &OtpPolicy,
+        now: u64,
     ) -> Result<Option<PendingCode>, StoreError> {
+        let window_edge = now.saturating_sub(policy.send_window_seconds);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(encode(&OtpItem::from(code))))
-            .condition_expression("attribute_not_exists(phone) OR created_at <= :edge")
-            .expression_attribute_values(":edge", n(cooldown_edge))
+            .set_item(Some(encode(&OtpItem::new(code, policy))))
+            .condition_expression("attribute_not_exists(phone) OR window_start <= :edge")
+            .expression_attribute_values(":edge", n(window_edge))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -140,6 +151,65 @@ impl OtpStore for OtpTable {
                 _ => Err(unavailable(err)),
             },
         }
+    }
+
+    /// Another code in an open window, replacing `current`, on condition that
+    /// nobody issued one since we read it.
+    async fn replace(
+        &self,
+        current: &PendingCode,
+        code: &PendingCode,
+    ) -> Result<Option<PendingCode>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(code.phone.as_str()))
+            .update_expression(
+                "SET code_hash = :hash, attempts = :zero, created_at = :now, \
+                 code_expires_at = :expires, sends = sends + :one",
+            )
+            .condition_expression("window_start = :window AND sends = :sends")
+            .expression_attribute_values(":hash", s(&BASE64.encode(&code.code_hash)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(code.created_at))
+            .expression_attribute_values(":expires", n(code.expires_at))
+            .expression_attribute_values(":window", n(current.window_start))
+            .expression_attribute_values(":sends", n(current.sends))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        Some(item) => Ok(Some(pending_code(item.clone())?)),
+                        // Consumed meanwhile: the phone is free again; the caller may simply ask anew.
+                        None => Ok(Some(current.clone())),
+                    }
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+}
+
+impl OtpStore for OtpTable {
+    async fn issue(
+        &self,
+        code: &PendingCode,
+        policy: &OtpPolicy,
+        now: u64,
+    ) -> Result<Option<PendingCode>, StoreError> {
+        let Some(current) = self.put_if_window_over(code, policy, now).await? else {
+            return Ok(None);
+        };
+        if current.resend_wait(now, policy) > 0 {
+            return Ok(Some(current));
+        }
+        self.replace(&current, code).await
     }
 
     async fn count_attempt(
@@ -155,7 +225,7 @@ impl OtpStore for OtpTable {
             .key("phone", s(phone.as_str()))
             .update_expression("SET attempts = attempts + :one")
             .condition_expression(
-                "attribute_exists(phone) AND attempts < :max AND expires_at > :now",
+                "attribute_exists(phone) AND attempts < :max AND code_expires_at > :now",
             )
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":max", n(max_attempts))

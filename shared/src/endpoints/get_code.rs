@@ -50,10 +50,13 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             &self.otp_policy,
         );
 
-        let cooldown_edge = now.saturating_sub(self.otp_policy.resend_cooldown_seconds);
-        if let Some(recent) = self.otps.put_unless_recent(&pending, cooldown_edge).await? {
-            let retry_after = recent.resend_wait(now, &self.otp_policy).max(1);
-            return Err(ApiError::ResendTooSoon { retry_after });
+        if let Some(blocking) = self.otps.issue(&pending, &self.otp_policy, now).await? {
+            let retry_after = blocking.resend_wait(now, &self.otp_policy).max(1);
+            return Err(if blocking.window_is_full(now, &self.otp_policy) {
+                ApiError::TooManyCodes { retry_after }
+            } else {
+                ApiError::ResendTooSoon { retry_after }
+            });
         }
 
         if let Err(err) = self
