@@ -303,8 +303,9 @@ async fn concurrent_sign_ins_of_one_phone_make_one_user() {
         1,
         "{statuses:?}"
     );
+    // The others find the code used (400) or, past the third check, refused (429).
     assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 400),
+        statuses.iter().all(|s| [200, 400, 429].contains(s)),
         "{statuses:?}"
     );
 }
