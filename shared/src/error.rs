@@ -1,6 +1,6 @@
 //! The one error type every endpoint returns, and its one mapping to HTTP.
 
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("method not allowed; use {allow}")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: Method },
     #[error(transparent)]
     Phone(#[from] PhoneError),
     #[error("the code must be the {length}-digit code from the SMS")]
@@ -107,7 +107,10 @@ impl ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             ApiError::MethodNotAllowed { allow } => {
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+                headers.insert(
+                    header::ALLOW,
+                    HeaderValue::from_str(allow.as_str()).expect("method names are valid headers"),
+                );
             }
             ApiError::MissingToken | ApiError::Token(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -162,7 +165,10 @@ mod tests {
         assert_eq!(r.status(), 401);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(body(&r)["code"], "token_expired");
-        let r = ApiError::MethodNotAllowed { allow: "POST" }.into_response();
+        let r = ApiError::MethodNotAllowed {
+            allow: Method::POST,
+        }
+        .into_response();
         assert_eq!(
             (r.status().as_u16(), &r.headers()[header::ALLOW]),
             (405, &HeaderValue::from_static("POST"))
