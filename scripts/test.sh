@@ -31,7 +31,8 @@ cargo test --workspace --all-features
 say "end-to-end: the function binaries under cargo lambda watch (8 instances each)"
 ensure_local_secrets
 API_PORT=$(free_port)
-cargo build --workspace --features phone_auth/dev-mode
+# Build the five functions up front, so the first concurrent requests do not wait on the compiler.
+cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer
 SMS_PROVIDER=log start_background "$STATE/watch-$API_PORT.log" \
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" \
   --concurrency 8 --features phone_auth/dev-mode --ignore-changes
