@@ -9,7 +9,7 @@
 //! `events/<function>/<status>-<error code or "ok">[-<note>].json`.
 //!
 //! Before every event the same small world is written to the tables (phones
-//! +79990000101..108, see `World`), so events do not depend on each other or
+//! +79990000101..110, see `World`), so events do not depend on each other or
 //! on earlier runs. Tokens cannot be stored in the files (they expire and are
 //! signed by a per-run key), so files hold placeholders replaced here:
 //! `{{ACCESS_TOKEN:<phone>}}`, `{{REFRESH_TOKEN:<phone>}}` and
@@ -59,8 +59,13 @@ impl World {
     const REFERRED: (&str, &str) = ("+79990000107", "EvtRd7");
     /// No user, no code.
     const NOBODY: &str = "+79990000108";
+    /// get-code 200 through a second code in an open send window: the first
+    /// was sent two minutes ago.
+    const RESENDING: &str = "+79990000109";
+    /// get-code 429 too_many_codes: five codes sent in the last hour.
+    const WINDOW_FULL: &str = "+79990000110";
 
-    fn phones() -> [&'static str; 8] {
+    fn phones() -> [&'static str; 10] {
         [
             Self::FRESH,
             Self::COOLING_DOWN,
@@ -70,6 +75,8 @@ impl World {
             Self::NEWCOMER.0,
             Self::REFERRED.0,
             Self::NOBODY,
+            Self::RESENDING,
+            Self::WINDOW_FULL,
         ]
     }
 
@@ -210,17 +217,30 @@ impl Harness {
 
         let now = phone_auth::http::now();
         let policy = self.config.otp_policy().map_err(|e| e.to_string())?;
-        for phone in [World::COOLING_DOWN, World::SIGNING_IN, World::WRONG_CODE] {
+        // (phone, when its codes were sent): each send through the store, as get-code does.
+        let sends: [(&str, &[u64]); 5] = [
+            (World::COOLING_DOWN, &[now]),
+            (World::SIGNING_IN, &[now]),
+            (World::WRONG_CODE, &[now]),
+            (World::RESENDING, &[now - 120]),
+            (
+                World::WINDOW_FULL,
+                &[now - 3000, now - 2900, now - 2800, now - 2700, now - 2600],
+            ),
+        ];
+        for (phone, times) in sends {
             let phone = Phone::from_trusted(phone.to_string());
-            let hash = self.hasher.hash(&phone, SEEDED_CODE);
-            let pending = PendingCode::new(phone.clone(), hash, now, &policy);
-            let refused = self
-                .otps
-                .issue(&pending, &policy, now)
-                .await
-                .map_err(|e| e.to_string())?;
-            if refused.is_some() {
-                return Err(format!("could not seed the code of {phone}"));
+            for &at in times {
+                let hash = self.hasher.hash(&phone, SEEDED_CODE);
+                let pending = PendingCode::new(phone.clone(), hash, at, &policy);
+                let refused = self
+                    .otps
+                    .issue(&pending, &policy, at)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if refused.is_some() {
+                    return Err(format!("could not seed the codes of {phone}"));
+                }
             }
         }
         for (phone, code) in World::users() {

@@ -39,40 +39,155 @@ const FUNCTIONS: [(&str, &str, Build); 5] = [
     ("set-referrer", "SetReferrer", build::<SetReferrer>),
 ];
 
-/// Least privilege, stated once: the DynamoDB actions (on the table or index
-/// the template names, `Table/index/Name`) each function may call, matching
-/// the calls of shared/src/adapters/dynamo.rs that its endpoint makes.
-fn expected_dynamodb_permissions(binary: &str) -> BTreeSet<(String, String)> {
-    let grants: &[(&str, &[&str])] = match binary {
-        "get-code" => &[("OtpsTable", &["PutItem", "DeleteItem"])],
-        "send-code" => &[
-            ("OtpsTable", &["UpdateItem", "DeleteItem"]),
-            // PutItem: the two puts of the TransactWriteItems creating a user.
-            ("UsersTable", &["GetItem", "PutItem"]),
-        ],
-        "refresh" => &[],
-        "retrieve" => &[
-            ("UsersTable", &["GetItem"]),
-            ("UsersTable/index/referrer-index", &["Query"]),
-        ],
-        "set-referrer" => &[
-            // UpdateItem + ConditionCheckItem: the TransactWriteItems setting a referrer.
-            (
-                "UsersTable",
-                &["GetItem", "UpdateItem", "ConditionCheckItem"],
-            ),
-            ("UsersTable/index/invite_code-index", &["Query"]),
-        ],
-        other => panic!("no permissions stated for {other}"),
-    };
-    grants
-        .iter()
-        .flat_map(|(resource, actions)| {
-            actions
-                .iter()
-                .map(|a| (format!("dynamodb:{a}"), resource.to_string()))
+/// Least privilege, derived from the code: the DynamoDB actions (on
+/// `Table` or `Table/index/Name`) a function's endpoint can cause, read from
+/// the `self.otps.*` / `self.users.*` calls in shared/src/endpoints/ and what
+/// those adapter methods of shared/src/adapters/dynamo.rs call, directly or
+/// through other methods of the same adapter.
+fn dynamodb_needs(binary: &str) -> BTreeSet<(String, String)> {
+    let adapter = adapter_needs();
+    let file = format!("shared/src/endpoints/{}.rs", binary.replace('-', "_"));
+    let source = without_whitespace(&read(&file));
+    let mut needs = BTreeSet::new();
+    for (field, kind) in [("otps", "OtpTable"), ("users", "UserTable")] {
+        for method in calls_after(&source, &format!("self.{field}.")) {
+            let key = (kind.to_string(), method.clone());
+            let found = adapter
+                .get(&key)
+                .unwrap_or_else(|| panic!("{file} calls {kind}::{method}, not found in dynamo.rs"));
+            needs.extend(found.iter().cloned());
+        }
+    }
+    needs
+}
+
+fn without_whitespace(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Identifiers called right after `prefix`: `self.otps.issue(` → `issue`.
+fn calls_after(source: &str, prefix: &str) -> BTreeSet<String> {
+    source
+        .match_indices(prefix)
+        .filter_map(|(at, _)| {
+            let rest = &source[at + prefix.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            rest[name.len()..].starts_with('(').then_some(name)
         })
         .collect()
+}
+
+/// (adapter type, method) → (IAM action, resource) pairs, from dynamo.rs.
+fn adapter_needs() -> BTreeMap<(String, String), BTreeSet<(String, String)>> {
+    let source = read("shared/src/adapters/dynamo.rs");
+    let tables = BTreeMap::from([("OtpTable", "OtpsTable"), ("UserTable", "UsersTable")]);
+    let indexes = BTreeMap::from([
+        (
+            "INVITE_CODE_INDEX",
+            phone_auth::adapters::dynamo::INVITE_CODE_INDEX,
+        ),
+        (
+            "REFERRER_INDEX",
+            phone_auth::adapters::dynamo::REFERRER_INDEX,
+        ),
+    ]);
+
+    // Method bodies, by the adapter type whose `impl` they are in.
+    let mut bodies: BTreeMap<(String, String), String> = BTreeMap::new();
+    let (mut kind, mut method): (Option<&str>, Option<String>) = (None, None);
+    for line in source.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            method = None;
+            kind = line
+                .starts_with("impl")
+                .then(|| tables.keys().copied().find(|k| line.contains(k)))
+                .flatten();
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let signature = trimmed
+            .trim_start_matches("pub ")
+            .trim_start_matches("async ");
+        if line.starts_with("    ") && !line.starts_with("     ") && signature.starts_with("fn ") {
+            let name: String = signature[3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            method = kind.map(|_| name);
+        }
+        if let (Some(k), Some(m)) = (kind, &method) {
+            bodies
+                .entry((k.to_string(), m.clone()))
+                .or_default()
+                .push_str(&without_whitespace(line));
+        }
+    }
+
+    let direct = |kind: &str, body: &str| -> BTreeSet<(String, String)> {
+        let table = tables[kind];
+        let mut needs = BTreeSet::new();
+        for op in calls_after(body, ".client.") {
+            let (action, resource) = match op.as_str() {
+                "put_item" => ("PutItem", table.to_string()),
+                "get_item" => ("GetItem", table.to_string()),
+                "update_item" => ("UpdateItem", table.to_string()),
+                "delete_item" => ("DeleteItem", table.to_string()),
+                "query" => {
+                    let index = indexes
+                        .iter()
+                        .find(|(name, _)| body.contains(&format!(".index_name({name})")))
+                        .map(|(_, index)| format!("{table}/index/{index}"));
+                    ("Query", index.unwrap_or_else(|| table.to_string()))
+                }
+                // Authorized per item, below.
+                "transact_write_items" => continue,
+                other => panic!("dynamo.rs calls {other}: teach this test its IAM action"),
+            };
+            needs.insert((format!("dynamodb:{action}"), resource));
+        }
+        for (item, action) in [
+            ("Put::builder()", "PutItem"),
+            ("Update::builder()", "UpdateItem"),
+            ("Delete::builder()", "DeleteItem"),
+            ("ConditionCheck::builder()", "ConditionCheckItem"),
+        ] {
+            if body.contains(item) {
+                needs.insert((format!("dynamodb:{action}"), table.to_string()));
+            }
+        }
+        needs
+    };
+
+    // Every call to DynamoDB in the file belongs to some adapter method.
+    let all = without_whitespace(&source);
+    let seen: usize = bodies.values().map(|b| b.matches(".client.").count()).sum();
+    assert_eq!(
+        all.matches(".client.").count(),
+        seen,
+        "dynamo.rs calls DynamoDB outside the OtpTable/UserTable methods this test reads"
+    );
+
+    let mut resolved = BTreeMap::new();
+    for (kind, method) in bodies.keys() {
+        let mut needs = BTreeSet::new();
+        let mut pending = vec![method.clone()];
+        let mut visited = BTreeSet::new();
+        while let Some(current) = pending.pop() {
+            if !visited.insert(current.clone()) {
+                continue;
+            }
+            let Some(body) = bodies.get(&(kind.clone(), current)) else {
+                continue;
+            };
+            needs.extend(direct(kind, body));
+            pending.extend(calls_after(body, "self."));
+        }
+        resolved.insert((kind.clone(), method.clone()), needs);
+    }
+    resolved
 }
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
@@ -826,7 +941,7 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
 }
 
 #[test]
-fn each_function_may_call_only_the_dynamodb_actions_its_code_uses() {
+fn each_function_may_call_exactly_the_dynamodb_actions_its_code_uses() {
     let template = template();
     let functions = template_functions(&template);
     let mut problems = Vec::new();
@@ -847,7 +962,7 @@ fn each_function_may_call_only_the_dynamodb_actions_its_code_uses() {
                     if sends_sms { "needs" } else { "must not have" }
                 ));
             }
-            let expected = expected_dynamodb_permissions(binary);
+            let expected = dynamodb_needs(binary);
             if granted != expected {
                 problems.push(format!(
                     "{set_name}: {id} is granted {granted:?}, the code needs exactly {expected:?}"
@@ -858,53 +973,39 @@ fn each_function_may_call_only_the_dynamodb_actions_its_code_uses() {
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }
 
-/// The table above must cover what the DynamoDB adapter actually calls, and
-/// name the indexes the adapter queries.
+/// The analysis behind `dynamodb_needs` sees every kind of call the adapter
+/// makes, and the indexes it queries are the template's.
 #[test]
-fn the_stated_permissions_cover_the_adapters_calls() {
-    let source = read("shared/src/adapters/dynamo.rs");
-    let lines: Vec<&str> = source.lines().map(str::trim).collect();
-    let mut used = BTreeSet::new();
-    for pair in lines.windows(2) {
-        if pair[0] == ".client" || pair[0].ends_with(".client") {
-            let op = pair[1]
-                .strip_prefix('.')
-                .and_then(|op| op.strip_suffix("()"))
-                .unwrap_or_else(|| panic!("unexpected call after .client: {}", pair[1]));
-            used.insert(match op {
-                "put_item" => "PutItem",
-                "get_item" => "GetItem",
-                "update_item" => "UpdateItem",
-                "delete_item" => "DeleteItem",
-                "query" => "Query",
-                // A transaction is authorized per item, below.
-                "transact_write_items" => continue,
-                other => {
-                    panic!("dynamo.rs calls {other}: add it to the permission table and template")
-                }
-            });
-        }
-    }
-    for (item, action) in [
-        ("Put::builder()", "PutItem"),
-        ("Update::builder()", "UpdateItem"),
-        ("Delete::builder()", "DeleteItem"),
-        ("ConditionCheck::builder()", "ConditionCheckItem"),
-    ] {
-        if source.contains(item) {
-            used.insert(action);
-        }
-    }
-    let used: BTreeSet<String> = used.into_iter().map(|a| format!("dynamodb:{a}")).collect();
-    let stated: BTreeSet<String> = FUNCTIONS
-        .iter()
-        .flat_map(|(b, ..)| expected_dynamodb_permissions(b))
+fn the_derived_permissions_cover_the_adapters_calls() {
+    let used: BTreeSet<String> = adapter_needs()
+        .into_values()
+        .flatten()
         .map(|(action, _)| action)
         .collect();
-    assert_eq!(
-        stated, used,
-        "permission table vs the calls in adapters/dynamo.rs"
+    let source = without_whitespace(&read("shared/src/adapters/dynamo.rs"));
+    for (call, action) in [
+        (".put_item()", "PutItem"),
+        (".get_item()", "GetItem"),
+        (".update_item()", "UpdateItem"),
+        (".delete_item()", "DeleteItem"),
+        (".query()", "Query"),
+        ("ConditionCheck::builder()", "ConditionCheckItem"),
+    ] {
+        assert_eq!(
+            used.contains(&format!("dynamodb:{action}")),
+            source.contains(call),
+            "{call} in dynamo.rs vs {action} in the derived permissions"
+        );
+    }
+    let needed: BTreeSet<(String, String)> = FUNCTIONS
+        .iter()
+        .flat_map(|(b, ..)| dynamodb_needs(b))
+        .collect();
+    assert!(
+        needed.len() >= 8,
+        "the endpoints' DynamoDB needs were not found: {needed:?}"
     );
+    assert!(dynamodb_needs("refresh").is_empty(), "refresh is stateless");
 
     let template = template();
     let indexes: BTreeSet<String> =
