@@ -38,3 +38,7 @@ SMS_PROVIDER=log start_background "$STATE/watch-$API_PORT.log" \
   --concurrency 8 --features phone_auth/dev-mode --ignore-changes
 wait_for_http "http://127.0.0.1:$API_PORT/" 120 "$STATE/watch-$API_PORT.log"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" cargo test -p phone_auth --all-features --test e2e -- --ignored
+stop_background
+
+say "deploy checks: sam validate --lint, cfn-lint, actionlint, arm64 sam build"
+"$ROOT/scripts/check_deploy.sh"
