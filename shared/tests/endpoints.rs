@@ -189,10 +189,10 @@ async fn a_failed_sms_does_not_start_the_cooldown() {
         phone_policy: config.phone_policy().unwrap(),
     };
     let phone = unique_phone();
-    let (status, body) = call(&failing, post(json!({ "phone": phone }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (503, Some("service_unavailable"))
+    assert_error(
+        call(&failing, post(json!({ "phone": phone }))).await,
+        503,
+        "service_unavailable",
     );
     assert_eq!(sms_provider.received_requests().await.unwrap().len(), 1);
     // Nothing pending, nothing throttled: the user can ask again at once.
@@ -246,10 +246,10 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem() {
         assert!(!body["message"].as_str().unwrap().is_empty());
     }
     let restricted = endpoint::<GetCode>(&[("PHONE_ALLOWED_REGIONS", "RU,KZ")]).await;
-    let (status, body) = call(&restricted, post(json!({ "phone": "+447911123456" }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("phone_region_not_allowed"))
+    assert_error(
+        call(&restricted, post(json!({ "phone": "+447911123456" }))).await,
+        400,
+        "phone_region_not_allowed",
     );
 }
 
@@ -318,11 +318,7 @@ async fn three_wrong_codes_burn_the_code() {
     for _ in 0..3 {
         assert_eq!(send_code(&phone, wrong).await.1["code"], "code_invalid");
     }
-    let (status, body) = send_code(&phone, &code).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (429, Some("too_many_attempts"))
-    );
+    assert_error(send_code(&phone, &code).await, 429, "too_many_attempts");
 }
 
 #[tokio::test]
@@ -359,15 +355,15 @@ async fn malformed_codes_cost_no_attempt() {
         );
     }
     let send = endpoint::<SendCode>(&[]).await;
-    let (status, body) = call(&send, post(json!({ "phone": phone }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_request"))
+    assert_error(
+        call(&send, post(json!({ "phone": phone }))).await,
+        400,
+        "invalid_request",
     );
-    let (status, body) = call(&send, post(json!({ "phone": phone, "password": 1234 }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_request"))
+    assert_error(
+        call(&send, post(json!({ "phone": phone, "password": 1234 }))).await,
+        400,
+        "invalid_request",
     );
     // seed-004 clients send `sms_code`; still the first real attempt.
     let (status, _) = call(&send, post(json!({ "phone": phone, "sms_code": code }))).await;
@@ -385,25 +381,25 @@ async fn refresh_gives_a_new_access_token_and_only_for_refresh_tokens() {
     let new_access = body["access"].as_str().unwrap();
     assert_eq!(profile(new_access).await.1["phone"], phone.as_str());
 
-    let (status, body) = call(&endpoint, post(json!({ "refresh": access }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("wrong_token_type"))
+    assert_error(
+        call(&endpoint, post(json!({ "refresh": access }))).await,
+        401,
+        "wrong_token_type",
     );
     let expired = signer().issue(
         &Phone::from_trusted(phone),
         TokenKind::Refresh,
         now() - 31 * 24 * 3600,
     );
-    let (status, body) = call(&endpoint, post(json!({ "refresh": expired }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("token_expired"))
+    assert_error(
+        call(&endpoint, post(json!({ "refresh": expired }))).await,
+        401,
+        "token_expired",
     );
-    let (status, body) = call(&endpoint, post(json!({ "refresh": "x.y.z" }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("invalid_token"))
+    assert_error(
+        call(&endpoint, post(json!({ "refresh": "x.y.z" }))).await,
+        401,
+        "invalid_token",
     );
 }
 
@@ -411,10 +407,10 @@ async fn refresh_gives_a_new_access_token_and_only_for_refresh_tokens() {
 async fn the_profile_needs_a_genuine_access_token() {
     let (_, access, refresh) = sign_up().await;
     let retrieve = endpoint::<Retrieve>(&[]).await;
-    let (status, body) = call(&retrieve, request(Method::GET, "", None)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("missing_token"))
+    assert_error(
+        call(&retrieve, request(Method::GET, "", None)).await,
+        401,
+        "missing_token",
     );
     assert_eq!(profile(&refresh).await.1["code"], "wrong_token_type");
     let mut tampered = access.clone();
@@ -422,10 +418,10 @@ async fn the_profile_needs_a_genuine_access_token() {
     assert_eq!(profile(&tampered).await.1["code"], "invalid_token");
     let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", access.split('.').nth(1).unwrap());
     assert_eq!(profile(&unsigned).await.1["code"], "invalid_token");
-    let (status, body) = call(&retrieve, request(Method::POST, "", Some(&access))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (405, Some("method_not_allowed"))
+    assert_error(
+        call(&retrieve, request(Method::POST, "", Some(&access))).await,
+        405,
+        "method_not_allowed",
     );
 }
 
@@ -495,10 +491,10 @@ async fn own_unknown_and_malformed_codes_are_refused() {
             json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code" })
         )
     );
-    let (status, body) = set_referrer(&a, "000000").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (404, Some("invite_code_not_found"))
+    assert_error(
+        set_referrer(&a, "000000").await,
+        404,
+        "invite_code_not_found",
     );
     for bad in ["", "abc", "abcdefg", "ab cd!"] {
         assert_eq!(
@@ -508,14 +504,14 @@ async fn own_unknown_and_malformed_codes_are_refused() {
         );
     }
     let endpoint = endpoint::<SetReferrer>(&[]).await;
-    let (status, body) = call(
-        &endpoint,
-        request(Method::POST, "{\"invite_code\": 5}", Some(&a)),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_request"))
+    assert_error(
+        call(
+            &endpoint,
+            request(Method::POST, "{\"invite_code\": 5}", Some(&a)),
+        )
+        .await,
+        400,
+        "invalid_request",
     );
     let (status, _) = call(
         &endpoint,
@@ -539,11 +535,7 @@ async fn referrals_never_form_a_circle() {
     let (a_code, b_code, c_code) = (code(&a).await, code(&b).await, code(&c).await);
     // B → A (B entered A's code), then A → B would close A → B → A.
     assert_eq!(set_referrer(&b, &a_code).await.0, 200);
-    let (status, body) = set_referrer(&a, &b_code).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("referral_cycle"))
-    );
+    assert_error(set_referrer(&a, &b_code).await, 409, "referral_cycle");
     // C → B → A, then A → C would close a circle of three.
     assert_eq!(set_referrer(&c, &b_code).await.0, 200);
     assert_eq!(set_referrer(&a, &c_code).await.1["code"], "referral_cycle");
@@ -623,9 +615,9 @@ async fn unreachable_storage_is_503_too() {
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
     };
-    let (status, body) = call(&get_code, post(json!({ "phone": unique_phone() }))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (503, Some("service_unavailable"))
+    assert_error(
+        call(&get_code, post(json!({ "phone": unique_phone() }))).await,
+        503,
+        "service_unavailable",
     );
 }

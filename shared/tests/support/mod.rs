@@ -107,3 +107,13 @@ pub async fn call<E: Endpoint>(endpoint: &E, request: Request) -> (u16, Value) {
     let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
     (response.status().as_u16(), body)
 }
+
+/// Asserts an error response by its status and machine-readable `code`.
+#[track_caller]
+pub fn assert_error((status, body): (u16, Value), expected_status: u16, code: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (expected_status, Some(code)),
+        "{body}"
+    );
+}
