@@ -1,6 +1,6 @@
 # The two commands of the README: `make dev` runs the service locally,
 # `make test` runs every test. Both install what they need first.
-.PHONY: dev test setup
+.PHONY: dev test setup bench
 
 dev:
 	scripts/dev.sh
@@ -10,3 +10,8 @@ test:
 
 setup:
 	scripts/setup.sh
+
+# Cold start, warm latency, memory, size and DynamoDB requests per flow of the
+# release functions (not a test; see docs/performance.md).
+bench:
+	scripts/bench.sh

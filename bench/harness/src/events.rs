@@ -1,0 +1,112 @@
+//! API Gateway HTTP API (payload format 2.0) events, as the functions receive them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+pub const GET_CODE: &str = "/users/auth/get_code/";
+pub const SEND_CODE: &str = "/users/auth/send_code/";
+pub const REFRESH: &str = "/users/auth/refresh/";
+pub const RETRIEVE: &str = "/users/retrieve/";
+pub const SET_REFERRER: &str = "/users/set_referrer/";
+
+/// One HTTP API request event; `body` is sent as JSON text.
+pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Vec<u8> {
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let body = body.map(|b| b.to_string());
+    let mut headers = Map::new();
+    headers.insert("accept".into(), json!("*/*"));
+    headers.insert(
+        "host".into(),
+        json!("bench.execute-api.us-east-1.amazonaws.com"),
+    );
+    headers.insert("user-agent".into(), json!("phone-auth-bench"));
+    headers.insert("x-forwarded-for".into(), json!("127.0.0.1"));
+    headers.insert("x-forwarded-port".into(), json!("443"));
+    headers.insert("x-forwarded-proto".into(), json!("https"));
+    if let Some(body) = &body {
+        headers.insert("content-type".into(), json!("application/json"));
+        headers.insert("content-length".into(), json!(body.len().to_string()));
+    }
+    if let Some(token) = bearer {
+        headers.insert("authorization".into(), json!(format!("Bearer {token}")));
+    }
+    let route = format!("ANY {path}");
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "bench",
+            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "bench",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "phone-auth-bench",
+            },
+            "requestId": format!("bench-{n}"),
+            "routeKey": route,
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": epoch_ms,
+        },
+        "isBase64Encoded": false,
+    });
+    if let Some(body) = body {
+        event["body"] = json!(body);
+    }
+    serde_json::to_vec(&event).expect("JSON values serialize")
+}
+
+pub fn get_code(phone: &str) -> Vec<u8> {
+    http("POST", GET_CODE, Some(json!({ "phone": phone })), None)
+}
+
+pub fn send_code(phone: &str, code: &str) -> Vec<u8> {
+    http(
+        "POST",
+        SEND_CODE,
+        Some(json!({ "phone": phone, "password": code })),
+        None,
+    )
+}
+
+pub fn refresh(refresh_token: &str) -> Vec<u8> {
+    http(
+        "POST",
+        REFRESH,
+        Some(json!({ "refresh": refresh_token })),
+        None,
+    )
+}
+
+pub fn retrieve(access: &str) -> Vec<u8> {
+    http("GET", RETRIEVE, None, Some(access))
+}
+
+pub fn set_referrer(access: &str, invite_code: &str) -> Vec<u8> {
+    http(
+        "POST",
+        SET_REFERRER,
+        Some(json!({ "invite_code": invite_code })),
+        Some(access),
+    )
+}
+
+/// Any request does for the empty function.
+pub fn baseline() -> Vec<u8> {
+    http("GET", "/", None, None)
+}

@@ -1,0 +1,621 @@
+//! `make bench`: runs the release `bootstrap` of every function under a
+//! loopback Lambda Runtime API, side by side with an empty `lambda_http`
+//! function built the same way, against DynamoDB Local and an SNS stub.
+//!
+//! Phases: cold starts (alternating with the baseline), warm latency (one
+//! process per function, many invocations), DynamoDB requests per flow (through
+//! a counting proxy), the DynamoDB Local round trip, and binary/zip sizes.
+//! It prints a table and writes `summary.json`; it asserts no timing.
+//!
+//! Configuration comes from the environment (scripts/bench.sh sets it):
+//! `BENCH_LAMBDA_DIR` (x86_64 `<function>/bootstrap[.zip]`, run here),
+//! `BENCH_ARM64_DIR` (optional, sizes only), `BENCH_OUT`, `BENCH_DYNAMODB`
+//! (`host:port` of DynamoDB Local), `BENCH_BUILD` (JSON describing the build),
+//! `BENCH_COLD_RUNS`, `BENCH_WARM_INVOCATIONS`, optionally `BENCH_DYNAMODB_TLS`
+//! (an `https://` endpoint in front of DynamoDB Local) with `BENCH_TLS_CA` (its
+//! CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
+//! `USERS_TABLE`, `OTPS_TABLE`, `OTP_HMAC_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
+
+mod events;
+mod http1;
+mod report;
+mod runtime;
+mod stubs;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use report::{ColdSample, Flow, Results, Warm};
+use runtime::Function;
+use stubs::{DynamoProxy, SnsStub};
+
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+pub const FUNCTIONS: [&str; 5] = [
+    "get-code",
+    "send-code",
+    "refresh",
+    "retrieve",
+    "set-referrer",
+];
+pub const BASELINE: &str = "baseline";
+
+fn env(name: &str) -> Res<String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set (run `make bench`)").into())
+}
+
+fn env_number(name: &str, default: usize) -> Res<usize> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a number").into()),
+    }
+}
+
+struct Settings {
+    lambda_dir: PathBuf,
+    arm64_dir: Option<PathBuf>,
+    out: PathBuf,
+    dynamodb: SocketAddr,
+    cold_runs: usize,
+    warm_invocations: usize,
+    /// Environment every function process gets, less the DynamoDB endpoint.
+    base_env: Vec<(String, String)>,
+    build: Value,
+    /// DynamoDB Local behind TLS, for the first-connection cost that AWS has and loopback HTTP has not.
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    endpoint: String,
+    ca_file: String,
+}
+
+impl Settings {
+    fn from_env() -> Res<Settings> {
+        let mut base_env: Vec<(String, String)> = [
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]bench"),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_rust"),
+            ("LAMBDA_TASK_ROOT", "/var/task"),
+            ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+            ("_HANDLER", "bootstrap"),
+            ("LANG", "en_US.UTF-8"),
+            ("TZ", ":UTC"),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            ("AWS_SESSION_TOKEN", "local"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("SMS_PROVIDER", "sns"),
+            ("PHONE_DEFAULT_REGION", "RU"),
+            ("TOKEN_ISSUER", "phone-auth-bench"),
+            ("TOKEN_AUDIENCE", "phone-auth-bench"),
+            // Long enough for the whole run; the default 15 minutes may not be.
+            ("ACCESS_TOKEN_TTL_SECONDS", "7200"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for name in [
+            "USERS_TABLE",
+            "OTPS_TABLE",
+            "OTP_HMAC_KEY",
+            "TOKEN_PRIVATE_KEY",
+            "TOKEN_PUBLIC_KEY",
+        ] {
+            base_env.push((name.to_string(), env(name)?));
+        }
+        let dynamodb = env("BENCH_DYNAMODB")?;
+        Ok(Settings {
+            lambda_dir: env("BENCH_LAMBDA_DIR")?.into(),
+            arm64_dir: std::env::var("BENCH_ARM64_DIR")
+                .ok()
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            out: env("BENCH_OUT")?.into(),
+            dynamodb: dynamodb
+                .trim_start_matches("http://")
+                .parse()
+                .map_err(|_| format!("BENCH_DYNAMODB={dynamodb:?} is not host:port"))?,
+            cold_runs: env_number("BENCH_COLD_RUNS", 20)?.max(1),
+            warm_invocations: env_number("BENCH_WARM_INVOCATIONS", 1000)?.max(1),
+            base_env,
+            build: std::env::var("BENCH_BUILD")
+                .ok()
+                .and_then(|b| serde_json::from_str(&b).ok())
+                .unwrap_or(Value::Null),
+            tls: match (
+                std::env::var("BENCH_DYNAMODB_TLS"),
+                std::env::var("BENCH_TLS_CA"),
+            ) {
+                (Ok(endpoint), Ok(ca_file)) if !endpoint.is_empty() => {
+                    Some(Tls { endpoint, ca_file })
+                }
+                _ => None,
+            },
+        })
+    }
+
+    fn binary(&self, name: &str) -> PathBuf {
+        self.lambda_dir.join(name).join("bootstrap")
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.out.join("logs").join(format!("{name}.log"))
+    }
+
+    fn env_with(&self, dynamodb: &str, sns: &SnsStub) -> Vec<(String, String)> {
+        let mut env = self.base_env.clone();
+        env.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb.to_string()));
+        env.push(("AWS_ENDPOINT_URL_SNS".into(), sns.endpoint()));
+        env
+    }
+}
+
+/// Fresh, valid Russian mobile numbers.
+struct Phones(u64);
+
+impl Phones {
+    fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("+7900{:07}", self.0)
+    }
+}
+
+/// What a function answered, as the API Gateway would return it.
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+async fn call(function: &mut Function, event: Vec<u8>) -> Res<(Duration, Reply)> {
+    let outcome = function.invoke(event).await?;
+    let text = String::from_utf8_lossy(&outcome.body);
+    if outcome.error {
+        return Err(format!("{} posted an invocation error: {text}", function.name).into());
+    }
+    let response: Value = serde_json::from_slice(&outcome.body)
+        .map_err(|e| format!("{} answered non-JSON ({e}): {text}", function.name))?;
+    let status = response["statusCode"].as_u64().unwrap_or(0) as u16;
+    let body = response["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    Ok((outcome.duration, Reply { status, body }))
+}
+
+/// `call`, requiring a 200.
+async fn call_ok(function: &mut Function, event: Vec<u8>) -> Res<(Duration, Value)> {
+    let (duration, reply) = call(function, event).await?;
+    if reply.status != 200 {
+        return Err(format!(
+            "{} answered {}: {}",
+            function.name, reply.status, reply.body
+        )
+        .into());
+    }
+    Ok((duration, reply.body))
+}
+
+struct User {
+    access: String,
+    refresh: String,
+}
+
+/// One warm process of each function, used to prepare what a measurement needs.
+struct Fleet {
+    functions: BTreeMap<&'static str, Function>,
+    sns: SnsStub,
+}
+
+impl Fleet {
+    async fn start(settings: &Settings, dynamodb: &str, sns: &SnsStub, tag: &str) -> Res<Fleet> {
+        let env = settings.env_with(dynamodb, sns);
+        let mut functions = BTreeMap::new();
+        for name in FUNCTIONS {
+            let mut function = Function::spawn(
+                name,
+                &settings.binary(name),
+                &env,
+                &settings.log(&format!("{name}-{tag}")),
+            )
+            .await?;
+            function.ready().await?;
+            functions.insert(name, function);
+        }
+        Ok(Fleet {
+            functions,
+            sns: sns.clone(),
+        })
+    }
+
+    fn get(&mut self, name: &str) -> &mut Function {
+        self.functions.get_mut(name).expect("every function runs")
+    }
+
+    /// get_code, and the code the SNS stub was asked to send.
+    async fn request_code(&mut self, phone: &str) -> Res<String> {
+        call_ok(self.get("get-code"), events::get_code(phone)).await?;
+        self.sns
+            .code_for(phone)
+            .ok_or_else(|| format!("no SMS was published to {phone}").into())
+    }
+
+    async fn sign_in(&mut self, phone: &str) -> Res<User> {
+        let code = self.request_code(phone).await?;
+        let (_, tokens) = call_ok(self.get("send-code"), events::send_code(phone, &code)).await?;
+        user(&tokens)
+    }
+
+    async fn invite_code(&mut self, user: &User) -> Res<String> {
+        let (_, profile) = call_ok(self.get("retrieve"), events::retrieve(&user.access)).await?;
+        profile["invite_code"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("profile without invite_code: {profile}").into())
+    }
+
+    async fn refer(&mut self, user: &User, invite_code: &str) -> Res<()> {
+        call_ok(
+            self.get("set-referrer"),
+            events::set_referrer(&user.access, invite_code),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn stop(self) {
+        for (_, function) in self.functions {
+            function.stop().await;
+        }
+    }
+}
+
+fn user(tokens: &Value) -> Res<User> {
+    match (tokens["access"].as_str(), tokens["refresh"].as_str()) {
+        (Some(access), Some(refresh)) => Ok(User {
+            access: access.to_string(),
+            refresh: refresh.to_string(),
+        }),
+        _ => Err(format!("send_code answered without tokens: {tokens}").into()),
+    }
+}
+
+/// DynamoDB Local is a JVM: exercise every request type first so that its JIT
+/// warm-up does not land in the first measurements.
+async fn warm_up_dynamodb(helpers: &mut Fleet, phones: &mut Phones, n: usize) -> Res<()> {
+    eprintln!("bench: warming DynamoDB Local up ({n} sign-ins, profiles and referrals)");
+    let top = helpers.sign_in(&phones.next()).await?;
+    let top_code = helpers.invite_code(&top).await?;
+    for _ in 0..n {
+        let user = helpers.sign_in(&phones.next()).await?;
+        helpers.invite_code(&user).await?;
+        helpers.refer(&user, &top_code).await?;
+    }
+    Ok(())
+}
+
+/// One fresh process: init, then one invocation.
+async fn cold_start(
+    settings: &Settings,
+    env: &[(String, String)],
+    name: &str,
+    event: Vec<u8>,
+) -> Res<ColdSample> {
+    let mut function = Function::spawn(
+        name,
+        &settings.binary(name),
+        env,
+        &settings.log(&format!("{name}-cold")),
+    )
+    .await?;
+    let result = async {
+        let init = function.ready().await?;
+        let (first, _) = call_ok(&mut function, event).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
+            init,
+            first_invoke: first,
+            peak_rss_kb: function.peak_rss_kb()?,
+        })
+    }
+    .await;
+    function.stop().await;
+    result
+}
+
+/// Cold starts, each function alternating with the baseline. With `tls`, only
+/// the functions that call DynamoDB, against its TLS endpoint, without the baseline.
+async fn cold_phase(
+    settings: &Settings,
+    env: &[(String, String)],
+    helpers: &mut Fleet,
+    phones: &mut Phones,
+    tls: bool,
+) -> Res<BTreeMap<String, Vec<ColdSample>>> {
+    let mut samples: BTreeMap<String, Vec<ColdSample>> = BTreeMap::new();
+    // A user for retrieve and refresh, and a chain top for set_referrer (depth 1).
+    let reader = helpers.sign_in(&phones.next()).await?;
+    let top = helpers.sign_in(&phones.next()).await?;
+    let top_code = helpers.invite_code(&top).await?;
+    let label = if tls {
+        "cold starts, DynamoDB over TLS"
+    } else {
+        "cold starts"
+    };
+    for round in 0..settings.cold_runs {
+        eprint!(
+            "\rbench: {label}, round {}/{}",
+            round + 1,
+            settings.cold_runs
+        );
+        for name in FUNCTIONS {
+            if tls && name == "refresh" {
+                continue;
+            }
+            if !tls {
+                let sample = cold_start(settings, env, BASELINE, events::baseline()).await?;
+                samples.entry(BASELINE.into()).or_default().push(sample);
+            }
+            let event = match name {
+                "get-code" => events::get_code(&phones.next()),
+                "send-code" => {
+                    let phone = phones.next();
+                    let code = helpers.request_code(&phone).await?;
+                    events::send_code(&phone, &code)
+                }
+                "refresh" => events::refresh(&reader.refresh),
+                "retrieve" => events::retrieve(&reader.access),
+                "set-referrer" => {
+                    let joiner = helpers.sign_in(&phones.next()).await?;
+                    events::set_referrer(&joiner.access, &top_code)
+                }
+                _ => unreachable!("every function has an event"),
+            };
+            let sample = cold_start(settings, env, name, event).await?;
+            samples.entry(name.into()).or_default().push(sample);
+        }
+    }
+    eprintln!();
+    Ok(samples)
+}
+
+/// One process per function, `n` invocations each; the events are made before the clock runs.
+async fn warm_phase(
+    settings: &Settings,
+    env: &[(String, String)],
+    helpers: &mut Fleet,
+    sns: &SnsStub,
+    phones: &mut Phones,
+    results: &mut Results,
+) -> Res<()> {
+    let n = settings.warm_invocations;
+    let new_phones: Vec<String> = (0..n).map(|_| phones.next()).collect();
+    let top = helpers.sign_in(&phones.next()).await?;
+    let top_code = helpers.invite_code(&top).await?;
+    let mut users: Vec<User> = Vec::with_capacity(n);
+    for name in [BASELINE].into_iter().chain(FUNCTIONS) {
+        eprintln!("bench: warm, {n} invocations of {name}");
+        let events: Vec<Vec<u8>> = match name {
+            BASELINE => (0..n).map(|_| events::baseline()).collect(),
+            "get-code" => new_phones.iter().map(|p| events::get_code(p)).collect(),
+            "send-code" => new_phones
+                .iter()
+                .map(|p| {
+                    let code = sns.code_for(p).ok_or("get_code sent no SMS")?;
+                    Ok(events::send_code(p, &code))
+                })
+                .collect::<Res<_>>()?,
+            "refresh" => users.iter().map(|u| events::refresh(&u.refresh)).collect(),
+            "retrieve" => users.iter().map(|u| events::retrieve(&u.access)).collect(),
+            "set-referrer" => users
+                .iter()
+                .map(|u| events::set_referrer(&u.access, &top_code))
+                .collect(),
+            _ => unreachable!("every function has events"),
+        };
+        let mut function = Function::spawn(
+            name,
+            &settings.binary(name),
+            env,
+            &settings.log(&format!("{name}-warm")),
+        )
+        .await?;
+        function.ready().await?;
+        let mut durations = Vec::with_capacity(n);
+        for event in events {
+            let (duration, body) = call_ok(&mut function, event).await?;
+            durations.push(duration);
+            if name == "send-code" {
+                users.push(user(&body)?);
+            }
+        }
+        let peak_rss_kb = function.peak_rss_kb()?;
+        function.stop().await;
+        results.warm.insert(
+            name.to_string(),
+            Warm {
+                durations,
+                peak_rss_kb,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The DynamoDB requests of each flow, counted by the proxy around exactly that flow.
+async fn flow_phase(
+    counted: &mut Fleet,
+    proxy: &DynamoProxy,
+    phones: &mut Phones,
+    results: &mut Results,
+) -> Res<()> {
+    eprintln!("bench: DynamoDB requests per flow");
+    let mut record = |key: &str, what: &str, tally: stubs::Tally, duration: Duration| {
+        results.flows.push(Flow {
+            key: key.to_string(),
+            what: what.to_string(),
+            tally,
+            duration,
+        });
+    };
+
+    let phone = phones.next();
+    proxy.take();
+    let code = counted.request_code(&phone).await?;
+    let (d, tokens) = call_ok(counted.get("send-code"), events::send_code(&phone, &code)).await?;
+    let me = user(&tokens)?;
+    record(
+        "sign_up",
+        "get_code + send_code, new phone",
+        proxy.take(),
+        d,
+    );
+
+    let code = counted.request_code(&phone).await?;
+    let (d, _) = call_ok(counted.get("send-code"), events::send_code(&phone, &code)).await?;
+    record(
+        "sign_in_returning",
+        "get_code + send_code, known phone",
+        proxy.take(),
+        d,
+    );
+
+    let (d, _) = call_ok(counted.get("refresh"), events::refresh(&me.refresh)).await?;
+    record("refresh", "refresh", proxy.take(), d);
+
+    let (d, profile) = call_ok(counted.get("retrieve"), events::retrieve(&me.access)).await?;
+    expect_referrals(&profile, 0)?;
+    record("profile_0", "retrieve, 0 referrals", proxy.take(), d);
+
+    let host = counted.sign_in(&phones.next()).await?;
+    let host_code = counted.invite_code(&host).await?;
+    for _ in 0..100 {
+        let referral = counted.sign_in(&phones.next()).await?;
+        counted.refer(&referral, &host_code).await?;
+    }
+    proxy.take();
+    let (d, profile) = call_ok(counted.get("retrieve"), events::retrieve(&host.access)).await?;
+    expect_referrals(&profile, 100)?;
+    record("profile_100", "retrieve, 100 referrals", proxy.take(), d);
+
+    for depth in [1usize, 20] {
+        // chain[0] is the top; each next user was referred by the one before.
+        let mut chain: Vec<(User, String)> = Vec::with_capacity(depth);
+        for _ in 0..depth {
+            let member = counted.sign_in(&phones.next()).await?;
+            let code = counted.invite_code(&member).await?;
+            if let Some((_, above)) = chain.last() {
+                counted.refer(&member, above).await?;
+            }
+            chain.push((member, code));
+        }
+        let joiner = counted.sign_in(&phones.next()).await?;
+        let bottom_code = &chain.last().expect("depth >= 1").1;
+        proxy.take();
+        let (d, _) = call_ok(
+            counted.get("set-referrer"),
+            events::set_referrer(&joiner.access, bottom_code),
+        )
+        .await?;
+        record(
+            &format!("set_referrer_depth_{depth}"),
+            &format!("set_referrer, chain of {depth} above the new referral"),
+            proxy.take(),
+            d,
+        );
+    }
+    Ok(())
+}
+
+fn expect_referrals(profile: &Value, n: usize) -> Res<()> {
+    let got = profile["referrals"].as_array().map_or(0, Vec::len);
+    if got != n {
+        return Err(format!("expected {n} referrals, the profile has {got}: {profile}").into());
+    }
+    Ok(())
+}
+
+async fn run(settings: Settings) -> Res<()> {
+    // Logs of this run only: one file per function and role.
+    let _ = std::fs::remove_dir_all(settings.out.join("logs"));
+    std::fs::create_dir_all(settings.out.join("logs"))?;
+    for name in [BASELINE].into_iter().chain(FUNCTIONS) {
+        let binary = settings.binary(name);
+        if !binary.is_file() {
+            return Err(format!("{} is missing; build first", binary.display()).into());
+        }
+    }
+    let sns = SnsStub::start().await?;
+    let direct = format!("http://{}", settings.dynamodb);
+    let env = settings.env_with(&direct, &sns);
+    let mut phones = Phones(0);
+    let mut results = Results::default();
+
+    let mut helpers = Fleet::start(&settings, &direct, &sns, "helper").await?;
+    warm_up_dynamodb(&mut helpers, &mut phones, 100).await?;
+    results.cold = cold_phase(&settings, &env, &mut helpers, &mut phones, false).await?;
+    if let Some(tls) = &settings.tls {
+        let mut tls_env = settings.env_with(&tls.endpoint, &sns);
+        tls_env.push(("SSL_CERT_FILE".into(), tls.ca_file.clone()));
+        results.cold_tls = cold_phase(&settings, &tls_env, &mut helpers, &mut phones, true).await?;
+    }
+    warm_phase(
+        &settings,
+        &env,
+        &mut helpers,
+        &sns,
+        &mut phones,
+        &mut results,
+    )
+    .await?;
+    helpers.stop().await;
+
+    let proxy = DynamoProxy::start(settings.dynamodb).await?;
+    let mut counted = Fleet::start(&settings, &proxy.endpoint(), &sns, "counted").await?;
+    flow_phase(&mut counted, &proxy, &mut phones, &mut results).await?;
+    counted.stop().await;
+
+    eprintln!("bench: DynamoDB Local round trip");
+    let key = serde_json::json!({ "pk": { "S": "+79000000001" } });
+    let table = std::env::var("USERS_TABLE")?;
+    results.dynamodb_round_trips =
+        stubs::get_item_round_trips(settings.dynamodb, &table, &key, settings.warm_invocations)
+            .await?;
+
+    results.sizes = report::sizes(&settings.lambda_dir, settings.arm64_dir.as_deref());
+    let summary = report::summary(&results, &settings.build);
+    let path = settings.out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
+    println!("{}", report::table(&summary));
+    println!("written: {}", path.display());
+    Ok(())
+}
+
+fn main() {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    if let Err(err) = runtime.block_on(run(settings)) {
+        eprintln!("\nbench: {err}");
+        std::process::exit(1);
+    }
+}
