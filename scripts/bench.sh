@@ -111,7 +111,8 @@ print(json.dumps({
     "profile_release": profile,
     "rustc": "$(rustc -V)",
     "cargo_lambda": "$(cargo lambda --version 2>/dev/null)",
-    "aws_lc_sys_env": {k: v for k, v in __import__("os").environ.items() if k.startswith("AWS_LC_SYS")},
+    "aws_lc_sys_env": {**{k: v.strip('"') for k, v in re.findall(r'^(AWS_LC_SYS_\w+)\s*=\s*(\S+)', (pathlib.Path(sys.argv[1]).parent / ".cargo/config.toml").read_text() if (pathlib.Path(sys.argv[1]).parent / ".cargo/config.toml").exists() else "", re.M)},
+                       **{k: v for k, v in __import__("os").environ.items() if k.startswith("AWS_LC_SYS")}},
 }))
 EOF
 )
