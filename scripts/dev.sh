@@ -23,5 +23,7 @@ export SMS_PROVIDER=log RUST_LOG=${RUST_LOG:-info}
 say "API on http://127.0.0.1:$API_PORT ($CONCURRENCY instances per function). Try:"
 echo "  curl -s -XPOST localhost:$API_PORT/users/auth/get_code/ -d '{\"phone\": \"+79001234567\"}'" >&2
 cd "$ROOT"
+# --disable-cors: cargo lambda's own permissive CORS layer would answer every
+# preflight; the functions apply CORS_ALLOW_ORIGINS themselves, as deployed.
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" \
-  --concurrency "$CONCURRENCY" --features phone_auth/dev-mode
+  --concurrency "$CONCURRENCY" --features phone_auth/dev-mode --disable-cors

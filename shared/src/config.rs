@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use phonenumber::country;
 
+use crate::cors::Cors;
 use crate::otp::OtpPolicy;
 use crate::phone::PhonePolicy;
 use crate::token::{TokenSettings, TokenSigner, TokenVerifier};
@@ -67,6 +68,12 @@ impl Config {
     /// A multi-line secret such as a PEM key; `\n` escapes are accepted so it fits one line of an env file.
     fn multiline(&self, name: &'static str) -> Result<String, ConfigError> {
         Ok(self.required(name)?.replace("\\n", "\n"))
+    }
+
+    /// `CORS_ALLOW_ORIGINS`: browser origins that may call the API (empty: none).
+    pub fn cors(&self) -> Result<Cors, ConfigError> {
+        Cors::parse(&self.get("CORS_ALLOW_ORIGINS").unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid("CORS_ALLOW_ORIGINS", e.to_string()))
     }
 
     pub fn users_table(&self) -> Result<String, ConfigError> {

@@ -4,10 +4,11 @@
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
-//! * [`config`] is the one configuration loader.
+//! * [`config`] is the one configuration loader; [`cors`] the browser-origin rules.
 
 pub mod adapters;
 pub mod config;
+pub mod cors;
 pub mod endpoints;
 pub mod error;
 pub mod http;

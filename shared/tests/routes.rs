@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
-use phone_auth::endpoints::{Endpoint, GetCode, Refresh, Retrieve, SendCode, SetReferrer};
+use phone_auth::endpoints::{
+    Endpoint, Function, GetCode, Refresh, Retrieve, SendCode, SetReferrer,
+};
 use serde_json::{Map, Value, json};
 
 // ------------------------------------------------------------------ the functions
@@ -27,7 +29,7 @@ use serde_json::{Map, Value, json};
 type Build = fn(&Config, &SdkConfig) -> Result<Method, ConfigError>;
 
 fn build<E: Endpoint>(config: &Config, aws: &SdkConfig) -> Result<Method, ConfigError> {
-    E::from_config(config, aws).map(|_| E::METHOD)
+    Function::<E>::from_config(config, aws).map(|_| E::METHOD)
 }
 
 /// Binary name, the endpoint its `main` runs, and how to build that endpoint.
@@ -727,12 +729,29 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
                 method, "ANY",
                 "{id}: routes are ANY so a wrong method gets the function's own 405, as locally"
             );
+            assert!(
+                path.starts_with('/') && !path.ends_with('/'),
+                "{id}: HTTP API route paths cannot end in '/' (API Gateway refuses {path:?}); \
+                 it serves {path}/ on the route without the slash"
+            );
             (path, binary.clone())
         })
         .collect();
+    // API Gateway answers both spellings on one route; the local router
+    // matches exactly, so it lists each path with and without the slash.
+    let both_spellings: BTreeMap<String, String> = template_routes
+        .iter()
+        .flat_map(|(path, binary)| {
+            [
+                (path.clone(), binary.clone()),
+                (format!("{path}/"), binary.clone()),
+            ]
+        })
+        .collect();
     assert_eq!(
-        template_routes, router,
-        "template.yaml HttpApi routes (left) and the Cargo.toml watch router (right) differ"
+        both_spellings, router,
+        "template.yaml HttpApi routes, each with and without a final slash (left), \
+         and the Cargo.toml watch router (right) differ"
     );
 
     let stated: BTreeSet<String> = FUNCTIONS.iter().map(|(b, ..)| b.to_string()).collect();
@@ -763,7 +782,7 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         .map(|m| m.keys().collect())
         .unwrap_or_default();
     assert!(
-        throttled.contains(&&"ANY /users/auth/get_code/".to_string()),
+        throttled.contains(&&"ANY /users/auth/get_code".to_string()),
         "the SMS-sending route has its own, stricter throttling"
     );
     for key in throttled {
@@ -1059,11 +1078,16 @@ fn sample_events_match_their_functions_route_and_method() {
             );
             let event: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(event["rawPath"], path.as_str(), "{name}: rawPath");
+            // As API Gateway sends it: the route key without the slash, the
+            // path as the client wrote it (the seed's clients add the slash).
+            let raw_path = event["rawPath"].as_str().unwrap_or_default();
+            assert!(
+                raw_path == path || raw_path == format!("{path}/"),
+                "{name}: rawPath {raw_path:?} is not {path} or {path}/"
+            );
             assert_eq!(
-                event["requestContext"]["http"]["path"],
-                path.as_str(),
-                "{name}: http.path"
+                event["requestContext"]["http"]["path"], raw_path,
+                "{name}: http.path is the raw path"
             );
             for key in [&event["routeKey"], &event["requestContext"]["routeKey"]] {
                 assert_eq!(key, &format!("ANY {path}"), "{name}: routeKey");

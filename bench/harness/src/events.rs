@@ -38,7 +38,8 @@ pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>)
     if let Some(token) = bearer {
         headers.insert("authorization".into(), json!(format!("Bearer {token}")));
     }
-    let route = format!("ANY {path}");
+    // As API Gateway sends it: the route key has no final slash, the path is the client's.
+    let route = format!("ANY {}", path.trim_end_matches('/'));
     let mut event = json!({
         "version": "2.0",
         "routeKey": route,

@@ -22,6 +22,7 @@ pub use send_code::SendCode;
 pub use set_referrer::SetReferrer;
 
 use crate::config::{Config, ConfigError};
+use crate::cors::Cors;
 use crate::error::ApiError;
 use crate::store::StoreError;
 
@@ -44,6 +45,32 @@ pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body
         Err(err) => Err(err),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// What a cold start builds: the endpoint and the CORS rules around it.
+pub struct Function<E> {
+    endpoint: E,
+    cors: Cors,
+}
+
+impl<E: Endpoint> Function<E> {
+    pub fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Function {
+            endpoint: E::from_config(config, aws)?,
+            cors: config.cors()?,
+        })
+    }
+
+    /// One request: a preflight `OPTIONS` is answered here (204); anything
+    /// else goes to the endpoint. Either way an allowed origin may read it.
+    pub async fn serve(&self, request: Request) -> Response<Body> {
+        let headers = request.headers().clone();
+        if request.method() == Method::OPTIONS {
+            return self.cors.preflight(&headers, &E::METHOD);
+        }
+        let response = serve(&self.endpoint, request).await;
+        self.cors.decorate(&headers, response)
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -71,12 +98,13 @@ pub async fn aws_config() -> SdkConfig {
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let endpoint = E::from_config(&Config::from_env(), &aws_config().await).inspect_err(|err| {
-        tracing::error!(error = %err, "configuration error");
-    })?;
-    let endpoint = &endpoint;
+    let function = Function::<E>::from_config(&Config::from_env(), &aws_config().await)
+        .inspect_err(|err| {
+            tracing::error!(error = %err, "configuration error");
+        })?;
+    let function = &function;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(serve(endpoint, request).await)
+        Ok::<_, std::convert::Infallible>(function.serve(request).await)
     }))
     .await
 }
