@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The deploy checks of `make test`; none needs an AWS account:
-#   1. sam validate --lint and cfn-lint on template.yaml,
+#   1. sam validate --lint and cfn-lint on template.yaml (and the deploy
+#      role), and scripts/tests: what lint cannot see (pytest),
 #   2. actionlint on .github/workflows/,
 #   3. sam build, which must leave an arm64 `bootstrap` per function.
 # If the aarch64 Rust target cannot be installed, the build falls back to
@@ -11,15 +12,18 @@ cd "$ROOT"
 
 # Keep SAM CLI quiet and offline apart from the builds themselves.
 export SAM_CLI_TELEMETRY=0
-for tool in sam cfn-lint actionlint cargo-lambda; do
+for tool in sam cfn-lint actionlint cargo-lambda pytest; do
   command -v "$tool" >/dev/null || die "$tool is missing; run scripts/setup.sh (scripts/requirements.txt)"
 done
 
 say "sam validate --lint"
 sam validate --lint --template template.yaml --region us-east-1
 
-say "cfn-lint"
-cfn-lint template.yaml
+say "cfn-lint (the stack and the deploy role)"
+cfn-lint template.yaml docs/deploy-role.yaml
+
+say "template checks: routes, deploy role, access log, parameters (scripts/tests)"
+python3 -m pytest -q -p no:cacheprovider scripts/tests
 
 say "actionlint"
 actionlint .github/workflows/*.yml

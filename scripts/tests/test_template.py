@@ -1,0 +1,415 @@
+"""Deploy-readiness checks of template.yaml that lint cannot make.
+
+Run by scripts/check_deploy.sh (part of `make test`) with pytest. They read the
+template as the SAM translator turns it into CloudFormation (the same
+`samtranslator` package `sam deploy` uses), the deploy role in
+docs/deploy-role.yaml, and CloudFormation's own resource schemas (shipped
+with cfn-lint), whose `handlers` list the API actions CloudFormation calls to
+create, update and delete each resource type.
+"""
+
+import fnmatch
+import json
+import os
+import pathlib
+import re
+
+import pytest
+from cfnlint.data import schemas as cfn_schemas
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load(path):
+    return yaml_parse((ROOT / path).read_text())
+
+
+def translated(parameters=None):
+    """template.yaml after the SAM transform, as CloudFormation receives it."""
+    template = load("template.yaml")
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            # sam build/package put an S3 URI here; the translator insists on one.
+            resource["Properties"]["CodeUri"] = "s3://artifacts/function.zip"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return transform(template, parameters or {}, NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def cfn():
+    return translated({"Stage": "prod", "AlarmEmail": "ops@example.com"})
+
+
+# ------------------------------------------------------------------ routes
+
+
+def http_api(cfn):
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    return api["Properties"]["Body"]
+
+
+def test_no_route_ends_in_a_slash(cfn):
+    """HTTP APIs refuse route keys ending in '/' ("invalid route name")."""
+    paths = list(http_api(cfn)["paths"])
+    assert len(paths) >= 5, paths
+    for path in paths:
+        assert path.startswith("/") and not path.endswith("/"), path
+    sam = load("template.yaml")
+    for name, resource in sam["Resources"].items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert not event["Properties"]["Path"].endswith("/"), name
+
+
+def test_route_settings_name_declared_routes(cfn):
+    methods = {"x-amazon-apigateway-any-method": "ANY"}
+    routes = {
+        f"{methods.get(m, m.upper())} {path}"
+        for path, operations in http_api(cfn)["paths"].items()
+        for m in operations
+    }
+    (stage,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    settings = stage["Properties"].get("RouteSettings", {})
+    assert "ANY /users/auth/get_code" in settings, "the SMS route has its own throttle"
+    for key in settings:
+        assert key in routes, f"RouteSettings {key!r} names no route of {sorted(routes)}"
+
+
+def test_every_function_may_be_invoked_by_its_route(cfn):
+    """SAM writes the invoke permission's source ARN from the route path."""
+    paths = set(http_api(cfn)["paths"])
+    permissions = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"]
+    arns = {p["Properties"]["SourceArn"]["Fn::Sub"][0].rsplit("/*", 1)[1] for p in permissions}
+    assert arns == paths
+
+
+# ------------------------------------------------------------------ the deploy role
+
+# Actions CloudFormation's handlers list for features this template does not
+# use, each with the reason it may be missing from the deploy role.
+NOT_USED = {
+    "ec2:*": "functions run outside a VPC",
+    "elasticfilesystem:*": "no EFS mounts",
+    "s3files:*": "no S3 file mounts",
+    "kinesis:*": "no Kinesis streaming of tables",
+    "firehose:*": "no log delivery to Firehose",
+    "secretsmanager:ReplicateSecretToRegions": "the OTP key is not replicated to other regions",
+    "secretsmanager:RemoveRegionsFromReplication": "the OTP key is not replicated to other regions",
+    "kms:*": "tables use DynamoDB's AWS-owned key, functions Lambda's default key",
+    "dynamodb:ImportTable": "tables are not created from an S3 import",
+    "dynamodb:DescribeImport": "tables are not created from an S3 import",
+    "dynamodb:CreateTableReplica": "no global tables",
+    "dynamodb:AssociateTableReplica": "no global tables",
+    "dynamodb:EnableKinesisStreamingDestination": "no Kinesis streaming of tables",
+    "dynamodb:DisableKinesisStreamingDestination": "no Kinesis streaming of tables",
+    "dynamodb:UpdateKinesisStreamingDestination": "no Kinesis streaming of tables",
+    "dynamodb:Scan": "only for S3 imports",
+    "dynamodb:Query": "only for S3 imports",
+    "dynamodb:GetItem": "only for S3 imports",
+    "dynamodb:PutItem": "only for S3 imports",
+    "dynamodb:UpdateItem": "only for S3 imports",
+    "dynamodb:DeleteItem": "only for S3 imports",
+    "dynamodb:BatchWriteItem": "only for S3 imports",
+    "dynamodb:ListTables": "list handler only",
+    "iam:CreateServiceLinkedRole@AWS::DynamoDB::Table": "only for global-table replicas",
+    "logs:*@AWS::DynamoDB::Table": "only for S3 import error logs",
+    "s3:*@AWS::DynamoDB::Table": "only for S3 imports",
+    "s3:getObject@AWS::ApiGatewayV2::Api": "the API body is inline, not imported from S3",
+    "s3:GetObject@AWS::Lambda::Function": "read by CloudFormation from the SAM artifact bucket (ArtifactBucket grants it)",
+    "s3:GetObjectVersion@AWS::Lambda::Function": "the artifact keys are unversioned",
+    "s3:REST.PUT.OBJECT": "not an IAM action (log delivery to S3 is not used)",
+    "lambda:PassCapacityProvider": "no Lambda managed instances",
+    "lambda:AssociateRuntimeAlias": "no runtime aliases",
+    "iam:PassRole@AWS::SNS::Topic": "no SNS delivery-status logging roles",
+    "iam:GetRole@AWS::SNS::Topic": "no SNS delivery-status logging roles",
+    "iam:PassRole@AWS::SNS::Subscription": "no subscription roles (Firehose)",
+    "iam:GetRole@AWS::SNS::Subscription": "no subscription roles (Firehose)",
+    "apigateway:TagResource": "not an IAM action: tags are apigateway:PUT on /tags",
+    "apigateway:UntagResource": "not an IAM action: tags are apigateway:DELETE on /tags",
+}
+
+# What the handlers do not list but a deploy of this template needs.
+ALSO_NEEDED = {
+    # SAM transform: CreateChangeSet on the transform itself.
+    "cloudformation:CreateChangeSet": "arn:aws:cloudformation:us-east-1:aws:transform/Serverless-2016-10-31",
+    # HTTP API access logs (API Gateway's documented logging permissions).
+    "logs:CreateLogDelivery": "*",
+    "logs:GetLogDelivery": "*",
+    "logs:UpdateLogDelivery": "*",
+    "logs:DeleteLogDelivery": "*",
+    "logs:ListLogDeliveries": "*",
+    "logs:PutResourcePolicy": "*",
+    "logs:DescribeResourcePolicies": "*",
+    "logs:DescribeLogGroups": "*",
+    # Dynamic references to the secrets you create.
+    "secretsmanager:GetSecretValue": "arn:aws:secretsmanager:us-east-1:123456789012:secret:phone-auth/prod/token-private-key-AbCdEf",
+    # SAM uploads the function zips.
+    "s3:PutObject": "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-abc123/phone-auth-prod/x.zip",
+    "iam:CreateServiceLinkedRole": "*",
+}
+
+
+def handler_permissions(resource_type):
+    root = pathlib.Path(cfn_schemas.__file__).parent
+    index = json.loads((root / "providers" / "us-east-1.json").read_text())
+    schema = json.loads((root / "resources" / f"{index[resource_type]}.json").read_text())
+    handlers = schema.get("handlers", {})
+    return {
+        (action, handler)
+        for handler in ("create", "update", "delete")
+        for action in handlers.get(handler, {}).get("permissions", [])
+    }
+
+
+def excused(action, resource_type, handler):
+    for key in NOT_USED:
+        parts = key.split("@")
+        if not fnmatch.fnmatchcase(action.lower(), parts[0].lower()):
+            continue
+        if len(parts) > 1 and parts[1] != resource_type:
+            continue
+        if len(parts) > 2 and parts[2] != handler:
+            continue
+        return True
+    return False
+
+
+class Role:
+    """The deploy role's Allow statements, with the role stack's parameters filled in."""
+
+    def __init__(self, values):
+        role = load("docs/deploy-role.yaml")["Resources"]["DeployRole"]["Properties"]
+        self.trust = role["AssumeRolePolicyDocument"]
+        (policy,) = role["Policies"]
+        self.statements = [self.evaluate(s, values) for s in policy["PolicyDocument"]["Statement"]]
+
+    @staticmethod
+    def evaluate(value, values):
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], value["Fn::Sub"])
+        if isinstance(value, dict):
+            return {k: Role.evaluate(v, values) for k, v in value.items()}
+        if isinstance(value, list):
+            return [Role.evaluate(v, values) for v in value]
+        return value
+
+    def allows(self, action, resource="*"):
+        for statement in self.statements:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions) and any(
+                resource == "*" or fnmatch.fnmatchcase(resource, r) for r in resources
+            ):
+                return True
+        return False
+
+
+ROLE_PARAMETERS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AppStackName": "phone-auth-prod",
+    "Stage": "prod",
+    "SecretsPrefix": "phone-auth",
+    "GitHubRepository": "owner/repo",
+    "GitHubEnvironment": "prod",
+}
+
+
+def test_the_deploy_role_can_create_update_and_delete_everything_the_template_creates(cfn):
+    role = Role(ROLE_PARAMETERS)
+    types = sorted({r["Type"] for r in cfn["Resources"].values()})
+    assert "AWS::Lambda::Function" in types and "AWS::ApiGatewayV2::Api" in types
+    missing = []
+    for resource_type in types:
+        needs = handler_permissions(resource_type)
+        assert needs, f"no handler permissions known for {resource_type}"
+        for action, handler in sorted(needs):
+            if not excused(action, resource_type, handler) and not role.allows(action):
+                missing.append(f"{resource_type} {handler}: {action}")
+    for action, resource in ALSO_NEEDED.items():
+        if not role.allows(action, resource):
+            missing.append(f"{action} on {resource}")
+    assert not missing, "docs/deploy-role.yaml lacks:\n  " + "\n  ".join(missing)
+
+
+def test_the_deploy_role_reaches_the_stacks_own_names(cfn):
+    """Resource-scoped statements must match the names this template gives."""
+    role = Role(ROLE_PARAMETERS)
+    stack, account = "phone-auth-prod", "123456789012"
+    names = {
+        "dynamodb:CreateTable": f"arn:aws:dynamodb:us-east-1:{account}:table/{stack}-users",
+        "logs:CreateLogGroup": f"arn:aws:logs:us-east-1:{account}:log-group:/aws/lambda/{stack}/get-code",
+        "secretsmanager:CreateSecret": f"arn:aws:secretsmanager:us-east-1:{account}:secret:phone-auth/prod/otp-hmac-key-AbCdEf",
+        "lambda:CreateFunction": f"arn:aws:lambda:us-east-1:{account}:function:{stack}-GetCodeFunction-AbC123",
+        "iam:CreateRole": f"arn:aws:iam::{account}:role/{stack}-GetCodeFunctionRole-AbC123",
+        "cloudwatch:PutMetricAlarm": f"arn:aws:cloudwatch:us-east-1:{account}:alarm:{stack}-Api5xxRateAlarm-AbC123",
+        "sns:CreateTopic": f"arn:aws:sns:us-east-1:{account}:{stack}-AlarmTopic-AbC123",
+    }
+    for action, arn in names.items():
+        assert role.allows(action, arn), f"{action} on {arn}"
+    # ...and nothing beyond them: another stack's table, the deploy role itself.
+    assert not role.allows("dynamodb:DeleteTable", f"arn:aws:dynamodb:us-east-1:{account}:table/other-users")
+    assert not role.allows("iam:AttachRolePolicy", f"arn:aws:iam::{account}:role/github-deploy-{stack}")
+    assert not role.allows("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:us-east-1:{account}:secret:phone-auth/dev/x")
+
+    # The names in template.yaml that those patterns rely on.
+    sam = load("template.yaml")["Resources"]
+    assert sam["UsersTable"]["Properties"]["TableName"] == {"Fn::Sub": "${AWS::StackName}-users"}
+    assert sam["OtpHmacKeySecret"]["Properties"]["Name"] == {"Fn::Sub": "${SecretsPrefix}/${Stage}/otp-hmac-key"}
+
+
+def test_only_the_named_environment_may_assume_the_deploy_role():
+    (statement,) = Role(ROLE_PARAMETERS).trust["Statement"]
+    condition = statement["Condition"]
+    assert set(condition) == {"StringEquals"}, "exact match, no StringLike wildcards"
+    assert condition["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    subject = Role.evaluate(condition["StringEquals"]["token.actions.githubusercontent.com:sub"], ROLE_PARAMETERS)
+    assert subject == "repo:owner/repo:environment:prod"
+
+
+# ------------------------------------------------------------------ production traps
+
+
+def test_a_failed_first_create_leaves_no_orphan_table():
+    sam = load("template.yaml")["Resources"]
+    assert sam["UsersTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert sam["UsersTable"]["UpdateReplacePolicy"] == "Retain"
+    for name in ("UsersTable", "OtpsTable"):
+        assert "SSESpecification" not in sam[name]["Properties"], "AWS-owned key (docs/deploy.md)"
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert samconfig.count('on_failure = "DELETE"') == 2, "both environments delete a stack whose first create failed"
+
+
+def test_prod_requires_an_alarm_destination():
+    rules = load("template.yaml")["Rules"]
+    rule = rules["ProdAlarmsNotifySomebody"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+
+
+def test_get_code_can_have_reserved_concurrency(cfn):
+    function = cfn["Resources"]["GetCodeFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasGetCodeReservedConcurrency", {"Ref": "GetCodeReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+# ------------------------------------------------------------------ access log
+
+# AWS's HTTP API access-log variables used here, and whether a value can
+# contain a quote or backslash ("text") or not ("safe"); messageString is
+# API Gateway's own quoted-and-escaped copy of the error message.
+LOG_VARIABLES = {
+    "$context.requestId": "safe",
+    "$context.requestTime": "safe",  # dd/MMM/yyyy:HH:mm:ss +-hhmm
+    "$context.identity.sourceIp": "safe",
+    "$context.httpMethod": "safe",
+    "$context.routeKey": "safe",  # our route keys, or $default
+    "$context.status": "safe",
+    "$context.integrationStatus": "safe",
+    "$context.responseLatency": "safe",
+    "$context.integrationLatency": "safe",
+    "$context.responseLength": "safe",
+    "$context.error.responseType": "safe",  # an enum
+    "$context.error.messageString": "quoted",
+    "$context.error.message": "text",
+    "$context.integrationErrorMessage": "text",
+    "$context.integration.error": "text",
+    "$context.identity.userAgent": "text",
+    "$context.path": "text",
+}
+
+WORST = {
+    "safe": "-",
+    "quoted": json.dumps('Message "with quotes" and \\ backslash'),
+    "text": 'Mozilla "quoted" \\ text',
+}
+
+
+def access_log_format():
+    api = load("template.yaml")["Resources"]["HttpApi"]["Properties"]
+    return api["AccessLogSettings"]["Format"]
+
+
+def check_access_log(line):
+    """The line API Gateway writes for the worst values each variable can take."""
+    used = re.findall(r"\$context\.[A-Za-z.]+[A-Za-z]", line)
+    assert used, line
+    for variable in used:
+        kind = LOG_VARIABLES.get(variable)
+        assert kind is not None, f"{variable}: not in AWS's list of HTTP API variables known to this test"
+        assert kind != "text", f"{variable} can contain quotes and break the JSON line"
+        if kind == "quoted":
+            assert f'"{variable}"' not in line, f"{variable} is already quoted"
+    for variable in sorted(set(used), key=len, reverse=True):
+        line = line.replace(variable, WORST[LOG_VARIABLES[variable]])
+    return json.loads(line)
+
+
+def test_access_log_lines_are_valid_json_for_every_request():
+    record = check_access_log(access_log_format())
+    assert record["error"] == 'Message "with quotes" and \\ backslash'
+    # The throttle alarm's metric filter reads these fields.
+    assert {"status", "integrationStatus"} <= set(record)
+
+
+def test_the_log_check_refuses_free_text_and_double_quoting():
+    for broken in [
+        '{"userAgent":"$context.identity.userAgent"}',
+        '{"error":"$context.error.message"}',
+        '{"error":"$context.error.messageString"}',
+        '{"x":"$context.notAVariable"}',
+    ]:
+        with pytest.raises(AssertionError):
+            check_access_log(broken)
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def matches(parameter, value):
+    declaration = load("template.yaml")["Parameters"][parameter]
+    if len(value) > declaration.get("MaxLength", 4096):
+        return False
+    return re.fullmatch(declaration["AllowedPattern"], value) is not None
+
+
+@pytest.mark.parametrize(
+    "parameter, good, bad",
+    [
+        (
+            "AlarmEmail",
+            ["", "ops@example.com", "on-call+auth@mail.example.co.uk"],
+            ["ops", "ops@example", "ops @example.com", "a@b@c.com", "ops@example.com,dev@example.com"],
+        ),
+        (
+            "CorsOrigins",
+            ["", "https://app.example.com", "http://127.0.0.1:5173,https://app.example.com"],
+            [
+                "app.example.com",
+                "https://app.example.com/",
+                "https://a.example.com, https://b.example.com",
+                "https://app.example.com/path",
+                "*",
+                "https://app.example.com:123456",
+            ],
+        ),
+        ("SnsSenderId", ["", "PhoneAuth", "A", "Auth2025", "ABCDEFGHIJK"], ["12345", "Phone Auth", "ABCDEFGHIJKL", "Auth-1"]),
+        ("SecretsRevision", ["1", "2026-11-23", "v2.1"], ["", "two words", "x" * 33, "1;rm"]),
+    ],
+)
+def test_parameters_refuse_bad_values(parameter, good, bad):
+    for value in good:
+        assert matches(parameter, value), f"{parameter}={value!r} should be accepted"
+    for value in bad:
+        assert not matches(parameter, value), f"{parameter}={value!r} should be refused"
