@@ -49,7 +49,8 @@ impl OtpPolicy {
     }
 }
 
-/// A code waiting to be checked, as stored, with the phone's send window.
+/// A code waiting to be checked, as stored. It lives minutes; the phone's
+/// send window ([`SendWindow`]) lives an hour and outlasts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCode {
     pub phone: Phone,
@@ -57,13 +58,9 @@ pub struct PendingCode {
     pub attempts: u32,
     pub created_at: u64,
     pub expires_at: u64,
-    /// When the phone's current send window opened, and codes sent in it.
-    pub window_start: u64,
-    pub sends: u32,
 }
 
 impl PendingCode {
-    /// The first code of a new send window.
     pub fn new(phone: Phone, code_hash: Vec<u8>, now: u64, policy: &OtpPolicy) -> Self {
         PendingCode {
             phone,
@@ -71,32 +68,56 @@ impl PendingCode {
             attempts: 0,
             created_at: now,
             expires_at: now + policy.ttl_seconds,
-            window_start: now,
-            sends: 1,
         }
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
         now >= self.expires_at
     }
+}
 
-    /// Whether this phone used up its codes for the current window.
-    pub fn window_is_full(&self, now: u64, policy: &OtpPolicy) -> bool {
-        self.sends >= policy.max_sends_per_window && now < self.window_end(policy)
-    }
+/// Every SMS sent to a phone in its current window, whatever became of the
+/// codes: a used or withdrawn code still counts (a failed send is given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendWindow {
+    pub window_start: u64,
+    pub sends: u32,
+    /// When the phone's pending code was sent; None once it was used or withdrawn.
+    pub pending_since: Option<u64>,
+}
 
+/// Why no code may be sent now, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// A code sent less than the cooldown ago is still pending.
+    TooSoon { retry_after: u64 },
+    /// The window's codes are used up.
+    WindowFull { retry_after: u64 },
+}
+
+impl SendWindow {
     pub fn window_end(&self, policy: &OtpPolicy) -> u64 {
         self.window_start + policy.send_window_seconds
     }
 
-    /// Seconds until another code may be sent to this phone.
-    pub fn resend_wait(&self, now: u64, policy: &OtpPolicy) -> u64 {
-        let until = if self.window_is_full(now, policy) {
-            self.window_end(policy)
-        } else {
-            self.created_at + policy.resend_cooldown_seconds
-        };
-        until.saturating_sub(now)
+    pub fn is_over(&self, now: u64, policy: &OtpPolicy) -> bool {
+        now >= self.window_end(policy)
+    }
+
+    /// The rule for sending another code: room in the window (or a new
+    /// window), and no code pending from less than the cooldown ago — also
+    /// across a window's end. After a successful sign-in nothing is pending,
+    /// so the next code may go at once.
+    pub fn refusal(&self, now: u64, policy: &OtpPolicy) -> Option<SendRefusal> {
+        if !self.is_over(now, policy) && self.sends >= policy.max_sends_per_window {
+            return Some(SendRefusal::WindowFull {
+                retry_after: self.window_end(policy) - now,
+            });
+        }
+        let cooldown_end = self.pending_since? + policy.resend_cooldown_seconds;
+        (cooldown_end > now).then(|| SendRefusal::TooSoon {
+            retry_after: cooldown_end - now,
+        })
     }
 }
 
@@ -196,27 +217,55 @@ mod tests {
     }
 
     #[test]
-    fn expiry_and_resend_window() {
+    fn codes_expire() {
         let policy = OtpPolicy::default();
         let pending = PendingCode::new(phone("+79001234567"), vec![1], 1_000, &policy);
         assert!(!pending.is_expired(1_299));
         assert!(pending.is_expired(1_300));
-        assert_eq!(pending.resend_wait(1_000, &policy), 60);
-        assert_eq!(pending.resend_wait(1_045, &policy), 15);
-        assert_eq!(pending.resend_wait(1_060, &policy), 0);
+    }
+
+    fn window(sends: u32, pending_since: Option<u64>) -> SendWindow {
+        SendWindow {
+            window_start: 1_000,
+            sends,
+            pending_since,
+        }
     }
 
     #[test]
-    fn a_full_send_window_waits_for_its_end() {
+    fn a_pending_code_holds_the_next_one_for_the_cooldown() {
         let policy = OtpPolicy::default();
-        let mut pending = PendingCode::new(phone("+79001234567"), vec![1], 1_000, &policy);
-        pending.sends = 5;
-        pending.created_at = 1_500;
-        assert!(pending.window_is_full(1_600, &policy));
-        assert_eq!(pending.resend_wait(1_600, &policy), 3_000);
-        assert!(!pending.window_is_full(4_600, &policy));
-        assert_eq!(pending.resend_wait(4_600, &policy), 0);
-        pending.sends = 4;
-        assert_eq!(pending.resend_wait(1_600, &policy), 0);
+        let w = window(1, Some(1_000));
+        assert_eq!(
+            w.refusal(1_045, &policy),
+            Some(SendRefusal::TooSoon { retry_after: 15 })
+        );
+        assert_eq!(w.refusal(1_060, &policy), None);
+        // Used or withdrawn: nothing pending, no cooldown.
+        assert_eq!(window(1, None).refusal(1_001, &policy), None);
+    }
+
+    #[test]
+    fn the_cooldown_holds_across_the_end_of_a_window() {
+        let policy = OtpPolicy::default();
+        let w = window(2, Some(4_599));
+        assert!(w.is_over(4_600, &policy));
+        assert_eq!(
+            w.refusal(4_600, &policy),
+            Some(SendRefusal::TooSoon { retry_after: 59 })
+        );
+        assert_eq!(w.refusal(4_659, &policy), None);
+    }
+
+    #[test]
+    fn a_full_window_waits_for_its_end_even_with_nothing_pending() {
+        let policy = OtpPolicy::default();
+        let w = window(5, None);
+        assert_eq!(
+            w.refusal(1_600, &policy),
+            Some(SendRefusal::WindowFull { retry_after: 3_000 })
+        );
+        assert_eq!(w.refusal(4_600, &policy), None);
+        assert_eq!(window(4, None).refusal(1_600, &policy), None);
     }
 }

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::invite::InviteCode;
-use crate::otp::{OtpPolicy, PendingCode};
+use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
 
 /// Storage could not answer (network, throttling, service error). Maps to 503.
@@ -57,17 +57,22 @@ pub enum ReferrerWrite {
     ChainMoved,
 }
 
+/// One item per phone holds its pending code (minutes) and its send window
+/// (an hour): using or withdrawing the code never resets the window.
+/// Every write is one conditional request that encodes the rule it enforces,
+/// so parallel requests cannot get past it, and a write the SDK retried after
+/// a lost response is recognised as the caller's own.
 pub trait OtpStore: Send + Sync {
-    /// Stores `code` as the phone's pending code, replacing an older one,
-    /// if the phone may get a code now: none sent within the cooldown, and
-    /// fewer than the window's maximum sent. Otherwise returns the pending
-    /// code that stands in the way (its `resend_wait` says for how long).
+    /// Stores `code` as the phone's pending code and counts it in the phone's
+    /// send window, if [`SendWindow::refusal`](crate::otp::SendWindow::refusal)
+    /// allows a code now; otherwise returns that refusal. One request when
+    /// the phone opens a new window (the common case), two within a window.
     fn issue(
         &self,
         code: &PendingCode,
         policy: &OtpPolicy,
         now: u64,
-    ) -> impl Future<Output = Result<Option<PendingCode>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<SendRefusal>, StoreError>> + Send;
 
     /// Counts one check atomically, refusing it once `max_attempts` were made,
     /// before anyone compares the code: parallel guesses cannot exceed the limit.
@@ -78,9 +83,18 @@ pub trait OtpStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
 
-    /// Deletes the pending code if it is still the one with `code_hash`;
-    /// false if it was already used or replaced. Used to consume a code once.
-    fn delete_if_current(
+    /// Uses up the pending code if it is still the one with `code_hash`
+    /// (single use); its send stays counted. False if it was already used or
+    /// replaced.
+    fn consume(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes back a code whose SMS could not be sent: no longer pending (no
+    /// cooldown), and its send no longer counted. False if it was not pending.
+    fn withdraw(
         &self,
         phone: &Phone,
         code_hash: &[u8],

@@ -3,11 +3,13 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::invite::InviteCode;
-use phone_auth::otp::{OtpPolicy, PendingCode};
+use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
 use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
 use support::{dynamo, env, now, unique_phone};
@@ -47,91 +49,166 @@ async fn new_user(users: &UserTable) -> User {
     user
 }
 
+/// `issue` as get-code calls it: None when the code was stored.
+async fn issue(otps: &OtpTable, p: &Phone, hash: &[u8], at: u64) -> Option<SendRefusal> {
+    otps.issue(&pending(p, hash, at), &OtpPolicy::default(), at)
+        .await
+        .unwrap()
+}
+
+/// The phone's item as stored, for the attributes no port method shows.
+async fn raw_item(p: &Phone) -> HashMap<String, AttributeValue> {
+    dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key("phone", AttributeValue::S(p.as_str().into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the phone has an item")
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    item[name].as_n().unwrap().parse().unwrap()
+}
+
 #[tokio::test]
 async fn a_recent_code_blocks_a_new_one_until_the_cooldown_passes() {
-    let (otps, policy) = (otps().await, OtpPolicy::default());
+    let otps = otps().await;
     let p = phone();
     let t = now();
-    let issue = |hash: &'static [u8], at: u64| {
-        let otps = otps.clone();
-        let (p, policy) = (p.clone(), policy.clone());
-        async move {
-            otps.issue(&pending(&p, hash, at), &policy, at)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(issue(b"first", t).await, None);
-    let blocked = issue(b"second", t + 10).await.unwrap();
+    assert_eq!(issue(&otps, &p, b"first", t).await, None);
     assert_eq!(
-        (
-            blocked.code_hash.as_slice(),
-            blocked.resend_wait(t + 10, &policy)
-        ),
-        (&b"first"[..], 50)
+        issue(&otps, &p, b"second", t + 10).await,
+        Some(SendRefusal::TooSoon { retry_after: 50 })
     );
     // 60 s later the old code is replaced, in the same send window.
-    assert_eq!(issue(b"third", t + 60).await, None);
-    assert!(!otps.delete_if_current(&p, b"first").await.unwrap());
-    assert!(otps.delete_if_current(&p, b"third").await.unwrap());
+    assert_eq!(issue(&otps, &p, b"third", t + 60).await, None);
+    assert!(!otps.consume(&p, b"first").await.unwrap());
+    assert!(otps.consume(&p, b"third").await.unwrap());
 }
 
 #[tokio::test]
 async fn a_phone_gets_at_most_five_codes_a_window() {
-    let (otps, policy) = (otps().await, OtpPolicy::default());
+    let otps = otps().await;
     let p = phone();
     let t = now();
     for minute in 0..5 {
         let at = t + 60 * minute;
-        assert_eq!(
-            otps.issue(&pending(&p, b"code", at), &policy, at)
-                .await
-                .unwrap(),
-            None,
-            "code {minute}"
-        );
+        assert_eq!(issue(&otps, &p, b"code", at).await, None, "code {minute}");
     }
-    let at = t + 300;
-    let blocked = otps
-        .issue(&pending(&p, b"sixth", at), &policy, at)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(blocked.sends, 5);
-    assert!(blocked.window_is_full(at, &policy));
-    assert_eq!(blocked.resend_wait(at, &policy), 3300);
-    // An hour after the window opened, a new one opens.
-    let at = t + 3600;
     assert_eq!(
-        otps.issue(&pending(&p, b"next", at), &policy, at)
-            .await
-            .unwrap(),
-        None
+        issue(&otps, &p, b"sixth", t + 300).await,
+        Some(SendRefusal::WindowFull { retry_after: 3300 })
     );
-    let item = otps.count_attempt(&p, 3, at).await.unwrap();
-    assert!(matches!(item, Attempt::Counted(code) if code.sends == 1 && code.window_start == at));
+    // An hour after the window opened, a new one opens.
+    assert_eq!(issue(&otps, &p, b"next", t + 3600).await, None);
+    let item = raw_item(&p).await;
+    assert_eq!(
+        (number(&item, "sends"), number(&item, "window_start")),
+        (1, t + 3600)
+    );
+}
+
+/// The hole that let one number loop get_code → send_code for unlimited SMS:
+/// using a code must not reset the window.
+#[tokio::test]
+async fn used_codes_still_count_and_the_next_code_needs_no_cooldown() {
+    let otps = otps().await;
+    let p = phone();
+    let t = now();
+    for n in 0..5u8 {
+        // Each code is used right away; the next may be sent at once.
+        assert_eq!(
+            issue(&otps, &p, &[n], t + u64::from(n)).await,
+            None,
+            "code {n}"
+        );
+        assert!(otps.consume(&p, &[n]).await.unwrap());
+    }
+    assert_eq!(
+        issue(&otps, &p, b"sixth", t + 5).await,
+        Some(SendRefusal::WindowFull { retry_after: 3595 })
+    );
+}
+
+#[tokio::test]
+async fn a_withdrawn_code_is_not_counted_and_leaves_no_cooldown() {
+    let otps = otps().await;
+    let p = phone();
+    let t = now();
+    for n in 0..4u8 {
+        assert_eq!(issue(&otps, &p, &[n], t + 60 * u64::from(n)).await, None);
+    }
+    // The fifth SMS fails and its code is taken back: the send is given back.
+    assert_eq!(issue(&otps, &p, b"failed", t + 240).await, None);
+    assert!(otps.withdraw(&p, b"failed").await.unwrap());
+    assert!(!otps.withdraw(&p, b"failed").await.unwrap(), "only once");
+    assert_eq!(number(&raw_item(&p).await, "sends"), 4);
+    // At once (no cooldown), and it is the fifth of the window.
+    assert_eq!(issue(&otps, &p, b"fifth", t + 241).await, None);
+    assert_eq!(
+        issue(&otps, &p, b"sixth", t + 400).await,
+        Some(SendRefusal::WindowFull { retry_after: 3200 })
+    );
+    assert!(matches!(
+        otps.count_attempt(&p, 3, t + 241).await.unwrap(),
+        Attempt::Counted(code) if code.code_hash == b"fifth"
+    ));
+}
+
+#[tokio::test]
+async fn a_new_window_still_waits_for_the_cooldown() {
+    let otps = otps().await;
+    let p = phone();
+    let t = now();
+    assert_eq!(issue(&otps, &p, b"first", t).await, None);
+    // Second 3599 of the window, then the window's end one second later.
+    assert_eq!(issue(&otps, &p, b"late", t + 3599).await, None);
+    assert_eq!(
+        issue(&otps, &p, b"too soon", t + 3600).await,
+        Some(SendRefusal::TooSoon { retry_after: 59 })
+    );
+    assert_eq!(issue(&otps, &p, b"new window", t + 3659).await, None);
+    assert_eq!(number(&raw_item(&p).await, "window_start"), t + 3659);
+}
+
+#[tokio::test]
+async fn every_send_moves_the_ttl_past_the_code_and_the_window() {
+    let otps = otps().await;
+    let p = phone();
+    let t = now();
+    assert_eq!(issue(&otps, &p, b"first", t).await, None);
+    // A code sent late in the window outlives the window's end.
+    assert_eq!(issue(&otps, &p, b"late", t + 3500).await, None);
+    let item = raw_item(&p).await;
+    let ttl = number(&item, "expires_at");
+    assert!(ttl >= number(&item, "code_expires_at"), "{item:?}");
+    assert!(ttl >= number(&item, "window_start") + 3600, "{item:?}");
 }
 
 #[tokio::test]
 async fn parallel_requests_for_one_phone_issue_one_code() {
-    let (otps, policy) = (Arc::new(otps().await), OtpPolicy::default());
+    let otps = Arc::new(otps().await);
     let p = phone();
     let t = now();
-    otps.issue(&pending(&p, b"first", t - 120), &policy, t - 120)
-        .await
-        .unwrap();
+    assert_eq!(issue(&otps, &p, b"first", t - 120).await, None);
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..10u8 {
-        let (otps, p, policy) = (otps.clone(), p.clone(), policy.clone());
-        tasks.spawn(async move { otps.issue(&pending(&p, &[n], t), &policy, t).await.unwrap() });
+        let (otps, p) = (otps.clone(), p.clone());
+        tasks.spawn(async move { issue(&otps, &p, &[n], t).await });
     }
     let issued = tasks
         .join_all()
         .await
         .iter()
-        .filter(|blocked| blocked.is_none())
+        .filter(|refusal| refusal.is_none())
         .count();
     assert_eq!(issued, 1);
+    assert_eq!(number(&raw_item(&p).await, "sends"), 2);
 }
 
 #[tokio::test]
@@ -205,10 +282,7 @@ async fn a_code_is_consumed_once() {
     otps.issue(&pending(&p, b"hash", now()), &OtpPolicy::default(), now())
         .await
         .unwrap();
-    let (a, b) = tokio::join!(
-        otps.delete_if_current(&p, b"hash"),
-        otps.delete_if_current(&p, b"hash")
-    );
+    let (a, b) = tokio::join!(otps.consume(&p, b"hash"), otps.consume(&p, b"hash"));
     assert_eq!(
         [a.unwrap(), b.unwrap()]
             .iter()

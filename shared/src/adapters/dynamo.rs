@@ -7,10 +7,11 @@
 //!     the same transaction as the user, it makes codes unique (a GSI cannot).
 //!   - GSI `invite_code-index` (`invite_code`): code → user, for set_referrer.
 //!   - GSI `referrer-index` (`referrer_phone`, `referred_at`): a user's referrals.
-//! * Otps table, key `phone`: the pending code (`code_hash`, `attempts`,
-//!   `created_at`, `code_expires_at` — checked in code, TTL deletes late) and
-//!   the phone's send window (`window_start`, `sends`); `expires_at`, the TTL
-//!   attribute, is the end of that window.
+//! * Otps table, key `phone`: the phone's send window (`window_start`,
+//!   `sends`, `created_at` of the last send) and, while one is pending, its
+//!   code (`code_hash`, `attempts`, `code_expires_at` — checked in code, TTL
+//!   deletes late). Using or withdrawing a code removes only the code's
+//!   attributes; `expires_at`, the TTL attribute, is an hour after the last send.
 
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::invite::InviteCode;
-use crate::otp::{OtpPolicy, PendingCode};
+use crate::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
 use crate::store::{
     Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
@@ -64,53 +65,76 @@ fn encode(value: &impl Serialize) -> Item {
 
 // ---------------------------------------------------------------- one-time codes
 
+/// A phone's item: the send window, and the pending code while there is one.
 #[derive(Serialize, Deserialize)]
 struct OtpItem {
     phone: String,
-    code_hash: String,
-    attempts: u32,
-    created_at: u64,
-    code_expires_at: u64,
     window_start: u64,
     sends: u32,
-    /// The table's TTL attribute: the end of the send window, which outlasts the code.
+    /// When the last code was sent (kept after it is used: it is history).
+    created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_expires_at: Option<u64>,
+    /// The requests that last counted an attempt and that used or withdrew
+    /// the code, so a request the SDK sent twice (its first answer lost)
+    /// recognises its own write instead of reporting a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended_by: Option<String>,
+    /// The table's TTL attribute. Every send moves it to an hour after the
+    /// send: past the window's end and the code's expiry (the configuration
+    /// keeps OTP_TTL_SECONDS <= OTP_SEND_WINDOW_SECONDS).
     expires_at: u64,
 }
 
 impl OtpItem {
-    fn new(code: &PendingCode, policy: &OtpPolicy) -> Self {
-        OtpItem {
-            phone: code.phone.as_str().to_string(),
-            code_hash: BASE64.encode(&code.code_hash),
-            attempts: code.attempts,
-            created_at: code.created_at,
-            code_expires_at: code.expires_at,
-            window_start: code.window_start,
-            sends: code.sends,
-            expires_at: code.window_end(policy).max(code.expires_at),
+    fn window(&self) -> SendWindow {
+        SendWindow {
+            window_start: self.window_start,
+            sends: self.sends,
+            pending_since: self.code_hash.as_ref().map(|_| self.created_at),
         }
     }
-}
 
-impl TryFrom<OtpItem> for PendingCode {
-    type Error = StoreError;
-    fn try_from(item: OtpItem) -> Result<Self, StoreError> {
-        Ok(PendingCode {
-            phone: Phone::from_trusted(item.phone),
+    fn pending(self) -> Result<Option<PendingCode>, StoreError> {
+        let (Some(hash), Some(attempts), Some(expires_at)) =
+            (self.code_hash, self.attempts, self.code_expires_at)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(PendingCode {
+            phone: Phone::from_trusted(self.phone),
             code_hash: BASE64
-                .decode(item.code_hash)
+                .decode(hash)
                 .map_err(|e| StoreError(format!("bad code_hash: {e}")))?,
-            attempts: item.attempts,
-            created_at: item.created_at,
-            expires_at: item.code_expires_at,
-            window_start: item.window_start,
-            sends: item.sends,
-        })
+            attempts,
+            created_at: self.created_at,
+            expires_at,
+        }))
     }
 }
 
-fn pending_code(item: Item) -> Result<PendingCode, StoreError> {
-    decode::<OtpItem>(item)?.try_into()
+fn otp_item(item: Option<&Item>) -> Result<Option<OtpItem>, StoreError> {
+    item.filter(|i| !i.is_empty())
+        .map(|i| decode::<OtpItem>(i.clone()))
+        .transpose()
+}
+
+/// A fresh random id for one logical write (the SDK resends the same request on retry).
+fn request_nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// How one attempt at writing a new code ended.
+enum IssueStep {
+    Issued,
+    /// The item as it was when the condition failed (None: no item).
+    Refused(Option<OtpItem>),
 }
 
 #[derive(Clone, Debug)]
@@ -124,42 +148,66 @@ impl OtpTable {
         OtpTable { client, table }
     }
 
-    /// The first code of a fresh send window: written unless the phone's window is still open.
-    async fn put_if_window_over(
+    /// The first code of a new window: written if the phone has no item, or
+    /// its window is over and no code is pending from within the cooldown.
+    async fn open_window(
         &self,
         code: &PendingCode,
         policy: &OtpPolicy,
         now: u64,
-    ) -> Result<Option<PendingCode>, StoreError> {
-        let window_edge = now.saturating_sub(policy.send_window_seconds);
+    ) -> Result<IssueStep, StoreError> {
+        let item = OtpItem {
+            phone: code.phone.as_str().to_string(),
+            window_start: now,
+            sends: 1,
+            created_at: now,
+            code_hash: Some(BASE64.encode(&code.code_hash)),
+            attempts: Some(0),
+            code_expires_at: Some(code.expires_at),
+            attempt_by: None,
+            ended_by: None,
+            expires_at: now + policy.send_window_seconds,
+        };
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(encode(&OtpItem::new(code, policy))))
-            .condition_expression("attribute_not_exists(phone) OR window_start <= :edge")
-            .expression_attribute_values(":edge", n(window_edge))
+            .set_item(Some(encode(&item)))
+            .condition_expression(
+                "attribute_not_exists(phone) OR (window_start <= :window_edge \
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge))",
+            )
+            .expression_attribute_values(
+                ":window_edge",
+                n(now.saturating_sub(policy.send_window_seconds)),
+            )
+            .expression_attribute_values(
+                ":cooldown_edge",
+                n(now.saturating_sub(policy.resend_cooldown_seconds)),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(None),
+            Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => Ok(Some(
-                    pending_code(failed.item().cloned().unwrap_or_default())?,
-                )),
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(IssueStep::Refused(otp_item(failed.item())?))
+                }
                 _ => Err(unavailable(err)),
             },
         }
     }
 
-    /// Another code in an open window, replacing `current`, on condition that
-    /// nobody issued one since we read it.
-    async fn replace(
+    /// Another code in the open window: written if the window has room and no
+    /// code is pending from within the cooldown. The condition is the rule
+    /// itself, not "unchanged since read", so racing requests need no retry.
+    async fn send_again(
         &self,
-        current: &PendingCode,
         code: &PendingCode,
-    ) -> Result<Option<PendingCode>, StoreError> {
+        policy: &OtpPolicy,
+        now: u64,
+    ) -> Result<IssueStep, StoreError> {
         let result = self
             .client
             .update_item()
@@ -167,28 +215,74 @@ impl OtpTable {
             .key("phone", s(code.phone.as_str()))
             .update_expression(
                 "SET code_hash = :hash, attempts = :zero, created_at = :now, \
-                 code_expires_at = :expires, sends = sends + :one",
+                 code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl",
             )
-            .condition_expression("window_start = :window AND sends = :sends")
+            .condition_expression(
+                "window_start > :window_edge AND sends < :max \
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge)",
+            )
             .expression_attribute_values(":hash", s(&BASE64.encode(&code.code_hash)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", n(code.created_at))
-            .expression_attribute_values(":expires", n(code.expires_at))
-            .expression_attribute_values(":window", n(current.window_start))
-            .expression_attribute_values(":sends", n(current.sends))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":code_expires", n(code.expires_at))
+            .expression_attribute_values(":ttl", n(now + policy.send_window_seconds))
+            .expression_attribute_values(
+                ":window_edge",
+                n(now.saturating_sub(policy.send_window_seconds)),
+            )
+            .expression_attribute_values(":max", n(policy.max_sends_per_window))
+            .expression_attribute_values(
+                ":cooldown_edge",
+                n(now.saturating_sub(policy.resend_cooldown_seconds)),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(None),
+            Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    match failed.item() {
-                        Some(item) => Ok(Some(pending_code(item.clone())?)),
-                        // Consumed meanwhile: the phone is free again; the caller may simply ask anew.
-                        None => Ok(Some(current.clone())),
-                    }
+                    Ok(IssueStep::Refused(otp_item(failed.item())?))
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    /// Removes the pending code if it is still `code_hash`, with `and` as the
+    /// rest of the update; true if this request removed it, also when the SDK
+    /// had to resend the request after a lost response.
+    async fn end_code(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+        and: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        let nonce = request_nonce();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression(format!(
+                "REMOVE code_hash, attempts, code_expires_at, attempt_by \
+                 SET ended_by = :nonce{and}"
+            ))
+            .condition_expression("code_hash = :hash")
+            .expression_attribute_values(":hash", s(&BASE64.encode(code_hash)))
+            .expression_attribute_values(":nonce", s(&nonce))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let old = otp_item(failed.item())?;
+                    Ok(old.is_some_and(|o| o.ended_by.as_deref() == Some(nonce.as_str())))
                 }
                 _ => Err(unavailable(err)),
             },
@@ -196,20 +290,44 @@ impl OtpTable {
     }
 }
 
+/// Requests one `issue` may make when other requests keep changing the item.
+const ISSUE_ROUNDS: usize = 3;
+
 impl OtpStore for OtpTable {
     async fn issue(
         &self,
         code: &PendingCode,
         policy: &OtpPolicy,
         now: u64,
-    ) -> Result<Option<PendingCode>, StoreError> {
-        let Some(current) = self.put_if_window_over(code, policy, now).await? else {
-            return Ok(None);
-        };
-        if current.resend_wait(now, policy) > 0 {
-            return Ok(Some(current));
+    ) -> Result<Option<SendRefusal>, StoreError> {
+        for _ in 0..ISSUE_ROUNDS {
+            let current = match self.open_window(code, policy, now).await? {
+                IssueStep::Issued => return Ok(None),
+                IssueStep::Refused(Some(current)) => current,
+                // Deleted between the condition and its report: open it again.
+                IssueStep::Refused(None) => continue,
+            };
+            let window = current.window();
+            if let Some(refusal) = window.refusal(now, policy) {
+                return Ok(Some(refusal));
+            }
+            if window.is_over(now, policy) {
+                continue; // changed meanwhile; the next round reads it anew
+            }
+            match self.send_again(code, policy, now).await? {
+                IssueStep::Issued => return Ok(None),
+                IssueStep::Refused(Some(current)) => {
+                    if let Some(refusal) = current.window().refusal(now, policy) {
+                        return Ok(Some(refusal));
+                    }
+                }
+                // The item vanished (TTL) between the two requests: a new window.
+                IssueStep::Refused(None) => {}
+            }
         }
-        self.replace(&current, code).await
+        Err(StoreError(format!(
+            "the phone's code item kept changing for {ISSUE_ROUNDS} rounds"
+        )))
     }
 
     async fn count_attempt(
@@ -218,66 +336,63 @@ impl OtpStore for OtpTable {
         max_attempts: u32,
         now: u64,
     ) -> Result<Attempt, StoreError> {
+        let nonce = request_nonce();
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("phone", s(phone.as_str()))
-            .update_expression("SET attempts = attempts + :one")
+            .update_expression("SET attempts = attempts + :one, attempt_by = :nonce")
             .condition_expression(
-                "attribute_exists(phone) AND attempts < :max AND code_expires_at > :now",
+                "attribute_exists(code_hash) AND attempts < :max AND code_expires_at > :now \
+                 AND (attribute_not_exists(attempt_by) OR attempt_by <> :nonce)",
             )
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":max", n(max_attempts))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":nonce", s(&nonce))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(output) => Ok(Attempt::Counted(pending_code(
-                output.attributes.unwrap_or_default(),
-            )?)),
+        let (item, own_retry) = match result {
+            Ok(output) => (otp_item(output.attributes.as_ref())?, true),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    match failed.item() {
-                        None => Ok(Attempt::NoCode),
-                        Some(item) => {
-                            let old = pending_code(item.clone())?;
-                            Ok(if old.is_expired(now) {
-                                Attempt::Expired
-                            } else {
-                                Attempt::Exhausted
-                            })
-                        }
-                    }
+                    let old = otp_item(failed.item())?;
+                    let ours = old
+                        .as_ref()
+                        .is_some_and(|o| o.attempt_by.as_deref() == Some(nonce.as_str()));
+                    (old, ours)
                 }
-                _ => Err(unavailable(err)),
+                _ => return Err(unavailable(err)),
             },
-        }
+        };
+        let Some(pending) = item.map(OtpItem::pending).transpose()?.flatten() else {
+            return Ok(Attempt::NoCode);
+        };
+        Ok(if own_retry {
+            // Counted: by this request, or by its first sending whose answer was lost.
+            Attempt::Counted(pending)
+        } else if pending.is_expired(now) {
+            Attempt::Expired
+        } else {
+            Attempt::Exhausted
+        })
     }
 
-    async fn delete_if_current(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("phone", s(phone.as_str()))
-            .condition_expression("code_hash = :hash")
-            .expression_attribute_values(":hash", s(&BASE64.encode(code_hash)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        self.end_code(phone, code_hash, "", &[]).await
+    }
+
+    async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        self.end_code(
+            phone,
+            code_hash,
+            ", sends = sends - :one",
+            &[(":one", n(1))],
+        )
+        .await
     }
 }
 

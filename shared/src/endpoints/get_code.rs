@@ -11,7 +11,7 @@ use crate::adapters::sms::AnySms;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
-use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
+use crate::otp::{CodeHasher, OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::{Phone, PhonePolicy};
 use crate::sms::{SmsSender, code_message};
 use crate::store::OtpStore;
@@ -50,13 +50,18 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             &self.otp_policy,
         );
 
-        if let Some(blocking) = self.otps.issue(&pending, &self.otp_policy, now).await? {
-            let retry_after = blocking.resend_wait(now, &self.otp_policy).max(1);
-            return Err(if blocking.window_is_full(now, &self.otp_policy) {
-                ApiError::TooManyCodes { retry_after }
-            } else {
-                ApiError::ResendTooSoon { retry_after }
-            });
+        match self.otps.issue(&pending, &self.otp_policy, now).await? {
+            None => {}
+            Some(SendRefusal::TooSoon { retry_after }) => {
+                return Err(ApiError::ResendTooSoon {
+                    retry_after: retry_after.max(1),
+                });
+            }
+            Some(SendRefusal::WindowFull { retry_after }) => {
+                return Err(ApiError::TooManyCodes {
+                    retry_after: retry_after.max(1),
+                });
+            }
         }
 
         if let Err(err) = self
@@ -65,12 +70,8 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             .await
         {
             tracing::error!(error = %err, "SMS send failed");
-            // Take the code back so a failed send does not start the resend cooldown.
-            if let Err(err) = self
-                .otps
-                .delete_if_current(&phone, &pending.code_hash)
-                .await
-            {
+            // Take the code back: no cooldown, and an SMS never sent does not count.
+            if let Err(err) = self.otps.withdraw(&phone, &pending.code_hash).await {
                 tracing::error!(error = %err, "could not withdraw the unsent code");
             }
             return Err(ApiError::Unavailable);

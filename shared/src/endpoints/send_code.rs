@@ -69,16 +69,14 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
         if !self.hasher.matches(&phone, code, &pending.code_hash) {
             return Err(ApiError::CodeInvalid);
         }
-        // Single use: of two parallel correct submissions only one deletes the code.
-        if !self
-            .otps
-            .delete_if_current(&phone, &pending.code_hash)
-            .await?
-        {
+        // The user first: if that fails (503), the code is still there and the
+        // same code can be tried again. Creating the user twice is harmless
+        // (the second sign-in finds it).
+        self.ensure_user(&phone, now).await?;
+        // Single use: of two parallel correct submissions only one uses the code.
+        if !self.otps.consume(&phone, &pending.code_hash).await? {
             return Err(ApiError::CodeInvalid);
         }
-
-        self.ensure_user(&phone, now).await?;
         let tokens = TokenPair {
             access: self.signer.issue(&phone, TokenKind::Access, now),
             refresh: self.signer.issue(&phone, TokenKind::Refresh, now),
