@@ -4,7 +4,7 @@
 mod support;
 
 use lambda_http::http::Method;
-use phone_auth::adapters::dynamo::OtpTable;
+use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -592,6 +592,41 @@ async fn storage_failures_are_503_without_details() {
             json!({ "code": "service_unavailable", "message": "a required service is unavailable; try again shortly" })
         );
     }
+}
+
+/// A 503 while creating the user leaves nothing half-done: the code was not
+/// used, so the same code signs in once storage works again.
+#[tokio::test]
+async fn a_failed_user_write_keeps_the_code_for_a_retry() {
+    let phone = unique_phone();
+    let (status, body) = get_code(&phone).await;
+    assert_eq!(status, 200, "{body}");
+    let code = body["sms_code"].as_str().unwrap();
+    let config = config(&[]);
+    let users_down = SendCode {
+        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
+        users: UserTable::new(dynamo().await, "no-such-users".into()),
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        signer: config.token_signer().unwrap(),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    };
+    assert_error(
+        call(
+            &users_down,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+    let (status, tokens) = send_code(&phone, code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        send_code(&phone, code).await.1["code"],
+        "code_invalid",
+        "used now"
+    );
 }
 
 #[tokio::test]
