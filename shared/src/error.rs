@@ -72,6 +72,9 @@ impl ApiError {
             Phone(PhoneError::RegionNotAllowed) => {
                 (StatusCode::BAD_REQUEST, "phone_region_not_allowed")
             }
+            Phone(PhoneError::TypeNotAllowed) => {
+                (StatusCode::BAD_REQUEST, "phone_type_not_allowed")
+            }
             MalformedCode { .. } => (StatusCode::BAD_REQUEST, "invalid_code_format"),
             MalformedInviteCode => (StatusCode::BAD_REQUEST, "invalid_invite_code_format"),
             ResendTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "resend_too_soon"),

@@ -3,13 +3,17 @@
 use std::fmt;
 
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 
 pub const INVITE_CODE_LENGTH: usize = 6;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// Only [`InviteCode::generate`] and [`InviteCode::parse`] make one; nothing
+/// deserializes into it.
+///
+/// ```compile_fail
+/// let c: phone_auth::invite::InviteCode = serde_json::from_str("\"x\"").unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InviteCode(String);
 
 impl InviteCode {

@@ -4,7 +4,6 @@
 use std::fmt;
 
 use phonenumber::{Mode, country};
-use serde::{Deserialize, Serialize};
 
 /// How numbers typed without a leading `+` are read, and which countries may sign in.
 #[derive(Debug, Clone)]
@@ -26,14 +25,25 @@ impl PhonePolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
-    #[error("phone must be a valid mobile or fixed-line number, e.g. +79001234567")]
+    #[error("phone must be a valid phone number, e.g. +79001234567")]
     Invalid,
+    #[error("only mobile numbers can receive the sign-in SMS")]
+    TypeNotAllowed,
     #[error("phone numbers from this country are not accepted")]
     RegionNotAllowed,
 }
 
-/// A validated phone number in E.164 form (`+79001234567`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A validated phone number in E.164 form (`+79001234567`). The only ways to
+/// get one are [`Phone::parse`] and, inside this crate, values this service
+/// validated before it stored or signed them; nothing deserializes into it.
+///
+/// ```compile_fail
+/// let p = phone_auth::phone::Phone::from_trusted("not a phone".into());
+/// ```
+/// ```compile_fail
+/// let p: phone_auth::phone::Phone = serde_json::from_str("\"not a phone\"").unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct Phone(String);
 
@@ -51,6 +61,15 @@ impl Phone {
         if !phonenumber::is_valid(&number) {
             return Err(PhoneError::Invalid);
         }
+        // Only numbers that can receive an SMS. Premium-rate, shared-cost and
+        // non-geographic ranges are where SMS-pumping fraud sends its traffic;
+        // landlines, pagers and VoIP numbers would just burn a paid SMS.
+        // Where a plan cannot tell mobile from fixed (e.g. the US), it says so.
+        use phonenumber::Type;
+        match number.number_type(&phonenumber::metadata::DATABASE) {
+            Type::Mobile | Type::FixedLineOrMobile => {}
+            _ => return Err(PhoneError::TypeNotAllowed),
+        }
         if !policy.allowed_regions.is_empty() {
             let region = number.country().id().ok_or(PhoneError::RegionNotAllowed)?;
             if !policy.allowed_regions.contains(&region) {
@@ -61,7 +80,7 @@ impl Phone {
     }
 
     /// Wraps a value that was validated before it was stored or signed.
-    pub fn from_trusted(e164: String) -> Self {
+    pub(crate) fn from_trusted(e164: String) -> Self {
         Phone(e164)
     }
 
@@ -131,6 +150,61 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    /// libphonenumber's own example number of every type in every region:
+    /// only mobile (and "fixed line or mobile") examples may get a code.
+    #[test]
+    fn only_numbers_that_receive_sms_may_sign_in() {
+        use phonenumber::Type;
+        let kinds = [
+            Type::FixedLine,
+            Type::Mobile,
+            Type::TollFree,
+            Type::PremiumRate,
+            Type::SharedCost,
+            Type::PersonalNumber,
+            Type::Voip,
+            Type::Pager,
+            Type::Uan,
+            Type::Voicemail,
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for region in phonenumber::metadata::DATABASE.iter() {
+            for kind in kinds {
+                let Some(example) = region.descriptors().get(kind).and_then(|d| d.example()) else {
+                    continue;
+                };
+                let input = format!("+{}{example}", region.country_code());
+                let Ok(number) = phonenumber::parse(None, &input) else {
+                    continue;
+                };
+                let actual = number.number_type(&phonenumber::metadata::DATABASE);
+                match Phone::parse(&input, &ru()) {
+                    Ok(_) => {
+                        assert!(
+                            matches!(actual, Type::Mobile | Type::FixedLineOrMobile),
+                            "{} {kind:?} example {input} is {actual:?}, accepted",
+                            region.id()
+                        );
+                        accepted += 1;
+                    }
+                    Err(PhoneError::TypeNotAllowed) => refused += 1,
+                    Err(PhoneError::Invalid) => {}
+                    Err(other) => panic!("{input}: {other:?}"),
+                }
+            }
+        }
+        assert!(
+            accepted > 200 && refused > 400,
+            "{accepted} accepted, {refused} refused"
+        );
+        assert!(Phone::parse("+79001234567", &ru()).is_ok());
+        assert_eq!(
+            Phone::parse("8 495 123-45-67", &ru()),
+            Err(PhoneError::TypeNotAllowed),
+            "Moscow landline"
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
 use phone_auth::otp::{CodeHasher, PendingCode};
-use phone_auth::phone::Phone;
 use phone_auth::store::OtpStore;
 use phone_auth::token::TokenKind;
 use serde_json::{Value, json};
@@ -271,7 +270,7 @@ async fn first_sign_in_creates_the_user_and_later_ones_find_it() {
     let otps = OtpTable::new(dynamo().await, env("OTPS_TABLE"));
     let config = config(&[]);
     let hasher = CodeHasher::new(&config.otp_hmac_key().unwrap());
-    let p = Phone::from_trusted(phone.clone());
+    let p = support::parse_phone(&phone);
     let pending = PendingCode::new(
         p.clone(),
         hasher.hash(&p, "4321"),
@@ -324,7 +323,7 @@ async fn three_wrong_codes_burn_the_code() {
 #[tokio::test]
 async fn an_expired_code_is_refused() {
     let phone = unique_phone();
-    let p = Phone::from_trusted(phone.clone());
+    let p = support::parse_phone(&phone);
     let config = config(&[]);
     let hasher = CodeHasher::new(&config.otp_hmac_key().unwrap());
     let stale = PendingCode::new(
@@ -387,7 +386,7 @@ async fn refresh_gives_a_new_access_token_and_only_for_refresh_tokens() {
         "wrong_token_type",
     );
     let expired = signer().issue(
-        &Phone::from_trusted(phone),
+        &support::parse_phone(&phone),
         TokenKind::Refresh,
         now() - 31 * 24 * 3600,
     );

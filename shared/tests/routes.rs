@@ -86,16 +86,10 @@ fn calls_after(source: &str, prefix: &str) -> BTreeSet<String> {
 fn adapter_needs() -> BTreeMap<(String, String), BTreeSet<(String, String)>> {
     let source = read("shared/src/adapters/dynamo.rs");
     let tables = BTreeMap::from([("OtpTable", "OtpsTable"), ("UserTable", "UsersTable")]);
-    let indexes = BTreeMap::from([
-        (
-            "INVITE_CODE_INDEX",
-            phone_auth::adapters::dynamo::INVITE_CODE_INDEX,
-        ),
-        (
-            "REFERRER_INDEX",
-            phone_auth::adapters::dynamo::REFERRER_INDEX,
-        ),
-    ]);
+    let indexes = BTreeMap::from([(
+        "REFERRER_INDEX",
+        phone_auth::adapters::dynamo::REFERRER_INDEX,
+    )]);
 
     // Method bodies, by the adapter type whose `impl` they are in.
     let mut bodies: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -1021,7 +1015,7 @@ fn the_derived_permissions_cover_the_adapters_calls() {
         .flat_map(|(b, ..)| dynamodb_needs(b))
         .collect();
     assert!(
-        needed.len() >= 8,
+        needed.len() >= 7,
         "the endpoints' DynamoDB needs were not found: {needed:?}"
     );
     assert!(dynamodb_needs("refresh").is_empty(), "refresh is stateless");
@@ -1034,12 +1028,9 @@ fn the_derived_permissions_cover_the_adapters_calls() {
             .iter()
             .map(|i| i["IndexName"].as_str().unwrap().to_string())
             .collect();
-    let queried: BTreeSet<String> = [
-        phone_auth::adapters::dynamo::INVITE_CODE_INDEX,
-        phone_auth::adapters::dynamo::REFERRER_INDEX,
-    ]
-    .map(str::to_string)
-    .into();
+    let queried: BTreeSet<String> = [phone_auth::adapters::dynamo::REFERRER_INDEX]
+        .map(str::to_string)
+        .into();
     assert_eq!(
         indexes, queried,
         "UsersTable GSIs vs the indexes dynamo.rs queries"

@@ -7,7 +7,6 @@ use phone_auth::adapters::dynamo::OtpTable;
 use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
 use phone_auth::endpoints::{GetCode, SendCode};
 use phone_auth::otp::CodeHasher;
-use phone_auth::phone::Phone;
 use phone_auth::sms::SmsSender;
 use serde_json::{Value, json};
 use support::*;
@@ -41,10 +40,7 @@ async fn sns_publishes_the_message_to_the_phone() {
     let phone = unique_phone();
     let sender = SnsSms::new(sns_client().await, Some("PhoneAuth".into()));
     sender
-        .send(
-            &Phone::from_trusted(phone.clone()),
-            "1234 is your sign-in code",
-        )
+        .send(&support::parse_phone(&phone), "1234 is your sign-in code")
         .await
         .unwrap();
     assert_eq!(
@@ -93,7 +89,7 @@ async fn sns_failures_are_errors() {
             .build(),
     );
     let result = SnsSms::new(unreachable, None)
-        .send(&Phone::from_trusted(unique_phone()), "x")
+        .send(&support::parse_phone(&unique_phone()), "x")
         .await;
     assert!(result.is_err());
 }
@@ -125,10 +121,7 @@ async fn sms_aero_gets_an_authenticated_request_with_digits_only() {
         .mount(&server)
         .await;
     aero(&server)
-        .send(
-            &Phone::from_trusted("+79001234567".into()),
-            "1234 is your code",
-        )
+        .send(&support::parse_phone("+79001234567"), "1234 is your code")
         .await
         .unwrap();
     server.verify().await;
@@ -136,7 +129,7 @@ async fn sms_aero_gets_an_authenticated_request_with_digits_only() {
 
 #[tokio::test]
 async fn sms_aero_refusals_are_errors() {
-    let phone = Phone::from_trusted("+79001234567".into());
+    let phone = support::parse_phone("+79001234567");
     for response in [
         ResponseTemplate::new(401)
             .set_body_json(json!({ "success": false, "message": "Unauthorized" })),

@@ -23,7 +23,7 @@ async fn users() -> UserTable {
 }
 
 fn phone() -> Phone {
-    Phone::from_trusted(unique_phone())
+    support::parse_phone(&unique_phone())
 }
 
 fn pending(phone: &Phone, hash: &[u8], created_at: u64) -> PendingCode {
@@ -335,6 +335,25 @@ async fn unknown_things_are_absent() {
     assert_eq!(users.owner_of(&InviteCode::generate()).await.unwrap(), None);
     assert_eq!(users.referrer_of(&phone()).await.unwrap(), None);
     assert!(users.referrals_of(&phone()).await.unwrap().is_empty());
+}
+
+/// The owner of a code comes from its claim item, read consistently, not from
+/// an index that real DynamoDB updates only eventually (DynamoDB Local
+/// updates GSIs at once, so this writes a claim no index could know of).
+#[tokio::test]
+async fn a_codes_owner_is_read_from_its_claim() {
+    let users = users().await;
+    let (owner, code) = (phone(), InviteCode::generate());
+    dynamo()
+        .await
+        .put_item()
+        .table_name(env("USERS_TABLE"))
+        .item("pk", AttributeValue::S(format!("INVITE#{code}")))
+        .item("owner_phone", AttributeValue::S(owner.as_str().into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.owner_of(&code).await.unwrap(), Some(owner));
 }
 
 #[tokio::test]

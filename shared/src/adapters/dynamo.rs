@@ -4,8 +4,8 @@
 //!   - a user: `pk` = phone (E.164, always starts with `+`), `invite_code`,
 //!     `referrer_phone`, `referrer_code`, `referred_at`, `created_at`;
 //!   - an invite-code claim: `pk` = `INVITE#<code>`, `owner_phone`. Written in
-//!     the same transaction as the user, it makes codes unique (a GSI cannot).
-//!   - GSI `invite_code-index` (`invite_code`): code → user, for set_referrer.
+//!     the same transaction as the user, it makes codes unique (a GSI cannot),
+//!     and resolves a code to its owner with a consistent read.
 //!   - GSI `referrer-index` (`referrer_phone`, `referred_at`): a user's referrals.
 //! * Otps table, key `phone`: the phone's send window (`window_start`,
 //!   `sends`, `created_at` of the last send) and, while one is pending, its
@@ -36,7 +36,6 @@ use crate::store::{
     Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
 };
 
-pub const INVITE_CODE_INDEX: &str = "invite_code-index";
 pub const REFERRER_INDEX: &str = "referrer-index";
 
 type Item = HashMap<String, AttributeValue>;
@@ -547,24 +546,25 @@ impl UserStore for UserTable {
         }
     }
 
+    /// The claim item, read consistently: a code shown to its owner a moment
+    /// ago is found (a GSI is only eventually consistent), in one GetItem
+    /// (half the read units of a Query).
     async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
         let output = self
             .client
-            .query()
+            .get_item()
             .table_name(&self.table)
-            .index_name(INVITE_CODE_INDEX)
-            .key_condition_expression("invite_code = :code")
-            .expression_attribute_values(":code", s(code.as_str()))
-            .limit(1)
+            .key("pk", s(&claim_key(code)))
+            .projection_expression("owner_phone")
+            .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
         Ok(output
-            .items()
-            .first()
-            .and_then(|item| item.get("pk"))
-            .and_then(|pk| pk.as_s().ok())
-            .map(|pk| Phone::from_trusted(pk.clone())))
+            .item
+            .and_then(|mut item| item.remove("owner_phone"))
+            .and_then(|value| value.as_s().ok().cloned())
+            .map(Phone::from_trusted))
     }
 
     async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
