@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -29,6 +29,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use super::aws_error_kind;
 use crate::invite::InviteCode;
 use crate::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
@@ -40,10 +41,8 @@ pub const REFERRER_INDEX: &str = "referrer-index";
 
 type Item = HashMap<String, AttributeValue>;
 
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: SdkError<E, R>,
-) -> StoreError {
-    StoreError(DisplayErrorContext(&err).to_string())
+fn unavailable<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> StoreError {
+    StoreError(aws_error_kind(&err))
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -55,7 +54,8 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError(format!("unexpected item shape: {e}")))
+    // serde's message can quote the offending value (a phone): not logged.
+    serde_dynamo::from_item(item).map_err(|_| StoreError("unexpected item shape".into()))
 }
 
 fn encode(value: &impl Serialize) -> Item {
@@ -110,7 +110,7 @@ impl OtpItem {
             phone: Phone::from_trusted(self.phone),
             code_hash: BASE64
                 .decode(hash)
-                .map_err(|e| StoreError(format!("bad code_hash: {e}")))?,
+                .map_err(|_| StoreError("stored code_hash is not base64".into()))?,
             attempts,
             created_at: self.created_at,
             expires_at,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_sns::types::MessageAttributeValue;
 
+use super::{aws_error_kind, mask_digits};
 use crate::config::{Config, ConfigError, SmsProvider};
 use crate::phone::Phone;
 use crate::sms::{SmsError, SmsSender};
@@ -45,7 +46,22 @@ impl SmsSender for SnsSms {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| SmsError(aws_sdk_sns::error::DisplayErrorContext(&e).to_string()))
+            .map_err(|e| SmsError(format!("SNS: {}", aws_error_kind(&e))))
+    }
+}
+
+/// A reqwest error as its kind only (its text can carry the URL and body).
+fn http_error_kind(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "unreadable body"
+    } else if err.is_status() {
+        "error status"
+    } else {
+        "HTTP error"
     }
 }
 
@@ -105,18 +121,19 @@ impl SmsSender for SmsAero {
             .body(body)
             .send()
             .await
-            .map_err(|e| SmsError(format!("SMS Aero request failed: {}", e.without_url())))?;
+            .map_err(|e| SmsError(format!("SMS Aero request failed: {}", http_error_kind(&e))))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| SmsError(format!("SMS Aero response: {}", e.without_url())))?;
+            .map_err(|e| SmsError(format!("SMS Aero response: {}", http_error_kind(&e))))?;
         let parsed: Option<SmsAeroResponse> = serde_json::from_slice(&bytes).ok();
         match parsed {
             Some(SmsAeroResponse { success: true, .. }) if status.is_success() => Ok(()),
+            // Its message can quote the number: digits are masked.
             Some(SmsAeroResponse { message, .. }) => Err(SmsError(format!(
                 "SMS Aero refused ({status}): {}",
-                message.unwrap_or_default()
+                mask_digits(&message.unwrap_or_default())
             ))),
             None => Err(SmsError(format!(
                 "SMS Aero answered {status} with an unexpected body"

@@ -1,0 +1,259 @@
+//! No phone number or code reaches the logs, on any error path: every path
+//! that logs is driven with a recognisable phone, against real peers that
+//! answer the way real providers do when they quote the number back (an SNS
+//! `InvalidParameter`, an SMS Aero refusal), and the captured log output is
+//! searched for it. (The dev-mode log-only sender, which prints the SMS on
+//! purpose, is not used here.)
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lambda_http::http::Method;
+use lambda_http::tracing::subscriber::fmt::MakeWriter;
+use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
+use phone_auth::endpoints::{GetCode, Retrieve, SendCode, SetReferrer};
+use phone_auth::otp::{CodeHasher, PendingCode};
+use phone_auth::store::OtpStore;
+use serde_json::json;
+use support::*;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Everything the functions log, as the production subscriber would format it.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        lambda_http::tracing::subscriber::fmt()
+            .json()
+            .without_time()
+            // Production logs at INFO; our own code is captured down to DEBUG.
+            .with_env_filter("info,phone_auth=debug")
+            .with_writer(captured.clone())
+            .init();
+        captured
+    })
+}
+
+/// An SNS error as AWS's query protocol sends it, quoting the number.
+fn sns_refusing(phone: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400).set_body_string(format!(
+        "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error>\
+         <Type>Sender</Type><Code>InvalidParameter</Code><Message>Invalid parameter: \
+         PhoneNumber Reason: {phone} is not valid to publish to</Message></Error>\
+         <RequestId>5b7b1a52-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    ))
+}
+
+fn get_code_with(sms: AnySms, otps_table: &str, dynamo: aws_sdk_dynamodb::Client) -> GetCode {
+    let config = config(&[]);
+    GetCode {
+        otps: OtpTable::new(dynamo, otps_table.into()),
+        sms,
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_paths_never_log_the_phone_or_the_code() {
+    let logs = logs();
+    let phone = unique_phone();
+    let digits = phone.trim_start_matches('+').to_string();
+    let aws = aws().await;
+    let dynamo = dynamo().await;
+
+    // 1. SNS refuses, quoting the number.
+    let sns = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(sns_refusing(&phone))
+        .mount(&sns)
+        .await;
+    let sns_client = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&aws)
+            .endpoint_url(sns.uri())
+            .build(),
+    );
+    let via_sns = get_code_with(
+        AnySms::Sns(SnsSms::new(sns_client, None)),
+        &env("OTPS_TABLE"),
+        dynamo.clone(),
+    );
+    assert_error(
+        call(&via_sns, post(json!({ "phone": phone }))).await,
+        503,
+        "service_unavailable",
+    );
+
+    // 2. SMS Aero refuses, quoting the number (digits only, as it takes them).
+    let aero = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "success": false, "data": null,
+            "message": format!("Номер {digits} не может получать SMS"),
+        })))
+        .mount(&aero)
+        .await;
+    let via_aero = get_code_with(
+        AnySms::SmsAero(SmsAero::new(
+            aero.uri(),
+            "me@example.com".into(),
+            "key".into(),
+            "Sign".into(),
+        )),
+        &env("OTPS_TABLE"),
+        dynamo.clone(),
+    );
+    assert_error(
+        call(&via_aero, post(json!({ "phone": phone }))).await,
+        503,
+        "service_unavailable",
+    );
+
+    // 3. Storage refuses: a missing table on every endpoint, and an unreachable DynamoDB.
+    let broken = [
+        ("USERS_TABLE", "no-such-users"),
+        ("OTPS_TABLE", "no-such-otps"),
+    ];
+    assert_error(
+        call(
+            &endpoint::<GetCode>(&broken).await,
+            post(json!({ "phone": phone })),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+    assert_error(
+        call(
+            &endpoint::<SendCode>(&broken).await,
+            post(json!({ "phone": phone, "password": "1234" })),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+    let access = access_token(&phone);
+    assert_error(
+        call(
+            &endpoint::<Retrieve>(&broken).await,
+            request(Method::GET, "", Some(&access)),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+    assert_error(
+        call(
+            &endpoint::<SetReferrer>(&broken).await,
+            request(Method::POST, "{\"invite_code\": \"abcdef\"}", Some(&access)),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+    let unreachable = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let no_dynamo = get_code_with(
+        AnySms::Sns(SnsSms::new(aws_sdk_sns::Client::new(&aws), None)),
+        "t",
+        unreachable,
+    );
+    assert_error(
+        call(&no_dynamo, post(json!({ "phone": phone }))).await,
+        503,
+        "service_unavailable",
+    );
+
+    // 4. The user write fails after a correct code (send_code's half-way
+    // path). The code is stored as get-code would, without the dev-mode sender.
+    let config = config(&[]);
+    let (hasher, policy) = (
+        CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        config.otp_policy().unwrap(),
+    );
+    let code = policy.generate();
+    let parsed = parse_phone(&phone);
+    let pending = PendingCode::new(parsed.clone(), hasher.hash(&parsed, &code), now(), &policy);
+    let otps = OtpTable::new(dynamo.clone(), env("OTPS_TABLE"));
+    assert_eq!(otps.issue(&pending, &policy, now()).await.unwrap(), None);
+    let users_down = SendCode {
+        otps: OtpTable::new(dynamo.clone(), env("OTPS_TABLE")),
+        users: UserTable::new(dynamo.clone(), "no-such-users".into()),
+        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
+        signer: config.token_signer().unwrap(),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    };
+    assert_error(
+        call(
+            &users_down,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The paths above did log (this test would prove nothing otherwise)...
+    for expected in [
+        "SMS send failed",
+        "InvalidParameter",
+        "SMS Aero refused",
+        "storage request failed",
+        "ResourceNotFoundException",
+        "connection failed",
+    ] {
+        assert!(
+            text.contains(expected),
+            "no {expected:?} in the logs:\n{text}"
+        );
+    }
+    // ...and never the phone, in any spelling, nor the code (as a number of
+    // its own, not as part of a longer one).
+    let national = &digits[1..];
+    for secret in [phone.as_str(), digits.as_str(), national, code.as_str()] {
+        let standalone = text.match_indices(secret).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + secret.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_digit())
+                && !after.is_some_and(|c| c.is_ascii_digit())
+        });
+        assert!(
+            !standalone,
+            "{secret} appears in the logs:\n{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
