@@ -50,8 +50,11 @@ start_dynamodb() { # PORT
   local dir
   dir=$(ddb_dir)
   [ -n "$dir" ] || die "DynamoDB Local is not installed; run scripts/setup.sh"
-  start_background "$STATE/dynamodb-$1.log" java -Xmx512m -Djava.library.path="$dir/DynamoDBLocal_lib" \
-    -jar "$dir/DynamoDBLocal.jar" -inMemory -port "$1"
+  # Telemetry off, and run from .local/ so the metadata file it still writes
+  # (dynamodb-local-metadata.json) lands in the git-ignored state folder.
+  start_background "$STATE/dynamodb-$1.log" env -C "$STATE" java -Xmx512m \
+    -Djava.library.path="$dir/DynamoDBLocal_lib" \
+    -jar "$dir/DynamoDBLocal.jar" -inMemory -port "$1" -disableTelemetry
   wait_for_http "http://127.0.0.1:$1" 60 "$STATE/dynamodb-$1.log"
 }
 

@@ -27,6 +27,9 @@ export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 
 say "unit, storage, handler and SMS tests"
 cargo test --workspace --all-features
+if grep -qs '"telemetryEnabled":"true"' "$STATE/dynamodb-local-metadata.json" "$ROOT/dynamodb-local-metadata.json"; then
+  die "DynamoDB Local ran with telemetry on (start it through start_dynamodb in scripts/lib.sh)"
+fi
 
 say "end-to-end: the function binaries under cargo lambda watch (8 instances each)"
 ensure_local_secrets
