@@ -7,7 +7,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Every request body of this API is a few dozen bytes; anything much larger is refused unread.
+/// Every request body of this API is a few dozen bytes; a larger one is
+/// refused before JSON parsing. This bounds the parsing work, not what is
+/// received: by the time the handler runs, the Lambda runtime has already
+/// read and decoded the whole event (up to Lambda's 6 MB payload limit;
+/// HTTP APIs cannot set a smaller body limit).
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
 pub fn require_method(request: &Request, method: &Method) -> Result<(), ApiError> {
