@@ -76,6 +76,21 @@ impl Config {
             .map_err(|e| ConfigError::Invalid("CORS_ALLOW_ORIGINS", e.to_string()))
     }
 
+    /// `REFERRAL_MAX_DEPTH`: the longest referrer chain set_referrer walks.
+    pub fn referral_max_depth(&self) -> Result<usize, ConfigError> {
+        let depth = self.number(
+            "REFERRAL_MAX_DEPTH",
+            crate::referral::DEFAULT_MAX_CHAIN_DEPTH,
+        )?;
+        if depth == 0 {
+            return Err(ConfigError::Invalid(
+                "REFERRAL_MAX_DEPTH",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(depth)
+    }
+
     pub fn users_table(&self) -> Result<String, ConfigError> {
         self.required("USERS_TABLE")
     }

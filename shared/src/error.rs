@@ -49,6 +49,10 @@ pub enum ApiError {
         "this invite code belongs to someone you referred, directly or through others; referrals cannot form a circle"
     )]
     ReferralCycle,
+    #[error(
+        "the referral chain above this invite code is longer than {max} users; it cannot be joined"
+    )]
+    ReferralChainTooDeep { max: usize },
     #[error("a required service is unavailable; try again shortly")]
     Unavailable,
 }
@@ -91,6 +95,7 @@ impl ApiError {
             OwnInviteCode => (StatusCode::BAD_REQUEST, "own_invite_code"),
             AlreadyReferred(_) => (StatusCode::CONFLICT, "already_referred"),
             ReferralCycle => (StatusCode::CONFLICT, "referral_cycle"),
+            ReferralChainTooDeep { .. } => (StatusCode::CONFLICT, "referral_chain_too_deep"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
         }
     }

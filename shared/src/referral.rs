@@ -17,23 +17,26 @@ pub enum ChainEnd {
     Top(Phone),
 }
 
-/// Longest chain we will walk; longer ones are treated as a storage error
-/// rather than looping forever on corrupted data.
-pub const MAX_CHAIN_DEPTH: usize = 10_000;
+/// Default for `REFERRAL_MAX_DEPTH`: each link walked is one strongly
+/// consistent read (0.5 RRU, a few ms), so joining a chain this deep costs
+/// up to 1,000 reads; deeper chains are refused (409) instead of walked.
+pub const DEFAULT_MAX_CHAIN_DEPTH: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WalkError<E> {
-    #[error("referrer chain is longer than {MAX_CHAIN_DEPTH}")]
-    TooDeep,
+    #[error("referrer chain is longer than {0}")]
+    TooDeep(usize),
     #[error(transparent)]
     Lookup(E),
 }
 
 /// Walks from `referrer` up through each user's referrer until the top, or
-/// until it meets `me`. `referrer_of` looks up one link.
+/// until it meets `me`, looking at most `max_depth` users. `referrer_of`
+/// looks up one link.
 pub async fn walk_to_top<E, F, Fut>(
     me: &Phone,
     referrer: &Phone,
+    max_depth: usize,
     mut referrer_of: F,
 ) -> Result<ChainEnd, WalkError<E>>
 where
@@ -41,7 +44,7 @@ where
     Fut: Future<Output = Result<Option<Phone>, E>>,
 {
     let mut current = referrer.clone();
-    for _ in 0..MAX_CHAIN_DEPTH {
+    for _ in 0..max_depth {
         if &current == me {
             return Ok(ChainEnd::Cycle);
         }
@@ -53,7 +56,7 @@ where
             None => return Ok(ChainEnd::Top(current)),
         }
     }
-    Err(WalkError::TooDeep)
+    Err(WalkError::TooDeep(max_depth))
 }
 
 #[cfg(test)]
@@ -67,7 +70,7 @@ mod tests {
 
     async fn walk(links: &[(&str, &str)], me: &str, referrer: &str) -> ChainEnd {
         let links: HashMap<Phone, Phone> = links.iter().map(|(a, b)| (p(a), p(b))).collect();
-        walk_to_top(&p(me), &p(referrer), |user| {
+        walk_to_top(&p(me), &p(referrer), DEFAULT_MAX_CHAIN_DEPTH, |user| {
             std::future::ready(Ok::<_, ()>(links.get(&user).cloned()))
         })
         .await
@@ -114,16 +117,31 @@ mod tests {
     #[tokio::test]
     async fn corrupted_loop_in_storage_stops() {
         let links: HashMap<Phone, Phone> = [(p("X"), p("Y")), (p("Y"), p("X"))].into();
-        let result = walk_to_top(&p("A"), &p("X"), |u| {
+        let result = walk_to_top(&p("A"), &p("X"), 100, |u| {
             std::future::ready(Ok::<_, ()>(links.get(&u).cloned()))
         })
         .await;
-        assert_eq!(result, Err(WalkError::TooDeep));
+        assert_eq!(result, Err(WalkError::TooDeep(100)));
+    }
+
+    #[tokio::test]
+    async fn the_walk_stops_at_the_depth_limit() {
+        // D joins C: C, B and A are looked at (depth 3).
+        let links: HashMap<Phone, Phone> = [(p("C"), p("B")), (p("B"), p("A"))].into();
+        let lookup = |u: Phone| std::future::ready(Ok::<_, ()>(links.get(&u).cloned()));
+        assert_eq!(
+            walk_to_top(&p("D"), &p("C"), 3, lookup).await,
+            Ok(ChainEnd::Top(p("A")))
+        );
+        assert_eq!(
+            walk_to_top(&p("D"), &p("C"), 2, lookup).await,
+            Err(WalkError::TooDeep(2))
+        );
     }
 
     #[tokio::test]
     async fn lookup_errors_surface() {
-        let result = walk_to_top(&p("A"), &p("B"), |_| {
+        let result = walk_to_top(&p("A"), &p("B"), 10, |_| {
             std::future::ready(Err::<Option<Phone>, _>("down"))
         })
         .await;

@@ -542,6 +542,34 @@ async fn referrals_never_form_a_circle() {
 }
 
 #[tokio::test]
+async fn chains_deeper_than_the_limit_cannot_be_joined() {
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let (_, access, _) = sign_up().await;
+        let code = invite_code(&profile(&access).await.1);
+        users.push((access, code));
+    }
+    let [(_, a_code), (b, b_code), (c, c_code), (d, _)] = &users[..] else {
+        unreachable!()
+    };
+    assert_eq!(set_referrer(b, a_code).await.0, 200);
+    assert_eq!(set_referrer(c, b_code).await.0, 200);
+    // D joining C walks C, B, A: three users, one more than allowed here.
+    let shallow = endpoint::<SetReferrer>(&[("REFERRAL_MAX_DEPTH", "2")]).await;
+    let body = json!({ "invite_code": c_code }).to_string();
+    let refused = call(&shallow, request(Method::POST, &body, Some(d))).await;
+    assert_error(refused.clone(), 409, "referral_chain_too_deep");
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 2")
+    );
+    // With the default limit the same join works.
+    assert_eq!(set_referrer(d, c_code).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_token_for_a_user_that_does_not_exist_gets_404() {
     let ghost = access_token(&unique_phone());
     assert_eq!(profile(&ghost).await.1["code"], "user_not_found");

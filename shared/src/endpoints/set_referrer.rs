@@ -16,13 +16,21 @@ use crate::referral::{ChainEnd, WalkError, walk_to_top};
 use crate::store::{Referrer, ReferrerWrite, UserStore};
 use crate::token::{TokenKind, TokenVerifier};
 
-/// A chain top that keeps gaining referrers while we write means heavy
-/// contention on one chain; after this many walks the caller is asked to retry.
-const MAX_WALKS: usize = 5;
+/// A chain top that keeps gaining referrers while we write, or parallel
+/// joins into the same tree (they all condition-check its root, so DynamoDB
+/// cancels all but one as TransactionConflict), mean contention on one tree;
+/// after this many walks the caller gets 503 and retries.
+const MAX_WALKS: u32 = 5;
+
+/// Jittered backoff between walks: up to 25, 50, 100, 200 ms ("full jitter"),
+/// at most 375 ms in all, so racing joins spread out instead of colliding again.
+const BACKOFF_BASE_MS: u64 = 25;
 
 pub struct SetReferrer<U = UserTable> {
     pub users: U,
     pub verifier: TokenVerifier,
+    /// `REFERRAL_MAX_DEPTH`: the longest chain above a referrer that may be joined.
+    pub max_chain_depth: usize,
 }
 
 #[derive(Deserialize)]
@@ -57,19 +65,24 @@ impl<U: UserStore> SetReferrer<U> {
             invite_code: code,
         };
 
-        for _ in 0..MAX_WALKS {
-            let top = match walk_to_top(&phone, &referrer.phone, |p| async move {
-                self.users.referrer_of(&p).await
-            })
+        for walk in 0..MAX_WALKS {
+            if walk > 0 {
+                let cap = BACKOFF_BASE_MS << (walk - 1);
+                let wait = rand::random_range(0..=cap);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            let top = match walk_to_top(
+                &phone,
+                &referrer.phone,
+                self.max_chain_depth,
+                |p| async move { self.users.referrer_of(&p).await },
+            )
             .await
             {
                 Ok(ChainEnd::Top(top)) => top,
                 Ok(ChainEnd::Cycle) => return Err(ApiError::ReferralCycle),
                 Err(WalkError::Lookup(err)) => return Err(err.into()),
-                Err(err @ WalkError::TooDeep) => {
-                    tracing::error!(error = %err, "referrer chain walk aborted");
-                    return Err(ApiError::Unavailable);
-                }
+                Err(WalkError::TooDeep(max)) => return Err(ApiError::ReferralChainTooDeep { max }),
             };
             match self
                 .users
@@ -101,6 +114,7 @@ impl Endpoint for SetReferrer {
         Ok(SetReferrer {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),
             verifier: config.token_verifier()?,
+            max_chain_depth: config.referral_max_depth()?,
         })
     }
 
