@@ -15,12 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    Endpoint, Function, GetCode, Refresh, Retrieve, SendCode, SetReferrer,
+    ANSWER_MARGIN, Endpoint, Function, GetCode, Refresh, Retrieve, SDK_OPERATION_TIMEOUT, SendCode,
+    SetReferrer,
 };
 use serde_json::{Map, Value, json};
 
@@ -818,7 +820,18 @@ fn functions_are_arm64_traced_and_log_to_their_own_group() {
             setting(&resource, "MemorySize").is_u64(),
             "{binary}: MemorySize"
         );
-        assert!(setting(&resource, "Timeout").is_u64(), "{binary}: Timeout");
+        // The deadline rule: the function's own JSON 503 comes ANSWER_MARGIN
+        // before Lambda's timeout, and at least one whole SDK operation fits.
+        let timeout = Duration::from_secs(
+            setting(&resource, "Timeout")
+                .as_u64()
+                .unwrap_or_else(|| panic!("{binary}: Timeout")),
+        );
+        assert!(
+            timeout >= SDK_OPERATION_TIMEOUT * 2 + ANSWER_MARGIN,
+            "{binary}: Timeout {timeout:?} leaves no room for two SDK operations \
+             ({SDK_OPERATION_TIMEOUT:?} each) and the answer margin ({ANSWER_MARGIN:?})"
+        );
         let group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
             .as_str()
             .unwrap_or_else(|| panic!("{id}: LoggingConfig.LogGroup refers to its log group"));

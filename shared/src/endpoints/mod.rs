@@ -8,12 +8,12 @@ mod send_code;
 mod set_referrer;
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
 use lambda_http::http::Method;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use get_code::GetCode;
 pub use refresh::Refresh;
@@ -47,6 +47,16 @@ pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body
     result.unwrap_or_else(ApiError::into_response)
 }
 
+/// Time kept back from the invocation's deadline to answer: when the
+/// dependencies are slow, the client gets this service's JSON 503, never
+/// API Gateway's bare timeout.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// One AWS SDK operation, retries included, may take this long. The
+/// function's timeout in template.yaml must leave room for at least one, plus
+/// the answer margin (shared/tests/routes.rs checks it).
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What a cold start builds: the endpoint and the CORS rules around it.
 pub struct Function<E> {
     endpoint: E,
@@ -54,21 +64,41 @@ pub struct Function<E> {
 }
 
 impl<E: Endpoint> Function<E> {
+    pub fn new(endpoint: E, cors: Cors) -> Self {
+        Function { endpoint, cors }
+    }
+
     pub fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Function {
-            endpoint: E::from_config(config, aws)?,
-            cors: config.cors()?,
-        })
+        Ok(Function::new(E::from_config(config, aws)?, config.cors()?))
     }
 
     /// One request: a preflight `OPTIONS` is answered here (204); anything
-    /// else goes to the endpoint. Either way an allowed origin may read it.
+    /// else goes to the endpoint, within the invocation's deadline less
+    /// [`ANSWER_MARGIN`]. Either way an allowed origin may read the answer.
+    ///
+    /// Cut off at the deadline, a request leaves no half-written state: each
+    /// storage write is one atomic request, ordered so that stopping between
+    /// two of them is safe (a user created before the code is used; a code
+    /// stored before its SMS is only held for the cooldown).
     pub async fn serve(&self, request: Request) -> Response<Body> {
         let headers = request.headers().clone();
         if request.method() == Method::OPTIONS {
             return self.cors.preflight(&headers, &E::METHOD);
         }
-        let response = serve(&self.endpoint, request).await;
+        let budget = request
+            .lambda_context_ref()
+            .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
+            .map(|left| left.saturating_sub(ANSWER_MARGIN));
+        let handled = serve(&self.endpoint, request);
+        let response = match budget {
+            Some(budget) => tokio::time::timeout(budget, handled)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!("the request ran out of time before its deadline");
+                    ApiError::Unavailable.into_response()
+                }),
+            None => handled.await,
+        };
         self.cors.decorate(&headers, response)
     }
 }
@@ -86,8 +116,8 @@ impl From<StoreError> for ApiError {
 pub async fn aws_config() -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(8))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
@@ -107,4 +137,54 @@ pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
         Ok::<_, std::convert::Infallible>(function.serve(request).await)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint whose dependency never answers.
+    struct Stuck;
+
+    impl Endpoint for Stuck {
+        const METHOD: Method = Method::POST;
+
+        fn from_config(_: &Config, _: &SdkConfig) -> Result<Self, ConfigError> {
+            Ok(Stuck)
+        }
+
+        async fn handle(&self, _: Request) -> Result<Response<Body>, ApiError> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Response::new(Body::Empty))
+        }
+    }
+
+    fn post_with_deadline(seconds_left: u64) -> Request {
+        let mut context = lambda_http::Context::default();
+        let deadline = SystemTime::now() + Duration::from_secs(seconds_left);
+        context.deadline = deadline
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut request = Request::new(Body::Empty).with_lambda_context(context);
+        *request.method_mut() = Method::POST;
+        request
+    }
+
+    // Paused tokio time: the 3600 s wait and the deadline race deterministically.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_out_of_time_gets_a_json_503_before_the_deadline() {
+        let started = tokio::time::Instant::now();
+        let response = Function::new(Stuck, Cors::default())
+            .serve(post_with_deadline(10))
+            .await;
+        assert_eq!(response.status(), 503);
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["code"], "service_unavailable");
+        let took = started.elapsed();
+        assert!(
+            took <= Duration::from_secs(10) - ANSWER_MARGIN && took >= Duration::from_secs(9),
+            "answered after {took:?}"
+        );
+    }
 }
