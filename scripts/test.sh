@@ -25,6 +25,9 @@ export_local_aws "$DYNAMODB_PORT"
 create_tables "$DYNAMODB_PORT" "test-$(date +%s)-$$"
 export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 
+say "unit tests without dev-mode (as deployed: no log-only sender, SMS_PROVIDER=log refused)"
+cargo test -p phone_auth --lib
+
 say "unit, storage, handler and SMS tests"
 cargo test --workspace --all-features
 if grep -qs '"telemetryEnabled":"true"' "$STATE/dynamodb-local-metadata.json" "$ROOT/dynamodb-local-metadata.json"; then

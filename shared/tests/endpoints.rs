@@ -7,6 +7,7 @@ use lambda_http::http::Method;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
+use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::OtpStore;
 use phone_auth::token::TokenKind;
@@ -621,6 +622,64 @@ async fn storage_failures_are_503_without_details() {
     }
 }
 
+/// Three invite codes, each handed out twice in a row, then again from the
+/// start: every second draw collides with a code already claimed, so only the
+/// conditional write on the `INVITE#<code>` claim keeps codes unique.
+fn pooled_invite_code() -> InviteCode {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static POOL: OnceLock<[InviteCode; 3]> = OnceLock::new();
+    static DRAWS: AtomicUsize = AtomicUsize::new(0);
+    let pool = POOL.get_or_init(|| [(); 3].map(|_| InviteCode::generate()));
+    pool[(DRAWS.fetch_add(1, Ordering::SeqCst) / 2) % 3].clone()
+}
+
+#[tokio::test]
+async fn colliding_invite_codes_are_redrawn_and_never_shared() {
+    let send_code = SendCode {
+        invite_codes: pooled_invite_code,
+        ..endpoint::<SendCode>(&[]).await
+    };
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let phone = unique_phone();
+        let (status, body) = get_code(&phone).await;
+        assert_eq!(status, 200, "{body}");
+        let code = body["sms_code"].as_str().unwrap();
+        let (status, tokens) = call(
+            &send_code,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await;
+        assert_eq!(status, 200, "{tokens}");
+        codes.push(invite_code(
+            &profile(tokens["access"].as_str().unwrap()).await.1,
+        ));
+    }
+    codes.sort();
+    codes.dedup();
+    assert_eq!(
+        codes.len(),
+        3,
+        "three users, three distinct codes: {codes:?}"
+    );
+    // A fourth user finds only taken codes: refused after a bounded number of draws.
+    let phone = unique_phone();
+    let code = get_code(&phone).await.1["sms_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_error(
+        call(
+            &send_code,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    );
+}
+
 /// A 503 while creating the user leaves nothing half-done: the code was not
 /// used, so the same code signs in once storage works again.
 #[tokio::test]
@@ -633,6 +692,7 @@ async fn a_failed_user_write_keeps_the_code_for_a_retry() {
     let users_down = SendCode {
         otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
         users: UserTable::new(dynamo().await, "no-such-users".into()),
+        invite_codes: InviteCode::generate,
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         signer: config.token_signer().unwrap(),
         otp_policy: config.otp_policy().unwrap(),

@@ -207,6 +207,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
     let users_down = SendCode {
         otps: OtpTable::new(dynamo.clone(), env("OTPS_TABLE")),
         users: UserTable::new(dynamo.clone(), "no-such-users".into()),
+        invite_codes: phone_auth::invite::InviteCode::generate,
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         signer: config.token_signer().unwrap(),
         otp_policy: config.otp_policy().unwrap(),

@@ -23,6 +23,10 @@ const MAX_CREATE_TRIES: usize = 5;
 pub struct SendCode<O = OtpTable, U = UserTable> {
     pub otps: O,
     pub users: U,
+    /// Where new users' invite codes come from: `InviteCode::generate`. Tests
+    /// give a tiny pool here, so that uniqueness visibly rests on storage's
+    /// conditional write (62^6 random codes would never collide in a test).
+    pub invite_codes: fn() -> InviteCode,
     pub hasher: CodeHasher,
     pub signer: TokenSigner,
     pub otp_policy: OtpPolicy,
@@ -92,7 +96,7 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
             }
             let user = User {
                 phone: phone.clone(),
-                invite_code: InviteCode::generate(),
+                invite_code: (self.invite_codes)(),
                 referrer: None,
                 created_at: now,
             };
@@ -114,6 +118,7 @@ impl Endpoint for SendCode {
         Ok(SendCode {
             otps: OtpTable::new(dynamo.clone(), config.otps_table()?),
             users: UserTable::new(dynamo, config.users_table()?),
+            invite_codes: InviteCode::generate,
             hasher: CodeHasher::new(&config.otp_hmac_key()?),
             signer: config.token_signer()?,
             otp_policy: config.otp_policy()?,
