@@ -4,7 +4,7 @@
 mod support;
 
 use lambda_http::http::Method;
-use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::adapters::dynamo::OtpTable;
 use phone_auth::adapters::sms::{AnySms, SmsAero};
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
 use phone_auth::invite::InviteCode;
@@ -688,22 +688,8 @@ async fn a_failed_user_write_keeps_the_code_for_a_retry() {
     let (status, body) = get_code(&phone).await;
     assert_eq!(status, 200, "{body}");
     let code = body["sms_code"].as_str().unwrap();
-    let config = config(&[]);
-    let users_down = SendCode {
-        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
-        users: UserTable::new(dynamo().await, "no-such-users".into()),
-        invite_codes: InviteCode::generate,
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        signer: config.token_signer().unwrap(),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-    };
     assert_error(
-        call(
-            &users_down,
-            post(json!({ "phone": phone, "password": code })),
-        )
-        .await,
+        send_code_while_users_are_down(&phone, code).await,
         503,
         "service_unavailable",
     );

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use lambda_http::http::Method;
 use lambda_http::tracing::subscriber::fmt::MakeWriter;
-use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::adapters::dynamo::OtpTable;
 use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
 use phone_auth::endpoints::{GetCode, Retrieve, SendCode, SetReferrer};
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -204,21 +204,8 @@ async fn error_paths_never_log_the_phone_or_the_code() {
     let pending = PendingCode::new(parsed.clone(), hasher.hash(&parsed, &code), now(), &policy);
     let otps = OtpTable::new(dynamo.clone(), env("OTPS_TABLE"));
     assert_eq!(otps.issue(&pending, &policy, now()).await.unwrap(), None);
-    let users_down = SendCode {
-        otps: OtpTable::new(dynamo.clone(), env("OTPS_TABLE")),
-        users: UserTable::new(dynamo.clone(), "no-such-users".into()),
-        invite_codes: phone_auth::invite::InviteCode::generate,
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        signer: config.token_signer().unwrap(),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-    };
     assert_error(
-        call(
-            &users_down,
-            post(json!({ "phone": phone, "password": code })),
-        )
-        .await,
+        send_code_while_users_are_down(&phone, &code).await,
         503,
         "service_unavailable",
     );

@@ -123,3 +123,14 @@ pub fn parse_phone(e164: &str) -> phone_auth::phone::Phone {
     phone_auth::phone::Phone::parse(e164, &any_region)
         .unwrap_or_else(|e| panic!("test phone {e164}: {e}"))
 }
+
+/// send_code with a correct code while the users table is missing (a storage
+/// failure half-way through a sign-in).
+pub async fn send_code_while_users_are_down(phone: &str, code: &str) -> (u16, Value) {
+    let users_down = phone_auth::endpoints::SendCode {
+        users: phone_auth::adapters::dynamo::UserTable::new(dynamo().await, "no-such-users".into()),
+        ..endpoint::<phone_auth::endpoints::SendCode>(&[]).await
+    };
+    let body = serde_json::json!({ "phone": phone, "password": code });
+    call(&users_down, post(body)).await
+}
