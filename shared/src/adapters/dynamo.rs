@@ -249,32 +249,35 @@ impl OtpTable {
         }
     }
 
-    /// Removes the pending code if it is still `code_hash`, with `and` as the
-    /// rest of the update; true if this request removed it, also when the SDK
-    /// had to resend the request after a lost response.
+    /// Removes the pending code if it is still `code_hash` (and, for a code
+    /// whose SMS was never sent, gives its send back); true if this request
+    /// removed it, also when the SDK had to resend the request after a lost
+    /// response.
     async fn end_code(
         &self,
         phone: &Phone,
         code_hash: &[u8],
-        and: &str,
-        values: &[(&str, AttributeValue)],
+        give_send_back: bool,
     ) -> Result<bool, StoreError> {
         let nonce = request_nonce();
+        let mut update = String::from(
+            "REMOVE code_hash, attempts, code_expires_at, attempt_by SET ended_by = :nonce",
+        );
+        if give_send_back {
+            update.push_str(", sends = sends - :one");
+        }
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("phone", s(phone.as_str()))
-            .update_expression(format!(
-                "REMOVE code_hash, attempts, code_expires_at, attempt_by \
-                 SET ended_by = :nonce{and}"
-            ))
+            .update_expression(update)
             .condition_expression("code_hash = :hash")
             .expression_attribute_values(":hash", s(&BASE64.encode(code_hash)))
             .expression_attribute_values(":nonce", s(&nonce))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (name, value) in values {
-            request = request.expression_attribute_values(*name, value.clone());
+        if give_send_back {
+            request = request.expression_attribute_values(":one", n(1));
         }
         match request.send().await {
             Ok(_) => Ok(true),
@@ -381,17 +384,11 @@ impl OtpStore for OtpTable {
     }
 
     async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        self.end_code(phone, code_hash, "", &[]).await
+        self.end_code(phone, code_hash, false).await
     }
 
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        self.end_code(
-            phone,
-            code_hash,
-            ", sends = sends - :one",
-            &[(":one", n(1))],
-        )
-        .await
+        self.end_code(phone, code_hash, true).await
     }
 }
 
