@@ -4,7 +4,8 @@
 //!
 //! Phases: cold starts (alternating with the baseline), warm latency (one
 //! process per function, many invocations), DynamoDB requests per flow (through
-//! a counting proxy), the DynamoDB Local round trip, and binary/zip sizes.
+//! a counting proxy), concurrent joins into one referral tree (joins.rs), the
+//! DynamoDB Local round trip, and binary/zip sizes.
 //! It prints a table and writes `summary.json`; it asserts no timing.
 //!
 //! Configuration comes from the environment (scripts/bench.sh sets it):
@@ -18,6 +19,7 @@
 
 mod events;
 mod http1;
+mod joins;
 mod report;
 mod runtime;
 mod stubs;
@@ -579,6 +581,7 @@ async fn run(settings: Settings) -> Res<()> {
         &mut results,
     )
     .await?;
+    results.joins = Some(joins::joins_phase(&settings, &env, &mut helpers, &mut phones).await?);
     helpers.stop().await;
 
     let proxy = DynamoProxy::start(settings.dynamodb).await?;
