@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use lambda_http::http::Method;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
@@ -14,9 +12,8 @@ use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::TokenKind;
 use serde_json::{Value, json};
-use support::memory::{Script, Scripted, Step};
+use support::memory::{Script, Scripted};
 use support::*;
-use tokio::sync::Barrier;
 
 async fn get_code(phone: &str) -> (u16, Value) {
     call(
@@ -379,17 +376,8 @@ async fn two_sign_ins_that_both_create_the_user_make_one() {
         .unwrap()
         .to_string();
     let script = Script::default();
-    let both_looked = Arc::new(Barrier::new(2));
-    for nth in [1, 2] {
-        let both_looked = both_looked.clone();
-        script.at(
-            "create",
-            nth,
-            Step::run(async move {
-                both_looked.wait().await;
-            }),
-        );
-    }
+    // Neither creates the user before both looked for it and found none.
+    script.meet("create", &[1, 2]);
     let users = UserTable::new(dynamo().await, env("USERS_TABLE"));
     let endpoint = send_code_over(
         OtpTable::new(dynamo().await, env("OTPS_TABLE")),

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use phone_auth::store::{OtpStore, Referrer, ReferrerWrite, User, UserStore};
 use serde_json::json;
 use support::memory::{MemoryOtps, MemorySms, MemoryUsers, Script, Scripted, Step};
 use support::*;
-use tokio::sync::Barrier;
 
 fn new_phone() -> Phone {
     parse_phone(&unique_phone())
@@ -222,17 +220,8 @@ async fn two_sign_ins_that_both_find_no_user_make_one() {
     );
     let phone = new_phone();
     code_sent(&otps, &phone, "1234").await;
-    let both_looked = Arc::new(Barrier::new(2));
-    for nth in [1, 2] {
-        let both_looked = both_looked.clone();
-        script.at(
-            "create",
-            nth,
-            Step::run(async move {
-                both_looked.wait().await;
-            }),
-        );
-    }
+    // Neither creates the user before both looked for it and found none.
+    script.meet("create", &[1, 2]);
     let endpoint = send_code_over(otps.clone(), Scripted::new(users.clone(), &script));
 
     let (first, second) = tokio::join!(

@@ -7,13 +7,14 @@
 //!
 //! `Scripted` wraps any port (these, or the real DynamoDB tables) and, at a
 //! chosen call, first runs a [`Step`]: a failure, or something that happens
-//! right before the call goes ahead — another request's write, or a wait the
-//! test controls (a `tokio::sync::Barrier`). Nothing here sleeps.
+//! right before the call goes ahead — another request's write, or a wait for
+//! parallel calls to meet ([`Script::meet`]). Nothing here sleeps.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
@@ -22,6 +23,7 @@ use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
     Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
 };
+use tokio::sync::Barrier;
 
 // ---------------------------------------------------------------- one-time codes
 
@@ -340,6 +342,27 @@ impl Script {
     pub fn at(&self, call: &'static str, nth: usize, step: Step) -> &Self {
         assert!(CALLS.contains(&call), "no port method is called {call:?}");
         self.0.lock().unwrap().steps.insert((call, nth), step);
+        self
+    }
+
+    /// The `nths` calls of `call` each wait there until all of them arrived,
+    /// then go on together: parallel requests that all passed the step
+    /// before. If one never arrives (the code under test went another way),
+    /// the test fails after 10 s instead of hanging.
+    pub fn meet(&self, call: &'static str, nths: &[usize]) -> &Self {
+        let all_arrived = Arc::new(Barrier::new(nths.len()));
+        for &nth in nths {
+            let all_arrived = all_arrived.clone();
+            self.at(
+                call,
+                nth,
+                Step::run(async move {
+                    tokio::time::timeout(Duration::from_secs(10), all_arrived.wait())
+                        .await
+                        .unwrap_or_else(|_| panic!("{call} {nth} waited in vain for the others"));
+                }),
+            );
+        }
         self
     }
 
