@@ -485,6 +485,65 @@ async fn parallel_creates_of_one_phone_make_one_user_and_claim_one_code() {
     }
 }
 
+/// Real DynamoDB cancels one of two transactions writing the same item at the
+/// same moment with TransactionConflict; DynamoDB Local never does (it runs
+/// them one after the other), so a stand-in server gives that answer here.
+async fn users_answering_transaction_conflict() -> (wiremock::MockServer, UserTable) {
+    use wiremock::matchers::header;
+    let server = wiremock::MockServer::start().await;
+    let conflict = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None]",
+        "CancellationReasons": [
+            { "Code": "TransactionConflict", "Message": "Transaction is ongoing for the item" },
+            { "Code": "None" }
+        ]
+    });
+    wiremock::Mock::given(header(
+        "x-amz-target",
+        "DynamoDB_20120810.TransactWriteItems",
+    ))
+    .respond_with(
+        wiremock::ResponseTemplate::new(400)
+            .insert_header("content-type", "application/x-amz-json-1.0")
+            .set_body_json(conflict),
+    )
+    .mount(&server)
+    .await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&support::aws().await)
+        .endpoint_url(server.uri())
+        .build();
+    let users = UserTable::new(aws_sdk_dynamodb::Client::from_conf(config), "users".into());
+    (server, users)
+}
+
+/// A conflict is an answer, not an outage: on create it means a parallel
+/// sign-in of the phone is writing (send_code looks for the user again), on
+/// set_referrer a parallel write in the chain (set_referrer walks again).
+#[tokio::test]
+async fn a_transaction_conflict_is_a_parallel_write_not_an_outage() {
+    let (_server, users) = users_answering_transaction_conflict().await;
+    let (me, other) = (phone(), phone());
+    let user = User {
+        phone: me.clone(),
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    };
+    assert_eq!(users.create(&user).await.unwrap(), NewUser::PhoneTaken);
+    let referrer = Referrer {
+        phone: other.clone(),
+        invite_code: InviteCode::generate(),
+    };
+    assert_eq!(
+        users
+            .set_referrer(&me, &referrer, &other, now())
+            .await
+            .unwrap(),
+        ReferrerWrite::ChainMoved
+    );
+}
+
 #[tokio::test]
 async fn unknown_things_are_absent() {
     let users = users().await;
