@@ -12,7 +12,7 @@ use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::TokenKind;
 use serde_json::{Value, json};
-use support::memory::{Script, Scripted};
+use support::scripted::{Script, Scripted};
 use support::*;
 
 async fn get_code(phone: &str) -> (u16, Value) {

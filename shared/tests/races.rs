@@ -1,7 +1,7 @@
 //! The endpoints' race and failure paths, made to happen on purpose: the
 //! in-memory ports (`support::memory`) hold the storage rules, and a script
-//! runs another request's write, a wait, or a failure right before a chosen
-//! call. No DynamoDB, no timing luck.
+//! (`support::scripted`) runs another request's write, a wait, or a failure
+//! right before a chosen call. No DynamoDB, no timing luck.
 
 mod support;
 
@@ -15,7 +15,8 @@ use phone_auth::otp::{OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
 use phone_auth::store::{OtpStore, Referrer, ReferrerWrite, User, UserStore};
 use serde_json::json;
-use support::memory::{MemoryOtps, MemorySms, MemoryUsers, Script, Scripted, Step};
+use support::memory::{MemoryOtps, MemorySms, MemoryUsers};
+use support::scripted::{Script, Scripted, Step};
 use support::*;
 
 fn new_phone() -> Phone {

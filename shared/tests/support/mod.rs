@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod memory;
+pub mod scripted;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
