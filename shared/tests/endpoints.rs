@@ -4,14 +4,15 @@
 mod support;
 
 use lambda_http::http::Method;
-use phone_auth::adapters::dynamo::OtpTable;
+use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
-use phone_auth::store::OtpStore;
+use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::TokenKind;
 use serde_json::{Value, json};
+use support::scripted::{Script, Scripted};
 use support::*;
 
 async fn get_code(phone: &str) -> (u16, Value) {
@@ -338,6 +339,66 @@ async fn an_expired_code_is_refused() {
         .await
         .unwrap();
     assert_eq!(send_code(&phone, "1234").await.1["code"], "code_expired");
+}
+
+/// The invite codes claimed for `phone`: `INVITE#` items naming it as owner.
+async fn codes_claimed_by(phone: &str) -> Vec<String> {
+    let mut items = dynamo()
+        .await
+        .scan()
+        .table_name(env("USERS_TABLE"))
+        .filter_expression("owner_phone = :phone")
+        .expression_attribute_values(
+            ":phone",
+            aws_sdk_dynamodb::types::AttributeValue::S(phone.into()),
+        )
+        .into_paginator()
+        .items()
+        .send();
+    let mut codes = Vec::new();
+    while let Some(item) = items.next().await {
+        let pk = item.unwrap()["pk"].as_s().unwrap().clone();
+        codes.push(pk.strip_prefix("INVITE#").unwrap().to_string());
+    }
+    codes
+}
+
+/// The user-already-exists path for real: two sign-ins of one phone with
+/// its code, both finding no user, create it at the same time (each waits at
+/// `create` until the other got there). DynamoDB's conditional transaction
+/// lets one write; the other finds the user on its next look, writes no
+/// invite-code claim, and — the code being single use — gets code_invalid.
+#[tokio::test]
+async fn two_sign_ins_that_both_create_the_user_make_one() {
+    let phone = unique_phone();
+    let code = get_code(&phone).await.1["sms_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let script = Script::default();
+    // Neither creates the user before both looked for it and found none.
+    script.meet("create", &[1, 2]);
+    let users = UserTable::new(dynamo().await, env("USERS_TABLE"));
+    let endpoint = send_code_over(
+        OtpTable::new(dynamo().await, env("OTPS_TABLE")),
+        Scripted::new(users.clone(), &script),
+    );
+
+    let body = json!({ "phone": phone, "password": code });
+    let (first, second) = tokio::join!(
+        endpoint.sign_in(post(body.clone())),
+        endpoint.sign_in(post(body)),
+    );
+    let mut answers = [answer(first), answer(second)]
+        .map(|(status, body)| (status, body["code"].as_str().map(str::to_string)));
+    answers.sort();
+    assert_eq!(answers, [(200, None), (400, Some("code_invalid".into()))]);
+    assert!(script.calls("create") >= 2, "both tried to create the user");
+    let user = users.get(&parse_phone(&phone)).await.unwrap().unwrap();
+    assert_eq!(
+        codes_claimed_by(&phone).await,
+        vec![user.invite_code.to_string()]
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::invite::InviteCode;
@@ -13,6 +18,7 @@ use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
 use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
 use support::{dynamo, env, now, unique_phone};
+use tokio::sync::Barrier;
 
 async fn otps() -> OtpTable {
     OtpTable::new(dynamo().await, env("OTPS_TABLE"))
@@ -211,6 +217,121 @@ async fn parallel_requests_for_one_phone_issue_one_code() {
     assert_eq!(number(&raw_item(&p).await, "sends"), 2);
 }
 
+type Write = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Another request's write, made right before this client sends its first
+/// UpdateItem. For `OtpTable::issue` within a send window that is between
+/// its two requests: after the PutItem whose refusal reported the item,
+/// before the UpdateItem conditioned on the rule. Only an SDK interceptor
+/// reaches in there; it is synchronous, so it waits for the write in place
+/// (which needs the multi-threaded runtime).
+#[derive(Clone)]
+struct BeforeFirstUpdate(Arc<Mutex<Option<Write>>>);
+
+impl BeforeFirstUpdate {
+    fn new(write: impl Future<Output = ()> + Send + 'static) -> Self {
+        BeforeFirstUpdate(Arc::new(Mutex::new(Some(Box::pin(write)))))
+    }
+
+    fn ran(&self) -> bool {
+        self.0.lock().unwrap().is_none()
+    }
+
+    /// The codes table through a client with this interceptor.
+    async fn otps(&self) -> OtpTable {
+        let config = aws_sdk_dynamodb::config::Builder::from(&support::aws().await)
+            .interceptor(self.clone())
+            .build();
+        OtpTable::new(
+            aws_sdk_dynamodb::Client::from_conf(config),
+            env("OTPS_TABLE"),
+        )
+    }
+}
+
+impl std::fmt::Debug for BeforeFirstUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeFirstUpdate")
+    }
+}
+
+impl Intercept for BeforeFirstUpdate {
+    fn name(&self) -> &'static str {
+        "BeforeFirstUpdate"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if context.input().downcast_ref::<UpdateItemInput>().is_some() {
+            let write = self.0.lock().unwrap().take();
+            if let Some(write) = write {
+                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(write));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The item expires (TTL) between issue's read and its write: the update
+/// finds nothing, and the next round opens a new window with this code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_opens_a_new_window_when_the_item_vanishes_before_its_update() {
+    let p = phone();
+    let t = now();
+    assert_eq!(issue(&otps().await, &p, b"first", t - 120).await, None);
+    let key = AttributeValue::S(p.as_str().into());
+    let expire = BeforeFirstUpdate::new(async move {
+        let deleted = dynamo()
+            .await
+            .delete_item()
+            .table_name(env("OTPS_TABLE"))
+            .key("phone", key)
+            .send()
+            .await;
+        deleted.unwrap();
+    });
+    let otps = expire.otps().await;
+
+    assert_eq!(issue(&otps, &p, b"second", t).await, None);
+    assert!(expire.ran());
+    let item = raw_item(&p).await;
+    assert_eq!(
+        (number(&item, "sends"), number(&item, "window_start")),
+        (1, t)
+    );
+    assert!(
+        otps.consume(&p, b"second").await.unwrap(),
+        "the code stored"
+    );
+}
+
+/// Another request sends a code between issue's read and its write: the
+/// update's condition is the rule itself (cooldown), not "unchanged since
+/// read", so this code is refused and the other one stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_is_refused_when_another_code_goes_out_before_its_update() {
+    let p = phone();
+    let t = now();
+    assert_eq!(issue(&otps().await, &p, b"first", t - 120).await, None);
+    let other = p.clone();
+    let another_request = BeforeFirstUpdate::new(async move {
+        assert_eq!(issue(&otps().await, &other, b"other", t).await, None);
+    });
+    let otps = another_request.otps().await;
+
+    assert_eq!(
+        issue(&otps, &p, b"mine", t).await,
+        Some(SendRefusal::TooSoon { retry_after: 60 })
+    );
+    assert!(another_request.ran());
+    assert_eq!(number(&raw_item(&p).await, "sends"), 2);
+    assert!(!otps.consume(&p, b"mine").await.unwrap());
+    assert!(otps.consume(&p, b"other").await.unwrap());
+}
+
 #[tokio::test]
 async fn attempts_are_counted_up_to_the_limit_then_refused() {
     let otps = otps().await;
@@ -326,6 +447,101 @@ async fn users_are_unique_by_phone_and_by_invite_code() {
     assert_eq!(users.get(&same_code.phone).await.unwrap(), None);
     assert_eq!(users.owner_of(&same_phone.invite_code).await.unwrap(), None);
     assert_eq!(users.get(&user.phone).await.unwrap(), Some(user));
+}
+
+/// Two sign-ups of one phone write at the same moment (each with its own
+/// invite code): one creates the user, the other is told the phone is taken,
+/// and its invite code was not claimed — the transaction wrote neither item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_creates_of_one_phone_make_one_user_and_claim_one_code() {
+    let users = users().await;
+    for _ in 0..10 {
+        let p = phone();
+        let attempts = [(); 2].map(|_| User {
+            phone: p.clone(),
+            invite_code: InviteCode::generate(),
+            referrer: None,
+            created_at: now(),
+        });
+        let both_ready = Arc::new(Barrier::new(2));
+        let tasks = attempts.clone().map(|user| {
+            let (users, both_ready) = (users.clone(), both_ready.clone());
+            tokio::spawn(async move {
+                both_ready.wait().await;
+                users.create(&user).await.unwrap()
+            })
+        });
+        let [first, second] = tasks;
+        let outcomes = [first.await.unwrap(), second.await.unwrap()];
+        let winner = match outcomes {
+            [NewUser::Created(user), NewUser::PhoneTaken]
+            | [NewUser::PhoneTaken, NewUser::Created(user)] => user,
+            other => panic!("expected one Created and one PhoneTaken: {other:?}"),
+        };
+        let loser = attempts.iter().find(|a| **a != winner).unwrap();
+        assert_eq!(users.get(&p).await.unwrap(), Some(winner.clone()));
+        assert_eq!(users.owner_of(&winner.invite_code).await.unwrap(), Some(p));
+        assert_eq!(users.owner_of(&loser.invite_code).await.unwrap(), None);
+    }
+}
+
+/// Real DynamoDB cancels one of two transactions writing the same item at the
+/// same moment with TransactionConflict; DynamoDB Local never does (it runs
+/// them one after the other), so a stand-in server gives that answer here.
+async fn users_answering_transaction_conflict() -> (wiremock::MockServer, UserTable) {
+    use wiremock::matchers::header;
+    let server = wiremock::MockServer::start().await;
+    let conflict = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None]",
+        "CancellationReasons": [
+            { "Code": "TransactionConflict", "Message": "Transaction is ongoing for the item" },
+            { "Code": "None" }
+        ]
+    });
+    wiremock::Mock::given(header(
+        "x-amz-target",
+        "DynamoDB_20120810.TransactWriteItems",
+    ))
+    .respond_with(
+        wiremock::ResponseTemplate::new(400)
+            .insert_header("content-type", "application/x-amz-json-1.0")
+            .set_body_json(conflict),
+    )
+    .mount(&server)
+    .await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&support::aws().await)
+        .endpoint_url(server.uri())
+        .build();
+    let users = UserTable::new(aws_sdk_dynamodb::Client::from_conf(config), "users".into());
+    (server, users)
+}
+
+/// A conflict is an answer, not an outage: on create it means a parallel
+/// sign-in of the phone is writing (send_code looks for the user again), on
+/// set_referrer a parallel write in the chain (set_referrer walks again).
+#[tokio::test]
+async fn a_transaction_conflict_is_a_parallel_write_not_an_outage() {
+    let (_server, users) = users_answering_transaction_conflict().await;
+    let (me, other) = (phone(), phone());
+    let user = User {
+        phone: me.clone(),
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    };
+    assert_eq!(users.create(&user).await.unwrap(), NewUser::PhoneTaken);
+    let referrer = Referrer {
+        phone: other.clone(),
+        invite_code: InviteCode::generate(),
+    };
+    assert_eq!(
+        users
+            .set_referrer(&me, &referrer, &other, now())
+            .await
+            .unwrap(),
+        ReferrerWrite::ChainMoved
+    );
 }
 
 #[tokio::test]

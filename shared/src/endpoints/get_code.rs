@@ -38,7 +38,9 @@ struct GetCodeResponse {
 }
 
 impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
-    async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    /// The request over any ports: what `handle` runs in the function, and
+    /// what tests run over in-memory or scripted ones.
+    pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
         let now = now();

@@ -48,7 +48,9 @@ struct TokenPair {
 }
 
 impl<O: OtpStore, U: UserStore> SendCode<O, U> {
-    async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    /// The request over any ports: what `handle` runs in the function, and
+    /// what tests run over in-memory or scripted ones.
+    pub async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: SendCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
         let code = body.password.trim();

@@ -44,7 +44,9 @@ struct Message {
 }
 
 impl<U: UserStore> SetReferrer<U> {
-    async fn set_referrer(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    /// The request over any ports: what `handle` runs in the function, and
+    /// what tests run over in-memory or scripted ones.
+    pub async fn set_referrer(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let phone = self
             .verifier
             .verify(bearer_token(&request)?, TokenKind::Access)?;

@@ -3,14 +3,22 @@
 //! and request helpers.
 #![allow(dead_code)]
 
+pub mod memory;
+pub mod scripted;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aws_config::SdkConfig;
 use lambda_http::http::{Method, header};
-use lambda_http::{Body, Request};
+use lambda_http::{Body, Request, Response};
 use phone_auth::config::Config;
-use phone_auth::endpoints::{Endpoint, serve};
+use phone_auth::endpoints::{Endpoint, GetCode, SendCode, SetReferrer, serve};
+use phone_auth::error::ApiError;
+use phone_auth::invite::InviteCode;
+use phone_auth::otp::CodeHasher;
+use phone_auth::sms::SmsSender;
+use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::{TokenKind, TokenSigner};
 use rand::RngExt;
 use serde_json::Value;
@@ -59,6 +67,47 @@ pub async fn endpoint<E: Endpoint>(overrides: &[(&str, &str)]) -> E {
     E::from_config(&config(overrides), &aws().await).expect("test configuration is complete")
 }
 
+/// The code hasher of this binary's endpoints.
+pub fn hasher() -> CodeHasher {
+    CodeHasher::new(&config(&[]).otp_hmac_key().unwrap())
+}
+
+// The endpoints over any ports (in-memory, scripted, or the real tables),
+// with this binary's keys and the default policies.
+
+pub fn get_code_over<O: OtpStore, S: SmsSender>(otps: O, sms: S) -> GetCode<O, S> {
+    let config = config(&[]);
+    GetCode {
+        otps,
+        sms,
+        hasher: hasher(),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    }
+}
+
+pub fn send_code_over<O: OtpStore, U: UserStore>(otps: O, users: U) -> SendCode<O, U> {
+    let config = config(&[]);
+    SendCode {
+        otps,
+        users,
+        invite_codes: InviteCode::generate,
+        hasher: hasher(),
+        signer: config.token_signer().unwrap(),
+        otp_policy: config.otp_policy().unwrap(),
+        phone_policy: config.phone_policy().unwrap(),
+    }
+}
+
+pub fn set_referrer_over<U: UserStore>(users: U) -> SetReferrer<U> {
+    let config = config(&[]);
+    SetReferrer {
+        users,
+        verifier: config.token_verifier().unwrap(),
+        max_chain_depth: config.referral_max_depth().unwrap(),
+    }
+}
+
 pub async fn dynamo() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&aws().await)
 }
@@ -98,7 +147,17 @@ pub fn post(body: Value) -> Request {
 
 /// Serves `request` and returns status and JSON body (every response of this API is JSON).
 pub async fn call<E: Endpoint>(endpoint: &E, request: Request) -> (u16, Value) {
-    let response = serve(endpoint, request).await;
+    status_and_json(serve(endpoint, request).await)
+}
+
+/// Status and JSON body of what an endpoint's request method returned, its
+/// error answered as `serve` answers it (for endpoints over test ports, which
+/// are called directly: only the deployed port types are an `Endpoint`).
+pub fn answer(result: Result<Response<Body>, ApiError>) -> (u16, Value) {
+    status_and_json(result.unwrap_or_else(ApiError::into_response))
+}
+
+fn status_and_json(response: Response<Body>) -> (u16, Value) {
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
     (response.status().as_u16(), body)

@@ -1,0 +1,287 @@
+//! In-memory ports for deterministic race tests: `MemoryOtps` and
+//! `MemoryUsers` hold the rules of the DynamoDB adapter in plain Rust — each
+//! method is one atomic step under a lock, as each DynamoDB request (or
+//! transaction) is one atomic write whose condition is the rule — and
+//! `MemorySms` records what was sent. Failures and interleavings come from
+//! wrapping them in `super::scripted::Scripted`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use phone_auth::invite::InviteCode;
+use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
+use phone_auth::phone::Phone;
+use phone_auth::sms::{SmsError, SmsSender};
+use phone_auth::store::{
+    Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+};
+
+// ---------------------------------------------------------------- one-time codes
+
+/// A phone's item in the codes table: its send window and its pending code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpRecord {
+    pub window_start: u64,
+    /// SMS counted in the window (a withdrawn one is given back).
+    pub sends: u32,
+    /// When the last code was sent; kept after the code is used.
+    pub last_sent_at: u64,
+    pub pending: Option<PendingCode>,
+}
+
+impl OtpRecord {
+    fn window(&self) -> SendWindow {
+        SendWindow {
+            window_start: self.window_start,
+            sends: self.sends,
+            pending_since: self.pending.as_ref().map(|_| self.last_sent_at),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryOtps(Arc<Mutex<HashMap<Phone, OtpRecord>>>);
+
+impl MemoryOtps {
+    pub fn record(&self, phone: &Phone) -> Option<OtpRecord> {
+        self.0.lock().unwrap().get(phone).cloned()
+    }
+
+    /// Removes the pending code if it is still `code_hash`: `consume` and `withdraw`.
+    fn end_code(&self, phone: &Phone, code_hash: &[u8], give_send_back: bool) -> bool {
+        let mut records = self.0.lock().unwrap();
+        let Some(record) = records.get_mut(phone) else {
+            return false;
+        };
+        if record.pending.as_ref().map(|p| p.code_hash.as_slice()) != Some(code_hash) {
+            return false;
+        }
+        record.pending = None;
+        if give_send_back {
+            record.sends -= 1;
+        }
+        true
+    }
+}
+
+impl OtpStore for MemoryOtps {
+    async fn issue(
+        &self,
+        code: &PendingCode,
+        policy: &OtpPolicy,
+        now: u64,
+    ) -> Result<Option<SendRefusal>, StoreError> {
+        let mut records = self.0.lock().unwrap();
+        let current = records.get(&code.phone).map(OtpRecord::window);
+        if let Some(refusal) = current.and_then(|w| w.refusal(now, policy)) {
+            return Ok(Some(refusal));
+        }
+        let (window_start, sends) = match current {
+            Some(w) if !w.is_over(now, policy) => (w.window_start, w.sends + 1),
+            _ => (now, 1),
+        };
+        let pending = PendingCode {
+            attempts: 0,
+            ..code.clone()
+        };
+        records.insert(
+            code.phone.clone(),
+            OtpRecord {
+                window_start,
+                sends,
+                last_sent_at: now,
+                pending: Some(pending),
+            },
+        );
+        Ok(None)
+    }
+
+    async fn count_attempt(
+        &self,
+        phone: &Phone,
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<Attempt, StoreError> {
+        let mut records = self.0.lock().unwrap();
+        let Some(pending) = records.get_mut(phone).and_then(|r| r.pending.as_mut()) else {
+            return Ok(Attempt::NoCode);
+        };
+        Ok(if pending.is_expired(now) {
+            Attempt::Expired
+        } else if pending.attempts >= max_attempts {
+            Attempt::Exhausted
+        } else {
+            pending.attempts += 1;
+            Attempt::Counted(pending.clone())
+        })
+    }
+
+    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.end_code(phone, code_hash, false))
+    }
+
+    async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.end_code(phone, code_hash, true))
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Default)]
+struct Users {
+    by_phone: HashMap<Phone, User>,
+    /// The `INVITE#<code>` claim items: what makes invite codes unique.
+    claims: HashMap<InviteCode, Phone>,
+    /// Users with a referrer, in the order they got it (the referrer index).
+    referred: Vec<Phone>,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryUsers(Arc<Mutex<Users>>);
+
+impl MemoryUsers {
+    /// A user with a new phone, as if signed up earlier, with invite code
+    /// `code` (6 letters or digits).
+    pub fn seed(&self, code: &str) -> User {
+        let user = User {
+            phone: super::parse_phone(&super::unique_phone()),
+            invite_code: InviteCode::parse(code).expect("a well-formed invite code"),
+            referrer: None,
+            created_at: 0,
+        };
+        let mut users = self.0.lock().unwrap();
+        assert!(
+            users
+                .claims
+                .insert(user.invite_code.clone(), user.phone.clone())
+                .is_none()
+        );
+        assert!(
+            users
+                .by_phone
+                .insert(user.phone.clone(), user.clone())
+                .is_none()
+        );
+        user
+    }
+
+    pub fn user(&self, phone: &Phone) -> Option<User> {
+        self.0.lock().unwrap().by_phone.get(phone).cloned()
+    }
+
+    /// Every invite code claimed for `phone`: its user's, and any other would
+    /// be an orphan claim left by a failed sign-up.
+    pub fn codes_claimed_by(&self, phone: &Phone) -> Vec<InviteCode> {
+        let users = self.0.lock().unwrap();
+        let mut codes: Vec<InviteCode> = users
+            .claims
+            .iter()
+            .filter(|(_, owner)| *owner == phone)
+            .map(|(code, _)| code.clone())
+            .collect();
+        codes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        codes
+    }
+}
+
+impl UserStore for MemoryUsers {
+    async fn get(&self, phone: &Phone) -> Result<Option<User>, StoreError> {
+        Ok(self.user(phone))
+    }
+
+    /// The user and the claim of its code, each on condition that it does not
+    /// exist, both or neither (one transaction).
+    async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
+        let mut users = self.0.lock().unwrap();
+        if users.by_phone.contains_key(&user.phone) {
+            return Ok(NewUser::PhoneTaken);
+        }
+        if users.claims.contains_key(&user.invite_code) {
+            return Ok(NewUser::InviteCodeTaken);
+        }
+        users
+            .claims
+            .insert(user.invite_code.clone(), user.phone.clone());
+        users.by_phone.insert(user.phone.clone(), user.clone());
+        Ok(NewUser::Created(user.clone()))
+    }
+
+    async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
+        Ok(self.0.lock().unwrap().claims.get(code).cloned())
+    }
+
+    async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
+        Ok(self
+            .user(phone)
+            .and_then(|user| user.referrer)
+            .map(|referrer| referrer.phone))
+    }
+
+    async fn referrals_of(&self, phone: &Phone) -> Result<Vec<Phone>, StoreError> {
+        let users = self.0.lock().unwrap();
+        Ok(users
+            .referred
+            .iter()
+            .filter(|p| {
+                users.by_phone[*p]
+                    .referrer
+                    .as_ref()
+                    .is_some_and(|r| &r.phone == phone)
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// "My referrer is X" on condition that I have none, and that the chain's
+    /// top still has none (the adapter's transaction: an update and a
+    /// condition check).
+    async fn set_referrer(
+        &self,
+        phone: &Phone,
+        referrer: &Referrer,
+        chain_top: &Phone,
+        _now: u64,
+    ) -> Result<ReferrerWrite, StoreError> {
+        let mut users = self.0.lock().unwrap();
+        let Some(me) = users.by_phone.get(phone) else {
+            return Err(StoreError(
+                "user vanished while setting the referrer".into(),
+            ));
+        };
+        if let Some(existing) = &me.referrer {
+            return Ok(ReferrerWrite::AlreadySet(existing.invite_code.clone()));
+        }
+        let top_moved = users
+            .by_phone
+            .get(chain_top)
+            .is_none_or(|top| top.referrer.is_some());
+        if top_moved {
+            return Ok(ReferrerWrite::ChainMoved);
+        }
+        users.by_phone.get_mut(phone).unwrap().referrer = Some(referrer.clone());
+        users.referred.push(phone.clone());
+        Ok(ReferrerWrite::Set)
+    }
+}
+
+// ---------------------------------------------------------------- SMS
+
+/// Delivers every SMS into a list (failures come from `Scripted`).
+#[derive(Clone, Default)]
+pub struct MemorySms(Arc<Mutex<Vec<(Phone, String)>>>);
+
+impl MemorySms {
+    pub fn sent(&self) -> Vec<(Phone, String)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl SmsSender for MemorySms {
+    async fn send(&self, phone: &Phone, text: &str) -> Result<(), SmsError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((phone.clone(), text.to_string()));
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! `Scripted` wraps any port (the in-memory ones of `super::memory`, or the
+//! real DynamoDB tables) and, at a chosen call, first runs a [`Step`]: a
+//! failure, or something that happens right before the call goes ahead —
+//! another request's write, or a wait for parallel calls to meet
+//! ([`Script::meet`]). Nothing here sleeps.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phone_auth::invite::InviteCode;
+use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
+use phone_auth::phone::Phone;
+use phone_auth::sms::{SmsError, SmsSender};
+use phone_auth::store::{
+    Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+};
+use tokio::sync::Barrier;
+
+/// What happens at a scripted call, before the call itself.
+pub enum Step {
+    /// The call fails without reaching the port: storage or the SMS
+    /// provider is down.
+    Fail,
+    /// This runs to completion first, then the call goes ahead.
+    Run(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl Step {
+    pub fn run(first: impl Future<Output = ()> + Send + 'static) -> Step {
+        Step::Run(Box::pin(first))
+    }
+}
+
+/// The port methods a step can be attached to, by name.
+const CALLS: &[&str] = &[
+    "issue",
+    "count_attempt",
+    "consume",
+    "withdraw",
+    "get",
+    "create",
+    "owner_of",
+    "referrer_of",
+    "referrals_of",
+    "set_referrer",
+    "send",
+];
+
+/// The steps of one test, shared by all its scripted ports; counts every call.
+#[derive(Clone, Default)]
+pub struct Script(Arc<Mutex<ScriptState>>);
+
+#[derive(Default)]
+struct ScriptState {
+    steps: HashMap<(&'static str, usize), Step>,
+    calls: HashMap<&'static str, usize>,
+}
+
+impl Script {
+    /// Before the `nth` call (counting from 1) of the port method `call`, `step` happens.
+    pub fn at(&self, call: &'static str, nth: usize, step: Step) -> &Self {
+        assert!(CALLS.contains(&call), "no port method is called {call:?}");
+        self.0.lock().unwrap().steps.insert((call, nth), step);
+        self
+    }
+
+    /// The `nths` calls of `call` each wait there until all of them arrived,
+    /// then go on together: parallel requests that all passed the step
+    /// before. If one never arrives (the code under test went another way),
+    /// the test fails after 10 s instead of hanging.
+    pub fn meet(&self, call: &'static str, nths: &[usize]) -> &Self {
+        let all_arrived = Arc::new(Barrier::new(nths.len()));
+        for &nth in nths {
+            let all_arrived = all_arrived.clone();
+            self.at(
+                call,
+                nth,
+                Step::run(async move {
+                    tokio::time::timeout(Duration::from_secs(10), all_arrived.wait())
+                        .await
+                        .unwrap_or_else(|_| panic!("{call} {nth} waited in vain for the others"));
+                }),
+            );
+        }
+        self
+    }
+
+    /// How many times `call` was made through scripted ports.
+    pub fn calls(&self, call: &str) -> usize {
+        self.0.lock().unwrap().calls.get(call).copied().unwrap_or(0)
+    }
+
+    /// Counts the call and runs its step, if it has one.
+    async fn enter(&self, call: &'static str) -> Result<(), StoreError> {
+        let step = {
+            let mut state = self.0.lock().unwrap();
+            let count = state.calls.entry(call).or_default();
+            *count += 1;
+            let nth = *count;
+            state.steps.remove(&(call, nth))
+        };
+        match step {
+            None => Ok(()),
+            Some(Step::Fail) => Err(StoreError(format!("scripted failure of {call}"))),
+            Some(Step::Run(first)) => {
+                first.await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A step that never ran means the test did not exercise what it claims to.
+impl Drop for ScriptState {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let missed: Vec<_> = self.steps.keys().collect();
+            assert!(
+                missed.is_empty(),
+                "scripted steps never reached: {missed:?}"
+            );
+        }
+    }
+}
+
+/// A port whose calls go through a [`Script`] first.
+pub struct Scripted<P> {
+    port: P,
+    script: Script,
+}
+
+impl<P> Scripted<P> {
+    pub fn new(port: P, script: &Script) -> Self {
+        Scripted {
+            port,
+            script: script.clone(),
+        }
+    }
+}
+
+impl<P: OtpStore> OtpStore for Scripted<P> {
+    async fn issue(
+        &self,
+        code: &PendingCode,
+        policy: &OtpPolicy,
+        now: u64,
+    ) -> Result<Option<SendRefusal>, StoreError> {
+        self.script.enter("issue").await?;
+        self.port.issue(code, policy, now).await
+    }
+
+    async fn count_attempt(
+        &self,
+        phone: &Phone,
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<Attempt, StoreError> {
+        self.script.enter("count_attempt").await?;
+        self.port.count_attempt(phone, max_attempts, now).await
+    }
+
+    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        self.script.enter("consume").await?;
+        self.port.consume(phone, code_hash).await
+    }
+
+    async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+        self.script.enter("withdraw").await?;
+        self.port.withdraw(phone, code_hash).await
+    }
+}
+
+impl<P: UserStore> UserStore for Scripted<P> {
+    async fn get(&self, phone: &Phone) -> Result<Option<User>, StoreError> {
+        self.script.enter("get").await?;
+        self.port.get(phone).await
+    }
+
+    async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
+        self.script.enter("create").await?;
+        self.port.create(user).await
+    }
+
+    async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
+        self.script.enter("owner_of").await?;
+        self.port.owner_of(code).await
+    }
+
+    async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
+        self.script.enter("referrer_of").await?;
+        self.port.referrer_of(phone).await
+    }
+
+    async fn referrals_of(&self, phone: &Phone) -> Result<Vec<Phone>, StoreError> {
+        self.script.enter("referrals_of").await?;
+        self.port.referrals_of(phone).await
+    }
+
+    async fn set_referrer(
+        &self,
+        phone: &Phone,
+        referrer: &Referrer,
+        chain_top: &Phone,
+        now: u64,
+    ) -> Result<ReferrerWrite, StoreError> {
+        self.script.enter("set_referrer").await?;
+        self.port
+            .set_referrer(phone, referrer, chain_top, now)
+            .await
+    }
+}
+
+impl<P: SmsSender> SmsSender for Scripted<P> {
+    async fn send(&self, phone: &Phone, text: &str) -> Result<(), SmsError> {
+        self.script
+            .enter("send")
+            .await
+            .map_err(|StoreError(reason)| SmsError(reason))?;
+        self.port.send(phone, text).await
+    }
+}
