@@ -22,6 +22,8 @@ pub struct Joins {
     pub attempted: usize,
     pub succeeded: usize,
     pub unavailable: usize,
+    /// Walks repeated after a TransactionConflict or a moved chain top.
+    pub walks_repeated: usize,
     pub wall: Duration,
     pub durations: Vec<Duration>,
 }
@@ -34,6 +36,7 @@ impl Joins {
             "attempted": self.attempted,
             "succeeded": self.succeeded,
             "unavailable_503": self.unavailable,
+            "walks_repeated": self.walks_repeated,
             "share_503": self.unavailable as f64 / self.attempted.max(1) as f64,
             "wall_seconds": self.wall.as_secs_f64(),
             "succeeded_per_second": self.succeeded as f64 / self.wall.as_secs_f64(),
@@ -113,6 +116,7 @@ pub async fn joins_phase(
         attempted: 0,
         succeeded: 0,
         unavailable: 0,
+        walks_repeated: 0,
         wall,
         durations: Vec::new(),
     };
@@ -124,6 +128,11 @@ pub async fn joins_phase(
             503 => joins.unavailable += 1,
             _ => return Err(format!("a join answered {status}: {body}").into()),
         }
+    }
+    // set-referrer logs each walk it repeats after a moved chain or a conflict.
+    for i in 0..processes {
+        let log = std::fs::read_to_string(settings.log(&format!("set-referrer-join-{i}")))?;
+        joins.walks_repeated += log.matches("walking again").count();
     }
     // Every success is in the root's profile, and nothing else is.
     let (_, profile) =

@@ -429,11 +429,12 @@ pub fn table(s: &Value) -> String {
     ));
     let joins = &s["joins_into_one_tree"];
     out.push_str(&format!(
-        "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
+        "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s, {} walks repeated; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
         joins["processes"],
         joins["succeeded"],
         joins["attempted"],
         f(&joins["succeeded_per_second"]),
+        joins["walks_repeated"],
         joins["unavailable_503"],
         joins["share_503"].as_f64().unwrap_or(f64::NAN) * 100.0,
         f(&joins["join_ms_p50"]),

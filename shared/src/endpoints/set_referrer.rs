@@ -69,6 +69,11 @@ impl<U: UserStore> SetReferrer<U> {
 
         for walk in 0..MAX_WALKS {
             if walk > 0 {
+                // Contention on one tree, worth seeing in the logs (make bench counts these).
+                tracing::info!(
+                    walk,
+                    "referral chain moved or a parallel join conflicted; walking again"
+                );
                 let cap = BACKOFF_BASE_MS << (walk - 1);
                 let wait = rand::random_range(0..=cap);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
