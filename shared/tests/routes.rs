@@ -762,12 +762,21 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         "template functions vs this test's FUNCTIONS table"
     );
 
+    // The endpoint's NAME, the app name in its AWS requests, is its binary's.
+    let names = BTreeMap::from([
+        ("GetCode", GetCode::NAME),
+        ("SendCode", SendCode::NAME),
+        ("Refresh", Refresh::NAME),
+        ("Retrieve", Retrieve::NAME),
+        ("SetReferrer", SetReferrer::NAME),
+    ]);
     for (binary, endpoint, _) in FUNCTIONS {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
         assert!(
             main.contains(&format!("run::<{endpoint}>()")),
             "functions/{binary}: main should run the {endpoint} endpoint"
         );
+        assert_eq!(names[endpoint], binary, "{endpoint}::NAME");
     }
 
     // Per-route settings must name real route keys, or they silently apply to nothing.
