@@ -932,10 +932,13 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
         let action = entry["action"].as_str().expect("action").to_string();
         let resource = entry["resource"].as_str().expect("resource");
         let (table, index) = resource.split_once('/').unwrap_or((resource, ""));
+        let caller = match entry["function"].as_str() {
+            Some(function) => function.to_string(),
+            None => "a request naming no function".to_string(),
+        };
         let Some(id) = tables.get(table) else {
             problems.push(format!(
-                "{} needed {action} on {resource}, which is none of the stack's tables",
-                entry["function"]
+                "{caller} needed {action} on {resource}, which is none of the stack's tables"
             ));
             continue;
         };
@@ -949,9 +952,8 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
                 set.insert((action, resource));
             }
             None => problems.push(format!(
-                "a request from {} needed {action} on {resource}: every request must come \
-                 from one of the functions, named by app/<Endpoint::NAME> in its user agent",
-                entry["function"]
+                "{caller} needed {action} on {resource}: every request must come from one \
+                 of the functions, named by app/<Endpoint::NAME> in its user agent"
             )),
         }
     }
