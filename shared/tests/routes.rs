@@ -905,6 +905,7 @@ fn only_get_code_may_publish_sms_and_every_other_grant_is_on_a_table() {
 fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
     let path = std::env::var("DYNAMODB_RECORD")
         .expect("DYNAMODB_RECORD names the recorder's file (scripts/test.sh sets it)");
+    let path = root().join(path).display().to_string();
     let template = template();
     let functions = template_functions(&template);
 
@@ -957,6 +958,11 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
             )),
         }
     }
+    assert!(
+        problems.is_empty(),
+        "requests recorded in {path}:\n  {}",
+        problems.join("\n  ")
+    );
     assert!(
         used.values().any(|set| !set.is_empty()),
         "{path} records no request of any function: did they reach DynamoDB through the recorder?"
