@@ -41,8 +41,9 @@ API_PORT=$(free_port)
 cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
-# table or index, for the least-privilege check below.
-cargo build -p bench
+# table or index, for the least-privilege check below. (Workspace features, as
+# in the test run above, so only the harness itself is compiled here.)
+cargo build --workspace --all-features --bin bench
 RECORD_PORT=$(free_port)
 export DYNAMODB_RECORD="$STATE/dynamodb-record-$RECORD_PORT.jsonl"
 start_background "$STATE/record-$RECORD_PORT.log" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/bench" \
