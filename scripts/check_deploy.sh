@@ -22,7 +22,7 @@ sam validate --lint --template template.yaml --region us-east-1
 say "cfn-lint (the stack and the deploy role)"
 cfn-lint template.yaml docs/deploy-role.yaml
 
-say "template checks: routes, deploy role, access log, parameters (scripts/tests)"
+say "template checks: routes, deploy role, access log, parameters, sam local environments (scripts/tests)"
 python3 -m pytest -q -p no:cacheprovider scripts/tests
 
 say "actionlint"

@@ -2,6 +2,9 @@
 # Prints the --env-vars JSON for `sam local start-api` (see local/docker-compose.yml):
 # tables created with prefix "sam", peers on the compose network, and the
 # locally generated secrets from .local/secrets (never committed).
+# "Parameters" applies to every function, yet each container gets only the
+# variables template.yaml declares for it, so a key reaches only the functions
+# that use it (scripts/tests/test_sam_local.py computes what each one gets).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_local_secrets

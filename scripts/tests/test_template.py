@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import tomllib
 
 import pytest
 from cfnlint.data import schemas as cfn_schemas
@@ -102,7 +103,7 @@ NOT_USED = {
     "firehose:*": "no log delivery to Firehose",
     "secretsmanager:ReplicateSecretToRegions": "the OTP key is not replicated to other regions",
     "secretsmanager:RemoveRegionsFromReplication": "the OTP key is not replicated to other regions",
-    "kms:*": "tables use DynamoDB's AWS-owned key, functions Lambda's default key",
+    "kms:*@AWS::DynamoDB::Table": "tables use DynamoDB's AWS-owned key",
     "dynamodb:ImportTable": "tables are not created from an S3 import",
     "dynamodb:DescribeImport": "tables are not created from an S3 import",
     "dynamodb:CreateTableReplica": "no global tables",
@@ -194,6 +195,8 @@ class Role:
     def evaluate(value, values):
         if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
             return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], value["Fn::Sub"])
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return values[value["Ref"]]
         if isinstance(value, dict):
             return {k: Role.evaluate(v, values) for k, v in value.items()}
         if isinstance(value, list):
@@ -254,8 +257,10 @@ def test_the_deploy_role_reaches_the_stacks_own_names(cfn):
         "cloudwatch:PutMetricAlarm": f"arn:aws:cloudwatch:us-east-1:{account}:alarm:{stack}-Api5xxRateAlarm-AbC123",
         "sns:CreateTopic": f"arn:aws:sns:us-east-1:{account}:{stack}-AlarmTopic-AbC123",
     }
+    names["kms:CreateAlias"] = f"arn:aws:kms:us-east-1:{account}:alias/{stack}-functions"
     for action, arn in names.items():
         assert role.allows(action, arn), f"{action} on {arn}"
+    assert not role.allows("kms:DeleteAlias", f"arn:aws:kms:us-east-1:{account}:alias/other-functions")
     # ...and nothing beyond them: another stack's table, the deploy role itself.
     assert not role.allows("dynamodb:DeleteTable", f"arn:aws:dynamodb:us-east-1:{account}:table/other-users")
     assert not role.allows("iam:AttachRolePolicy", f"arn:aws:iam::{account}:role/github-deploy-{stack}")
@@ -265,6 +270,7 @@ def test_the_deploy_role_reaches_the_stacks_own_names(cfn):
     sam = load("template.yaml")["Resources"]
     assert sam["UsersTable"]["Properties"]["TableName"] == {"Fn::Sub": "${AWS::StackName}-users"}
     assert sam["OtpHmacKeySecret"]["Properties"]["Name"] == {"Fn::Sub": "${SecretsPrefix}/${Stage}/otp-hmac-key"}
+    assert sam["FunctionEnvironmentKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}-functions"}
 
 
 def test_only_the_named_environment_may_assume_the_deploy_role():
@@ -276,6 +282,149 @@ def test_only_the_named_environment_may_assume_the_deploy_role():
     assert subject == "repo:owner/repo:environment:prod"
 
 
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_deploy_role_uses_kms_only_on_its_stacks_key():
+    """Key IDs are random: the role's KMS permissions hold only for keys that
+    carry its stack's tag, which template.yaml puts on the key at creation,
+    apart from listing aliases and its own alias name."""
+    tags = load("template.yaml")["Resources"]["FunctionEnvironmentKey"]["Properties"]["Tags"]
+    assert {"Key": "phone-auth-stack", "Value": {"Ref": "AWS::StackName"}} in tags
+    stack, account = ROLE_PARAMETERS["AppStackName"], ROLE_PARAMETERS["AWS::AccountId"]
+    statements = [
+        s for s in Role(ROLE_PARAMETERS).statements if any(a.startswith("kms:") for a in as_list(s["Action"]))
+    ]
+    assert statements
+    for statement in statements:
+        actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
+        assert all(a.startswith("kms:") and "*" not in a for a in actions), statement
+        if actions == ["kms:ListAliases"]:
+            continue
+        if set(actions) <= {"kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"} and "Condition" not in statement:
+            assert resources == [f"arn:aws:kms:us-east-1:{account}:alias/{stack}-functions"], statement
+            continue
+        equals = statement["Condition"]["StringEquals"]
+        if resources == ["*"]:
+            # Creating: the tag must be in the request (KMS wants TagResource on all keys for that).
+            assert set(actions) == {"kms:CreateKey", "kms:TagResource"}, statement
+            assert equals == {"aws:RequestTag/phone-auth-stack": stack}, statement
+        else:
+            assert resources == [f"arn:aws:kms:us-east-1:{account}:key/*"], statement
+            assert equals == {"aws:ResourceTag/phone-auth-stack": stack}, statement
+        if "kms:CreateGrant" in actions:
+            assert actions == ["kms:CreateGrant"], "grants in a statement of their own"
+            assert statement["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}, "grants only for Lambda"
+
+
+# ------------------------------------------------------------------ the functions' environment key
+
+
+def functions(cfn):
+    return {i: r for i, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+
+
+def test_every_function_environment_is_encrypted_with_the_stacks_own_key(cfn):
+    assert len(functions(cfn)) == 5
+    for logical_id, function in functions(cfn).items():
+        assert function["Properties"].get("KmsKeyArn") == {"Fn::GetAtt": ["FunctionEnvironmentKey", "Arn"]}, logical_id
+    key = cfn["Resources"]["FunctionEnvironmentKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # Nothing but the functions' configuration is encrypted with it.
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    assert key["Properties"]["PendingWindowInDays"] == {"Fn::If": ["IsProd", 30, 7]}
+    (alias,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::KMS::Alias"]
+    assert alias["Properties"]["TargetKeyId"] == {"Ref": "FunctionEnvironmentKey"}
+
+
+def test_only_the_function_roles_and_the_account_may_decrypt(cfn):
+    """The key policy: the account (administration; other use only where an
+    IAM policy grants it) and Decrypt for exactly the functions' roles,
+    through Lambda, for this stack's functions."""
+    statements = cfn["Resources"]["FunctionEnvironmentKey"]["Properties"]["KeyPolicy"]["Statement"]
+    account, functions_statement = statements
+    assert account == {
+        "Sid": "AccountAdministersThroughIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    roles = {function["Properties"]["Role"]["Fn::GetAtt"][0] for function in functions(cfn).values()}
+    assert roles == {f"{logical_id}Role" for logical_id in functions(cfn)}, "one SAM role per function"
+    principals = {p["Fn::GetAtt"][0] for p in functions_statement["Principal"]["AWS"]}
+    assert principals == roles
+    assert functions_statement["Effect"] == "Allow"
+    assert functions_statement["Action"] == "kms:Decrypt"
+    assert functions_statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "lambda.${AWS::Region}.${AWS::URLSuffix}"}},
+        "StringLike": {
+            "kms:EncryptionContext:aws:lambda:FunctionArn": {
+                "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-*"
+            }
+        },
+    }
+    # That pattern holds for CloudFormation's generated names (<stack>-<LogicalId>-<suffix>).
+    for logical_id, function in functions(cfn).items():
+        assert "FunctionName" not in function["Properties"], logical_id
+
+
+def references(value):
+    """Logical ids (and parameters) a CloudFormation value refers to."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            yield value["Ref"]
+            return
+        if set(value) == {"Fn::GetAtt"}:
+            target = value["Fn::GetAtt"]
+            yield target[0] if isinstance(target, list) else target.split(".")[0]
+            return
+        if set(value) == {"Fn::Sub"}:
+            text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+            for name in re.findall(r"\$\{([^}!][^}]*)\}", text):
+                if name not in variables:
+                    yield name.split(".")[0]
+            yield from references(variables)
+            return
+        for item in value.values():
+            yield from references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from references(item)
+
+
+def test_the_stack_has_no_circular_dependency(cfn):
+    """CloudFormation refuses a cycle only at deploy time, and neither
+    `sam validate --lint` nor cfn-lint sees one through the SAM transform
+    (tried: the key policy naming a function's ARN). The functions refer to
+    the key (KmsKeyArn), the key's policy to the functions' roles."""
+    resources = cfn["Resources"]
+    graph = {
+        logical_id: {r for r in references(resource) if r in resources}
+        | set(as_list(resource.get("DependsOn", [])))
+        for logical_id, resource in resources.items()
+    }
+    assert "FunctionEnvironmentKey" in graph["GetCodeFunction"]
+    assert "GetCodeFunctionRole" in graph["FunctionEnvironmentKey"]
+    done, path = set(), []
+
+    def visit(node):
+        if node in path:
+            raise AssertionError("circular dependency: " + " -> ".join(path[path.index(node) :] + [node]))
+        if node in done:
+            return
+        path.append(node)
+        for dependency in sorted(graph[node]):
+            visit(dependency)
+        path.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
 # ------------------------------------------------------------------ production traps
 
 
@@ -285,8 +434,12 @@ def test_a_failed_first_create_leaves_no_orphan_table():
     assert sam["UsersTable"]["UpdateReplacePolicy"] == "Retain"
     for name in ("UsersTable", "OtpsTable"):
         assert "SSESpecification" not in sam[name]["Properties"], "AWS-owned key (docs/deploy.md)"
-    samconfig = (ROOT / "samconfig.toml").read_text()
-    assert samconfig.count('on_failure = "DELETE"') == 2, "both environments delete a stack whose first create failed"
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for name, environment in samconfig.items():
+        if isinstance(environment, dict) and "deploy" in environment:
+            assert environment["deploy"]["parameters"].get("on_failure") == "DELETE", (
+                f"[{name}] must delete a stack whose first create failed"
+            )
 
 
 def test_prod_requires_an_alarm_destination():

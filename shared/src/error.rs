@@ -4,6 +4,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::otp::SendRefusal;
 use crate::phone::PhoneError;
 use crate::token::TokenError;
 
@@ -55,6 +56,20 @@ pub enum ApiError {
     ReferralChainTooDeep { max: usize },
     #[error("a required service is unavailable; try again shortly")]
     Unavailable,
+}
+
+impl From<SendRefusal> for ApiError {
+    /// `Retry-After` is at least 1 s: 0 would invite an immediate retry that is refused again.
+    fn from(refusal: SendRefusal) -> Self {
+        match refusal {
+            SendRefusal::TooSoon { retry_after } => ApiError::ResendTooSoon {
+                retry_after: retry_after.max(1),
+            },
+            SendRefusal::WindowFull { retry_after } => ApiError::TooManyCodes {
+                retry_after: retry_after.max(1),
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -180,6 +195,25 @@ mod tests {
         assert_eq!(
             (r.status().as_u16(), &r.headers()[header::ALLOW]),
             (405, &HeaderValue::from_static("POST"))
+        );
+    }
+
+    #[test]
+    fn a_refused_send_says_when_to_come_back_never_now() {
+        let retry = |refusal: SendRefusal| {
+            let r = ApiError::from(refusal).into_response();
+            (
+                body(&r)["code"].clone(),
+                r.headers()[header::RETRY_AFTER].clone(),
+            )
+        };
+        assert_eq!(
+            retry(SendRefusal::TooSoon { retry_after: 0 }),
+            ("resend_too_soon".into(), HeaderValue::from(1))
+        );
+        assert_eq!(
+            retry(SendRefusal::WindowFull { retry_after: 1800 }),
+            ("too_many_codes".into(), HeaderValue::from(1800))
         );
     }
 

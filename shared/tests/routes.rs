@@ -10,7 +10,9 @@
 //! endpoint is built from exactly those variables while every variable it
 //! reads is recorded. A variable the code requires but the template does not
 //! set fails the build; a variable the template sets but the code never reads
-//! fails the check.
+//! fails the check — except the service endpoints the AWS SDK reads
+//! (`SDK_ENDPOINTS`), which must be declared, empty, by exactly the functions
+//! whose roles may call that service.
 //!
 //! The DynamoDB permissions are checked against behaviour: during the
 //! end-to-end run of `make test` a recorder between the functions and
@@ -73,6 +75,17 @@ fn secret_for(variable: &str, reference: &str, keys: &(String, String)) -> Resul
     }
     Ok(value)
 }
+
+/// The only variables a function may set that config.rs does not read: the
+/// AWS SDK reads them. Each is the endpoint of one service's client
+/// (`AWS_ENDPOINT_URL_<SERVICE>`); a function declares it exactly when its
+/// role may call that service, with the value "", which the SDK loader in
+/// endpoints/mod.rs treats as unset. Declared only so `sam local start-api
+/// --env-vars` can point it at local/'s peers (scripts/tests/test_sam_local.py).
+const SDK_ENDPOINTS: [(&str, &str); 2] = [
+    ("AWS_ENDPOINT_URL_DYNAMODB", "dynamodb:"),
+    ("AWS_ENDPOINT_URL_SNS", "sns:"),
+];
 
 const SECRET_VARIABLES: [&str; 5] = [
     "TOKEN_PRIVATE_KEY",
@@ -792,7 +805,28 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
                 problems.push(format!("{context}: the function would not start: {err}"));
             }
             let read = read.lock().unwrap().clone();
+            let calls = stack.permissions(id, resource);
+            for (variable, service) in SDK_ENDPOINTS {
+                let has_client = calls.iter().any(|(action, _)| action.starts_with(service));
+                match env.get(variable) {
+                    Some(value) if !has_client => problems.push(format!(
+                        "{context}: sets {variable}={value:?} but may not call {service}*"
+                    )),
+                    Some(value) if !value.is_empty() => problems.push(format!(
+                        "{context}: {variable} must be \"\" in the template (deployed: the \
+                         SDK's own endpoint), not {value:?}"
+                    )),
+                    None if has_client => problems.push(format!(
+                        "{context}: may call {service}* but does not declare {variable}, \
+                         so `sam local --env-vars` cannot point it at local/'s peer"
+                    )),
+                    _ => {}
+                }
+            }
             for name in env.keys() {
+                if SDK_ENDPOINTS.iter().any(|(variable, _)| variable == name) {
+                    continue; // read by the SDK, checked above
+                }
                 if !read.contains(name) {
                     problems.push(format!(
                         "{context}: sets {name}, which the function never reads"

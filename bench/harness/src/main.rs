@@ -4,7 +4,8 @@
 //!
 //! Phases: cold starts (alternating with the baseline), warm latency (one
 //! process per function, many invocations), DynamoDB requests per flow (through
-//! a counting proxy), the DynamoDB Local round trip, and binary/zip sizes.
+//! the DynamoDB recorder), concurrent joins into one referral tree (joins.rs), the
+//! DynamoDB Local round trip, and binary/zip sizes.
 //! It prints a table and writes `summary.json`; it asserts no timing.
 //!
 //! `bench record LISTEN UPSTREAM FILE` runs only the DynamoDB recorder
@@ -23,6 +24,7 @@
 
 mod events;
 mod http1;
+mod joins;
 mod recorder;
 mod report;
 mod runtime;
@@ -586,6 +588,7 @@ async fn run(settings: Settings) -> Res<()> {
         &mut results,
     )
     .await?;
+    results.joins = Some(joins::joins_phase(&settings, &env, &mut helpers, &mut phones).await?);
     helpers.stop().await;
 
     let proxy = DynamoProxy::counting(settings.dynamodb).await?;

@@ -45,6 +45,7 @@ pub struct Results {
     pub flows: Vec<Flow>,
     pub dynamodb_round_trips: Vec<Duration>,
     pub sizes: Sizes,
+    pub joins: Option<crate::joins::Joins>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -52,7 +53,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Nearest-rank percentile of already sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -60,7 +61,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn sorted_ms(values: impl Iterator<Item = Duration>) -> Vec<f64> {
+pub fn sorted_ms(values: impl Iterator<Item = Duration>) -> Vec<f64> {
     let mut v: Vec<f64> = values.map(ms).collect();
     v.sort_by(f64::total_cmp);
     v
@@ -338,6 +339,7 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         "ddb_requests": ddb_requests,
         "ddb_flows": ddb_flows,
         "cost": cost,
+        "joins_into_one_tree": results.joins.as_ref().map(crate::joins::Joins::to_json),
     })
 }
 
@@ -424,6 +426,18 @@ pub fn table(s: &Value) -> String {
         cost["usd_per_million_sign_ups"]["dynamodb"],
         cost["usd_per_million_returning_sign_ins"]["total"],
         cost["usd_per_million_returning_sign_ins"]["dynamodb"],
+    ));
+    let joins = &s["joins_into_one_tree"];
+    out.push_str(&format!(
+        "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
+        joins["processes"],
+        joins["succeeded"],
+        joins["attempted"],
+        f(&joins["succeeded_per_second"]),
+        joins["unavailable_503"],
+        joins["share_503"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        f(&joins["join_ms_p50"]),
+        f(&joins["join_ms_p99"]),
     ));
     out.push_str(&format!(
         "init ratio max {} · peak RSS max {} KiB · zip max {} bytes ({})\n",

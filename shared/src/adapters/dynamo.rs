@@ -12,6 +12,9 @@
 //!   code (`code_hash`, `attempts`, `code_expires_at` — checked in code, TTL
 //!   deletes late). Using or withdrawing a code removes only the code's
 //!   attributes; `expires_at`, the TTL attribute, is an hour after the last send.
+//!   `issued_by`, `attempt_by`, `ended_by`: the nonce of the request that last
+//!   wrote, so a write the SDK resent after losing its answer is recognised
+//!   (tests/lost_answers.rs).
 
 use std::collections::HashMap;
 
@@ -78,9 +81,11 @@ struct OtpItem {
     attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     code_expires_at: Option<u64>,
-    /// The requests that last counted an attempt and that used or withdrew
-    /// the code, so a request the SDK sent twice (its first answer lost)
-    /// recognises its own write instead of reporting a refusal.
+    /// The requests that last issued a code, counted an attempt, and used or
+    /// withdrew the code, so a request the SDK sent twice (its first answer
+    /// lost) recognises its own write instead of reporting a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issued_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attempt_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +141,19 @@ enum IssueStep {
     Refused(Option<OtpItem>),
 }
 
+impl IssueStep {
+    /// A refusal caused by this request's own write, whose answer was lost
+    /// and which the SDK sent again, is the success it reports.
+    fn of_request(self, nonce: &str) -> Self {
+        match self {
+            IssueStep::Refused(Some(item)) if item.issued_by.as_deref() == Some(nonce) => {
+                IssueStep::Issued
+            }
+            step => step,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OtpTable {
     client: Client,
@@ -155,6 +173,7 @@ impl OtpTable {
         policy: &OtpPolicy,
         now: u64,
     ) -> Result<IssueStep, StoreError> {
+        let nonce = request_nonce();
         let item = OtpItem {
             phone: code.phone.as_str().to_string(),
             window_start: now,
@@ -163,6 +182,7 @@ impl OtpTable {
             code_hash: Some(BASE64.encode(&code.code_hash)),
             attempts: Some(0),
             code_expires_at: Some(code.expires_at),
+            issued_by: Some(nonce.clone()),
             attempt_by: None,
             ended_by: None,
             expires_at: now + policy.send_window_seconds,
@@ -191,7 +211,7 @@ impl OtpTable {
             Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item())?))
+                    Ok(IssueStep::Refused(otp_item(failed.item())?).of_request(&nonce))
                 }
                 _ => Err(unavailable(err)),
             },
@@ -207,6 +227,7 @@ impl OtpTable {
         policy: &OtpPolicy,
         now: u64,
     ) -> Result<IssueStep, StoreError> {
+        let nonce = request_nonce();
         let result = self
             .client
             .update_item()
@@ -214,7 +235,8 @@ impl OtpTable {
             .key("phone", s(code.phone.as_str()))
             .update_expression(
                 "SET code_hash = :hash, attempts = :zero, created_at = :now, \
-                 code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl",
+                 code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl, \
+                 issued_by = :nonce REMOVE attempt_by",
             )
             .condition_expression(
                 "window_start > :window_edge AND sends < :max \
@@ -226,6 +248,7 @@ impl OtpTable {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":code_expires", n(code.expires_at))
             .expression_attribute_values(":ttl", n(now + policy.send_window_seconds))
+            .expression_attribute_values(":nonce", s(&nonce))
             .expression_attribute_values(
                 ":window_edge",
                 n(now.saturating_sub(policy.send_window_seconds)),
@@ -242,7 +265,7 @@ impl OtpTable {
             Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item())?))
+                    Ok(IssueStep::Refused(otp_item(failed.item())?).of_request(&nonce))
                 }
                 _ => Err(unavailable(err)),
             },

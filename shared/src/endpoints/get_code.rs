@@ -11,7 +11,7 @@ use crate::adapters::sms::AnySms;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
-use crate::otp::{CodeHasher, OtpPolicy, PendingCode, SendRefusal};
+use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
 use crate::sms::{SmsSender, code_message};
 use crate::store::OtpStore;
@@ -50,18 +50,8 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             &self.otp_policy,
         );
 
-        match self.otps.issue(&pending, &self.otp_policy, now).await? {
-            None => {}
-            Some(SendRefusal::TooSoon { retry_after }) => {
-                return Err(ApiError::ResendTooSoon {
-                    retry_after: retry_after.max(1),
-                });
-            }
-            Some(SendRefusal::WindowFull { retry_after }) => {
-                return Err(ApiError::TooManyCodes {
-                    retry_after: retry_after.max(1),
-                });
-            }
+        if let Some(refusal) = self.otps.issue(&pending, &self.otp_policy, now).await? {
+            return Err(refusal.into());
         }
 
         if let Err(err) = self

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, SdkConfig};
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -119,16 +120,38 @@ impl From<StoreError> for ApiError {
 /// AWS SDK configuration shared by every client of a function: region and
 /// credentials from the Lambda environment (no discovery traffic), and
 /// timeouts well inside the function's own.
+///
+/// An empty service endpoint variable (`AWS_ENDPOINT_URL_DYNAMODB=""`) counts
+/// as unset: template.yaml declares the endpoints `sam local` points at its
+/// peers with empty values (SAM's `--env-vars` overrides only declared
+/// variables), and the SDK on its own would take "" as the endpoint and panic
+/// at the first request (shared/tests/sdk_endpoints.rs).
 pub async fn aws_config() -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(SDK_OPERATION_TIMEOUT)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let loaded = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
         .load()
-        .await
+        .await;
+    let settings = EmptyIsUnset(loaded.clone());
+    loaded.into_builder().service_config(settings).build()
+}
+
+/// The SDK's per-service settings (`AWS_ENDPOINT_URL_<SERVICE>` and the
+/// like, from the environment), with empty values left out.
+#[derive(Debug)]
+struct EmptyIsUnset(SdkConfig);
+
+impl LoadServiceConfig for EmptyIsUnset {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        self.0
+            .service_config()?
+            .load_config(key)
+            .filter(|value| !value.trim().is_empty())
+    }
 }
 
 /// The whole `main` of a function: build once, then serve until the runtime stops us.

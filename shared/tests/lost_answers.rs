@@ -1,0 +1,326 @@
+//! Writes whose answer is lost on the way back. DynamoDB Local applies the
+//! write, then the connection drops before the SDK reads the answer; the SDK
+//! sends the identical request again (as it does on AWS after a reset
+//! connection or an attempt timeout). Each port method must still report what
+//! its first sending did, not the refusal its own earlier success causes.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::invite::InviteCode;
+use phone_auth::otp::{OtpPolicy, PendingCode};
+use phone_auth::phone::Phone;
+use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
+use support::{env, now, unique_phone};
+
+/// The SDK's own HTTP client, except that the answers of the next requests
+/// for one DynamoDB operation are dropped after DynamoDB Local applied them.
+#[derive(Clone, Debug)]
+struct LosingAnswers {
+    inner: SharedHttpClient,
+    /// (operation, answers still to lose), e.g. ("UpdateItem", 1).
+    plan: Arc<Mutex<(String, u32)>>,
+    /// Requests for the operation that reached DynamoDB Local.
+    sent: Arc<Mutex<u32>>,
+}
+
+impl LosingAnswers {
+    fn new() -> Self {
+        LosingAnswers {
+            inner: aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .build_https(),
+            plan: Arc::new(Mutex::new((String::new(), 0))),
+            sent: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// Loses the answer of the next `operation` request; counts from here.
+    fn lose_next(&self, operation: &str) {
+        *self.plan.lock().unwrap() = (operation.to_string(), 1);
+        *self.sent.lock().unwrap() = 0;
+    }
+
+    fn sent(&self) -> u32 {
+        *self.sent.lock().unwrap()
+    }
+
+    fn lost_all_planned(&self) -> bool {
+        self.plan.lock().unwrap().1 == 0
+    }
+}
+
+#[derive(Debug)]
+struct LosingConnector {
+    inner: SharedHttpConnector,
+    client: LosingAnswers,
+}
+
+impl HttpConnector for LosingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit_once('.'))
+            .map(|(_, operation)| operation.to_string())
+            .unwrap_or_default();
+        let client = self.client.clone();
+        let answer = self.inner.call(request);
+        HttpConnectorFuture::new(async move {
+            let response = answer.await?;
+            let mut plan = client.plan.lock().unwrap();
+            if plan.0 == operation {
+                *client.sent.lock().unwrap() += 1;
+                if plan.1 > 0 {
+                    plan.1 -= 1;
+                    return Err(ConnectorError::io("connection reset (test)".into()));
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl HttpClient for LosingAnswers {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(LosingConnector {
+            inner: self.inner.http_connector(settings, components),
+            client: self.clone(),
+        })
+    }
+}
+
+/// A DynamoDB client as the functions build it, over the losing HTTP client.
+/// The SDK's standard retries, with a short backoff to keep the test quick.
+async fn losing_client(http: &LosingAnswers) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(&support::aws().await)
+        .http_client(http.clone())
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(10)))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+struct Tables {
+    http: LosingAnswers,
+    otps: OtpTable,
+    users: UserTable,
+}
+
+async fn tables() -> Tables {
+    let http = LosingAnswers::new();
+    let client = losing_client(&http).await;
+    Tables {
+        otps: OtpTable::new(client.clone(), env("OTPS_TABLE")),
+        users: UserTable::new(client, env("USERS_TABLE")),
+        http,
+    }
+}
+
+impl Tables {
+    /// Runs `write` with the answer of its first `operation` request lost,
+    /// and checks the SDK did send that request again.
+    async fn losing_one<T>(&self, operation: &str, write: impl Future<Output = T>) -> T {
+        self.http.lose_next(operation);
+        let result = write.await;
+        assert!(self.http.lost_all_planned(), "no {operation} was sent");
+        assert_eq!(self.http.sent(), 2, "the SDK sent the {operation} again");
+        result
+    }
+}
+
+fn phone() -> Phone {
+    support::parse_phone(&unique_phone())
+}
+
+fn pending(phone: &Phone, hash: &[u8], at: u64) -> PendingCode {
+    PendingCode::new(phone.clone(), hash.to_vec(), at, &OtpPolicy::default())
+}
+
+/// The phone's send count and pending attempts, as stored.
+async fn stored(p: &Phone) -> (u64, Option<u64>) {
+    let item = support::dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key("phone", AttributeValue::S(p.as_str().into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the phone has an item");
+    let number = |name: &str| item.get(name).map(|v| v.as_n().unwrap().parse().unwrap());
+    (number("sends").unwrap(), number("attempts"))
+}
+
+#[tokio::test]
+async fn a_new_windows_code_is_reported_issued_and_counted_once() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    let refusal = t
+        .losing_one(
+            "PutItem",
+            t.otps
+                .issue(&pending(&p, b"first", at), &OtpPolicy::default(), at),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refusal, None, "its own earlier write is not a cooldown");
+    assert_eq!(stored(&p).await, (1, Some(0)));
+}
+
+#[tokio::test]
+async fn another_code_in_the_window_is_reported_issued_and_counted_once() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    let policy = OtpPolicy::default();
+    assert_eq!(
+        t.otps
+            .issue(&pending(&p, b"first", at), &policy, at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(t.otps.consume(&p, b"first").await.unwrap());
+    let refusal = t
+        .losing_one(
+            "UpdateItem",
+            t.otps
+                .issue(&pending(&p, b"second", at + 1), &policy, at + 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refusal, None, "its own earlier write is not a cooldown");
+    assert_eq!(stored(&p).await, (2, Some(0)));
+}
+
+#[tokio::test]
+async fn an_attempt_is_counted_once() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    t.otps
+        .issue(&pending(&p, b"code", at), &OtpPolicy::default(), at)
+        .await
+        .unwrap();
+    let attempt = t
+        .losing_one("UpdateItem", t.otps.count_attempt(&p, 3, at))
+        .await
+        .unwrap();
+    assert!(matches!(attempt, Attempt::Counted(_)), "{attempt:?}");
+    assert_eq!(stored(&p).await, (1, Some(1)));
+}
+
+#[tokio::test]
+async fn a_used_code_is_reported_used_by_this_request() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    t.otps
+        .issue(&pending(&p, b"code", at), &OtpPolicy::default(), at)
+        .await
+        .unwrap();
+    let used = t
+        .losing_one("UpdateItem", t.otps.consume(&p, b"code"))
+        .await
+        .unwrap();
+    assert!(
+        used,
+        "single use, and this request was the one that used it"
+    );
+    assert_eq!(stored(&p).await, (1, None));
+}
+
+#[tokio::test]
+async fn a_withdrawn_code_gives_its_send_back_once() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    let policy = OtpPolicy::default();
+    t.otps
+        .issue(&pending(&p, b"first", at), &policy, at)
+        .await
+        .unwrap();
+    assert!(t.otps.consume(&p, b"first").await.unwrap());
+    t.otps
+        .issue(&pending(&p, b"unsent", at), &policy, at)
+        .await
+        .unwrap();
+    let withdrawn = t
+        .losing_one("UpdateItem", t.otps.withdraw(&p, b"unsent"))
+        .await
+        .unwrap();
+    assert!(withdrawn);
+    assert_eq!(stored(&p).await, (1, None), "one send given back, not two");
+}
+
+#[tokio::test]
+async fn a_new_user_is_reported_created() {
+    let t = tables().await;
+    let user = User {
+        phone: phone(),
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    };
+    let created = t
+        .losing_one("TransactWriteItems", t.users.create(&user))
+        .await
+        .unwrap();
+    // The SDK sends the transaction's idempotency token again, so DynamoDB
+    // answers the resend with the first sending's success.
+    assert_eq!(created, NewUser::Created(user.clone()));
+    assert_eq!(t.users.get(&user.phone).await.unwrap(), Some(user.clone()));
+    assert_eq!(
+        t.users.owner_of(&user.invite_code).await.unwrap(),
+        Some(user.phone)
+    );
+}
+
+#[tokio::test]
+async fn a_referrer_is_reported_set() {
+    let t = tables().await;
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let user = User {
+            phone: phone(),
+            invite_code: InviteCode::generate(),
+            referrer: None,
+            created_at: now(),
+        };
+        t.users.create(&user).await.unwrap();
+        made.push(user);
+    }
+    let (referrer, joiner) = (&made[0], &made[1]);
+    let to = Referrer {
+        phone: referrer.phone.clone(),
+        invite_code: referrer.invite_code.clone(),
+    };
+    let write = t
+        .losing_one(
+            "TransactWriteItems",
+            t.users
+                .set_referrer(&joiner.phone, &to, &referrer.phone, now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(write, ReferrerWrite::Set, "not AlreadySet by itself");
+    assert_eq!(
+        t.users.referrals_of(&referrer.phone).await.unwrap(),
+        vec![joiner.phone.clone()]
+    );
+}
