@@ -265,6 +265,39 @@ async fn bad_requests_get_json_errors_over_http() {
     }
 }
 
+/// A returning user: once a code is used, the next may be sent at once (the
+/// phone's second code of the hour, a different write from its first), and
+/// signs in as the same user; a pending code holds back another for the cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_returning_user_signs_in_again_at_once_as_the_same_user() {
+    let api = Api::new();
+    let (phone, _, invite_code) = api.sign_up().await;
+    let code = api.get_code(&phone).await;
+    let (status, tokens) = api
+        .post(
+            "/users/auth/send_code/",
+            json!({ "phone": phone, "password": code }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let profile = api.profile(tokens["access"].as_str().unwrap()).await;
+    assert_eq!(
+        (profile["phone"].as_str(), profile["invite_code"].as_str()),
+        (Some(phone.as_str()), Some(invite_code.as_str()))
+    );
+
+    api.get_code(&phone).await;
+    let (status, body) = api
+        .post("/users/auth/get_code/", json!({ "phone": phone }), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("resend_too_soon"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the served functions; make test runs it"]
 async fn thirty_concurrent_sign_ups_get_thirty_distinct_invite_codes() {

@@ -13,6 +13,12 @@
 //! fails the check — except the service endpoints the AWS SDK reads
 //! (`SDK_ENDPOINTS`), which must be declared, empty, by exactly the functions
 //! whose roles may call that service.
+//!
+//! The DynamoDB permissions are checked against behaviour: during the
+//! end-to-end run of `make test` a recorder between the functions and
+//! DynamoDB Local notes every action each function needed, on which table or
+//! index, and the one `#[ignore]`d test here (run by scripts/test.sh after the
+//! end-to-end tests) compares that record with the template's grants.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,151 +50,6 @@ const FUNCTIONS: [(&str, &str, Build); 5] = [
     ("retrieve", "Retrieve", build::<Retrieve>),
     ("set-referrer", "SetReferrer", build::<SetReferrer>),
 ];
-
-/// Least privilege, derived from the code: the DynamoDB actions (on
-/// `Table` or `Table/index/Name`) a function's endpoint can cause, read from
-/// the `self.otps.*` / `self.users.*` calls in shared/src/endpoints/ and what
-/// those adapter methods of shared/src/adapters/dynamo.rs call, directly or
-/// through other methods of the same adapter.
-fn dynamodb_needs(binary: &str) -> BTreeSet<(String, String)> {
-    let adapter = adapter_needs();
-    let file = format!("shared/src/endpoints/{}.rs", binary.replace('-', "_"));
-    let source = without_whitespace(&read(&file));
-    let mut needs = BTreeSet::new();
-    for (field, kind) in [("otps", "OtpTable"), ("users", "UserTable")] {
-        for method in calls_after(&source, &format!("self.{field}.")) {
-            let key = (kind.to_string(), method.clone());
-            let found = adapter
-                .get(&key)
-                .unwrap_or_else(|| panic!("{file} calls {kind}::{method}, not found in dynamo.rs"));
-            needs.extend(found.iter().cloned());
-        }
-    }
-    needs
-}
-
-fn without_whitespace(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-/// Identifiers called right after `prefix`: `self.otps.issue(` → `issue`.
-fn calls_after(source: &str, prefix: &str) -> BTreeSet<String> {
-    source
-        .match_indices(prefix)
-        .filter_map(|(at, _)| {
-            let rest = &source[at + prefix.len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            rest[name.len()..].starts_with('(').then_some(name)
-        })
-        .collect()
-}
-
-/// (adapter type, method) → (IAM action, resource) pairs, from dynamo.rs.
-fn adapter_needs() -> BTreeMap<(String, String), BTreeSet<(String, String)>> {
-    let source = read("shared/src/adapters/dynamo.rs");
-    let tables = BTreeMap::from([("OtpTable", "OtpsTable"), ("UserTable", "UsersTable")]);
-    let indexes = BTreeMap::from([(
-        "REFERRER_INDEX",
-        phone_auth::adapters::dynamo::REFERRER_INDEX,
-    )]);
-
-    // Method bodies, by the adapter type whose `impl` they are in.
-    let mut bodies: BTreeMap<(String, String), String> = BTreeMap::new();
-    let (mut kind, mut method): (Option<&str>, Option<String>) = (None, None);
-    for line in source.lines() {
-        if !line.starts_with(' ') && !line.is_empty() {
-            method = None;
-            kind = line
-                .starts_with("impl")
-                .then(|| tables.keys().copied().find(|k| line.contains(k)))
-                .flatten();
-            continue;
-        }
-        let trimmed = line.trim_start();
-        let signature = trimmed
-            .trim_start_matches("pub ")
-            .trim_start_matches("async ");
-        if line.starts_with("    ") && !line.starts_with("     ") && signature.starts_with("fn ") {
-            let name: String = signature[3..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            method = kind.map(|_| name);
-        }
-        if let (Some(k), Some(m)) = (kind, &method) {
-            bodies
-                .entry((k.to_string(), m.clone()))
-                .or_default()
-                .push_str(&without_whitespace(line));
-        }
-    }
-
-    let direct = |kind: &str, body: &str| -> BTreeSet<(String, String)> {
-        let table = tables[kind];
-        let mut needs = BTreeSet::new();
-        for op in calls_after(body, ".client.") {
-            let (action, resource) = match op.as_str() {
-                "put_item" => ("PutItem", table.to_string()),
-                "get_item" => ("GetItem", table.to_string()),
-                "update_item" => ("UpdateItem", table.to_string()),
-                "delete_item" => ("DeleteItem", table.to_string()),
-                "query" => {
-                    let index = indexes
-                        .iter()
-                        .find(|(name, _)| body.contains(&format!(".index_name({name})")))
-                        .map(|(_, index)| format!("{table}/index/{index}"));
-                    ("Query", index.unwrap_or_else(|| table.to_string()))
-                }
-                // Authorized per item, below.
-                "transact_write_items" => continue,
-                other => panic!("dynamo.rs calls {other}: teach this test its IAM action"),
-            };
-            needs.insert((format!("dynamodb:{action}"), resource));
-        }
-        for (item, action) in [
-            ("Put::builder()", "PutItem"),
-            ("Update::builder()", "UpdateItem"),
-            ("Delete::builder()", "DeleteItem"),
-            ("ConditionCheck::builder()", "ConditionCheckItem"),
-        ] {
-            if body.contains(item) {
-                needs.insert((format!("dynamodb:{action}"), table.to_string()));
-            }
-        }
-        needs
-    };
-
-    // Every call to DynamoDB in the file belongs to some adapter method.
-    let all = without_whitespace(&source);
-    let seen: usize = bodies.values().map(|b| b.matches(".client.").count()).sum();
-    assert_eq!(
-        all.matches(".client.").count(),
-        seen,
-        "dynamo.rs calls DynamoDB outside the OtpTable/UserTable methods this test reads"
-    );
-
-    let mut resolved = BTreeMap::new();
-    for (kind, method) in bodies.keys() {
-        let mut needs = BTreeSet::new();
-        let mut pending = vec![method.clone()];
-        let mut visited = BTreeSet::new();
-        while let Some(current) = pending.pop() {
-            if !visited.insert(current.clone()) {
-                continue;
-            }
-            let Some(body) = bodies.get(&(kind.clone(), current)) else {
-                continue;
-            };
-            needs.extend(direct(kind, body));
-            pending.extend(calls_after(body, "self."));
-        }
-        resolved.insert((kind.clone(), method.clone()), needs);
-    }
-    resolved
-}
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
 /// reference, never a parameter), and a valid stand-in value for the check.
@@ -775,12 +636,21 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         "template functions vs this test's FUNCTIONS table"
     );
 
+    // The endpoint's NAME, the app name in its AWS requests, is its binary's.
+    let names = BTreeMap::from([
+        ("GetCode", GetCode::NAME),
+        ("SendCode", SendCode::NAME),
+        ("Refresh", Refresh::NAME),
+        ("Retrieve", Retrieve::NAME),
+        ("SetReferrer", SetReferrer::NAME),
+    ]);
     for (binary, endpoint, _) in FUNCTIONS {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
         assert!(
             main.contains(&format!("run::<{endpoint}>()")),
             "functions/{binary}: main should run the {endpoint} endpoint"
         );
+        assert_eq!(names[endpoint], binary, "{endpoint}::NAME");
     }
 
     // Per-route settings must name real route keys, or they silently apply to nothing.
@@ -1000,8 +870,27 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }
 
+/// The stack's tables by the variable holding a table's name (`UsersTable` →
+/// `USERS_TABLE`, as scripts/create_tables.py names them).
+fn table_variable(logical_id: &str) -> String {
+    let mut name = String::new();
+    for (i, c) in logical_id.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// `Table` or `Table/index/Name`, for a table of this stack.
+fn is_stack_table_resource(template: &Value, resource: &str) -> bool {
+    let table = resource.split('/').next().unwrap_or_default();
+    resources_of_type(template, "AWS::DynamoDB::Table").contains_key(table)
+}
+
 #[test]
-fn each_function_may_call_exactly_the_dynamodb_actions_its_code_uses() {
+fn only_get_code_may_publish_sms_and_every_other_grant_is_on_a_table() {
     let template = template();
     let functions = template_functions(&template);
     let mut problems = Vec::new();
@@ -1022,51 +911,150 @@ fn each_function_may_call_exactly_the_dynamodb_actions_its_code_uses() {
                     if sends_sms { "needs" } else { "must not have" }
                 ));
             }
-            let expected = dynamodb_needs(binary);
-            if granted != expected {
-                problems.push(format!(
-                    "{set_name}: {id} is granted {granted:?}, the code needs exactly {expected:?}"
-                ));
+            // Which DynamoDB actions exactly: compared with the end-to-end run's record, below.
+            for (action, resource) in granted {
+                if !action.starts_with("dynamodb:")
+                    || !is_stack_table_resource(&template, &resource)
+                {
+                    problems.push(format!(
+                        "{set_name}: {id} is granted {action} on {resource}, \
+                         neither SMS nor DynamoDB on one of the stack's tables"
+                    ));
+                }
             }
         }
     }
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }
 
-/// The analysis behind `dynamodb_needs` sees every kind of call the adapter
-/// makes, and the indexes it queries are the template's.
+/// Least privilege, from behaviour: in `make test`'s end-to-end run, the
+/// DynamoDB recorder (`bench record`, bench/harness/src/recorder.rs) stood
+/// between the functions and DynamoDB Local and wrote every (function, IAM
+/// action, table or index) it saw to the file named by `DYNAMODB_RECORD`.
+/// Each function must be granted exactly those: nothing it needed missing,
+/// nothing it never used granted. A grant only some path the end-to-end tests
+/// never take would need counts as extra, until an end-to-end test takes it.
 #[test]
-fn the_derived_permissions_cover_the_adapters_calls() {
-    let used: BTreeSet<String> = adapter_needs()
-        .into_values()
-        .flatten()
-        .map(|(action, _)| action)
-        .collect();
-    let source = without_whitespace(&read("shared/src/adapters/dynamo.rs"));
-    for (call, action) in [
-        (".put_item()", "PutItem"),
-        (".get_item()", "GetItem"),
-        (".update_item()", "UpdateItem"),
-        (".delete_item()", "DeleteItem"),
-        (".query()", "Query"),
-        ("ConditionCheck::builder()", "ConditionCheckItem"),
-    ] {
-        assert_eq!(
-            used.contains(&format!("dynamodb:{action}")),
-            source.contains(call),
-            "{call} in dynamo.rs vs {action} in the derived permissions"
-        );
-    }
-    let needed: BTreeSet<(String, String)> = FUNCTIONS
-        .iter()
-        .flat_map(|(b, ..)| dynamodb_needs(b))
-        .collect();
-    assert!(
-        needed.len() >= 7,
-        "the endpoints' DynamoDB needs were not found: {needed:?}"
-    );
-    assert!(dynamodb_needs("refresh").is_empty(), "refresh is stateless");
+#[ignore = "needs the record of an end-to-end run; make test runs it"]
+fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
+    let path = std::env::var("DYNAMODB_RECORD")
+        .expect("DYNAMODB_RECORD names the recorder's file (scripts/test.sh sets it)");
+    let path = root().join(path).display().to_string();
+    let template = template();
+    let functions = template_functions(&template);
 
+    // The record names tables as created for the run; the template by logical id.
+    let tables: BTreeMap<String, String> = resources_of_type(&template, "AWS::DynamoDB::Table")
+        .into_keys()
+        .map(|id| {
+            let variable = table_variable(id);
+            let name = std::env::var(&variable).unwrap_or_else(|_| {
+                panic!("{variable} (the name of {id} in this run) is set by scripts/test.sh")
+            });
+            (name, id.to_string())
+        })
+        .collect();
+
+    let mut used: BTreeMap<&str, BTreeSet<(String, String)>> = FUNCTIONS
+        .iter()
+        .map(|(b, ..)| (*b, BTreeSet::new()))
+        .collect();
+    let mut problems = Vec::new();
+    let record = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for line in record.lines() {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}: {e}: {line}"));
+        let action = entry["action"].as_str().expect("action").to_string();
+        let resource = entry["resource"].as_str().expect("resource");
+        let (table, index) = resource.split_once('/').unwrap_or((resource, ""));
+        let caller = match entry["function"].as_str() {
+            Some(function) => function.to_string(),
+            None => "a request naming no function".to_string(),
+        };
+        let Some(id) = tables.get(table) else {
+            problems.push(format!(
+                "{caller} needed {action} on {resource}, which is none of the stack's tables"
+            ));
+            continue;
+        };
+        let resource = if index.is_empty() {
+            id.clone()
+        } else {
+            format!("{id}/{index}")
+        };
+        match entry["function"].as_str().and_then(|f| used.get_mut(f)) {
+            Some(set) => {
+                set.insert((action, resource));
+            }
+            None => problems.push(format!(
+                "{caller} needed {action} on {resource}: every request must come from one \
+                 of the functions, named by app/<Endpoint::NAME> in its user agent"
+            )),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "requests recorded in {path}:\n  {}",
+        problems.join("\n  ")
+    );
+    assert!(
+        used.values().any(|set| !set.is_empty()),
+        "{path} records no request of any function: did they reach DynamoDB through the recorder?"
+    );
+
+    // The same difference for every parameter set is reported once.
+    let sets = parameter_sets();
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (set_name, overrides) in &sets {
+        let overrides: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let stack = Stack::new(&template, &overrides);
+        for (binary, _, _) in FUNCTIONS {
+            let (id, resource) = &functions[binary];
+            let granted: BTreeSet<(String, String)> = stack
+                .permissions(id, resource)
+                .into_iter()
+                .filter(|(action, _)| action.starts_with("dynamodb:"))
+                .collect();
+            let seen = &used[binary];
+            for (action, resource) in seen.difference(&granted) {
+                found
+                    .entry(format!(
+                        "{id} is not granted {action} on {resource}, which it used in the end-to-end run"
+                    ))
+                    .or_default()
+                    .push(set_name.clone());
+            }
+            for (action, resource) in granted.difference(seen) {
+                found
+                    .entry(format!(
+                        "{id} is granted {action} on {resource}, which it never used in the \
+                         end-to-end run (remove the grant, or add the end-to-end case that needs it)"
+                    ))
+                    .or_default()
+                    .push(set_name.clone());
+            }
+        }
+    }
+    for (problem, in_sets) in found {
+        if in_sets.len() == sets.len() {
+            problems.push(problem);
+        } else {
+            problems.push(format!("{problem} [with {}]", in_sets.join("; ")));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "DynamoDB permissions in template.yaml vs the requests recorded in {path}:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// The users table has exactly the indexes the adapter queries.
+#[test]
+fn the_users_table_indexes_are_the_ones_the_adapter_queries() {
     let template = template();
     let indexes: BTreeSet<String> =
         template["Resources"]["UsersTable"]["Properties"]["GlobalSecondaryIndexes"]

@@ -4,9 +4,14 @@
 //!
 //! Phases: cold starts (alternating with the baseline), warm latency (one
 //! process per function, many invocations), DynamoDB requests per flow (through
-//! a counting proxy), concurrent joins into one referral tree (joins.rs), the
+//! the DynamoDB recorder), concurrent joins into one referral tree (joins.rs), the
 //! DynamoDB Local round trip, and binary/zip sizes.
 //! It prints a table and writes `summary.json`; it asserts no timing.
+//!
+//! `bench record LISTEN UPSTREAM FILE` runs only the DynamoDB recorder
+//! (recorder.rs) on `LISTEN`, in front of DynamoDB Local at `UPSTREAM` (both
+//! `host:port`), writing what each function asked for to `FILE` until it is
+//! stopped: scripts/test.sh puts it between the end-to-end run and DynamoDB Local.
 //!
 //! Configuration comes from the environment (scripts/bench.sh sets it):
 //! `BENCH_LAMBDA_DIR` (x86_64 `<function>/bootstrap[.zip]`, run here),
@@ -20,6 +25,7 @@
 mod events;
 mod http1;
 mod joins;
+mod recorder;
 mod report;
 mod runtime;
 mod stubs;
@@ -31,9 +37,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use recorder::{DynamoProxy, Tally};
 use report::{ColdSample, Flow, Results, Warm};
 use runtime::Function;
-use stubs::{DynamoProxy, SnsStub};
+use stubs::SnsStub;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -463,7 +470,7 @@ async fn flow_phase(
     results: &mut Results,
 ) -> Res<()> {
     eprintln!("bench: DynamoDB requests per flow");
-    let mut record = |key: &str, what: &str, tally: stubs::Tally, duration: Duration| {
+    let mut record = |key: &str, what: &str, tally: Tally, duration: Duration| {
         results.flows.push(Flow {
             key: key.to_string(),
             what: what.to_string(),
@@ -584,7 +591,7 @@ async fn run(settings: Settings) -> Res<()> {
     results.joins = Some(joins::joins_phase(&settings, &env, &mut helpers, &mut phones).await?);
     helpers.stop().await;
 
-    let proxy = DynamoProxy::start(settings.dynamodb).await?;
+    let proxy = DynamoProxy::counting(settings.dynamodb).await?;
     let mut counted = Fleet::start(&settings, &proxy.endpoint(), &sns, "counted").await?;
     flow_phase(&mut counted, &proxy, &mut phones, &mut results).await?;
     counted.stop().await;
@@ -605,7 +612,36 @@ async fn run(settings: Settings) -> Res<()> {
     Ok(())
 }
 
+/// `bench record`: the recorder alone, until the process is stopped.
+async fn record(args: &[String]) -> Res<()> {
+    let [listen, upstream, file] = args else {
+        return Err("usage: bench record LISTEN UPSTREAM FILE (addresses as host:port)".into());
+    };
+    let address = |a: &String| {
+        a.parse::<SocketAddr>()
+            .map_err(|_| format!("{a:?} is not host:port"))
+    };
+    let proxy = DynamoProxy::recording(address(listen)?, address(upstream)?, file.as_ref()).await?;
+    eprintln!(
+        "record: DynamoDB requests through {} to {upstream}, permissions in {file}",
+        proxy.endpoint()
+    );
+    std::future::pending().await
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    if args.first().map(String::as_str) == Some("record") {
+        if let Err(err) = runtime.block_on(record(&args[1..])) {
+            eprintln!("record: {err}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
@@ -613,10 +649,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime starts");
     if let Err(err) = runtime.block_on(run(settings)) {
         eprintln!("\nbench: {err}");
         std::process::exit(1);

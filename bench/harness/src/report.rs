@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::stubs::Tally;
+use crate::recorder::Tally;
 use crate::{BASELINE, FUNCTIONS};
 
 pub struct ColdSample {

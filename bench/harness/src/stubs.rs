@@ -1,10 +1,9 @@
 //! Loopback peers of the functions: an SNS `Publish` stub that keeps the codes
-//! it was asked to send, a counting proxy in front of DynamoDB Local, and a raw
-//! DynamoDB client for the round-trip baseline.
+//! it was asked to send, and a raw DynamoDB client for the round-trip baseline.
+//! (The counting proxy in front of DynamoDB Local is the recorder, recorder.rs.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,178 +119,6 @@ impl SnsStub {
 
 // ------------------------------------------------------------------ DynamoDB
 
-/// DynamoDB work seen by the proxy since the last `take`.
-#[derive(Debug, Default, Clone)]
-pub struct Tally {
-    pub requests: u32,
-    pub operations: BTreeMap<String, u32>,
-    /// Capacity units as DynamoDB Local reports them (`ReturnConsumedCapacity=INDEXES`,
-    /// transactional items already doubled, index writes included).
-    pub read_units: f64,
-    pub write_units: f64,
-    /// Writes refused by their condition: DynamoDB bills them (1 WCU per KB) but reports nothing.
-    pub failed_conditions: u32,
-    /// Most requests in flight at once: 2 means two were issued concurrently.
-    pub max_in_flight: u32,
-}
-
-impl Tally {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "requests": self.requests,
-            "operations": self.operations,
-            "read_units": self.read_units,
-            "write_units": self.write_units,
-            "failed_conditions": self.failed_conditions,
-            "max_in_flight": self.max_in_flight,
-        })
-    }
-}
-
-#[derive(Default)]
-struct Counter {
-    tally: Mutex<Tally>,
-    in_flight: AtomicU32,
-}
-
-/// A counting HTTP proxy in front of DynamoDB Local. It asks DynamoDB Local for
-/// the consumed capacity of every request and adds it up; responses pass unchanged.
-pub struct DynamoProxy {
-    pub address: SocketAddr,
-    counter: Arc<Counter>,
-}
-
-fn is_read(operation: &str) -> bool {
-    matches!(
-        operation,
-        "GetItem" | "BatchGetItem" | "Query" | "Scan" | "TransactGetItems"
-    )
-}
-
-fn capacity_units(body: &Value) -> f64 {
-    match body.get("ConsumedCapacity") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|c| c["CapacityUnits"].as_f64())
-            .sum(),
-        Some(c) => c["CapacityUnits"].as_f64().unwrap_or(0.0),
-        None => 0.0,
-    }
-}
-
-impl DynamoProxy {
-    pub async fn start(upstream: SocketAddr) -> Res<DynamoProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let proxy = DynamoProxy {
-            address: listener.local_addr()?,
-            counter: Arc::default(),
-        };
-        let counter = proxy.counter.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = proxy_connection(stream, upstream, counter).await {
-                        eprintln!("bench: DynamoDB proxy connection failed: {err}");
-                    }
-                });
-            }
-        });
-        Ok(proxy)
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    /// What was counted since the last call.
-    pub fn take(&self) -> Tally {
-        std::mem::take(&mut *self.counter.tally.lock().expect("not poisoned"))
-    }
-}
-
-async fn proxy_connection(
-    stream: TcpStream,
-    upstream: SocketAddr,
-    counter: Arc<Counter>,
-) -> Res<()> {
-    stream.set_nodelay(true)?;
-    let mut downstream = BufReader::new(stream);
-    let mut upstream_conn: Option<BufReader<TcpStream>> = None;
-    while let Some(request) = read_message(&mut downstream).await? {
-        let operation = request
-            .header("x-amz-target")
-            .and_then(|t| t.rsplit_once('.'))
-            .map(|(_, op)| op.to_string())
-            .unwrap_or_else(|| "?".into());
-        let mut body = request.body.clone();
-        if let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) {
-            fields
-                .entry("ReturnConsumedCapacity")
-                .or_insert_with(|| json!("INDEXES"));
-            body = serde_json::to_vec(&fields)?;
-        }
-        let headers: Vec<(&str, &str)> = request
-            .headers
-            .iter()
-            .filter(|(n, _)| n != "content-length" && n != "transfer-encoding")
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-
-        let now_in_flight = counter.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        {
-            let mut tally = counter.tally.lock().expect("not poisoned");
-            tally.requests += 1;
-            *tally.operations.entry(operation.clone()).or_default() += 1;
-            tally.max_in_flight = tally.max_in_flight.max(now_in_flight);
-        }
-        let conn = match upstream_conn.as_mut() {
-            Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect(upstream).await?;
-                stream.set_nodelay(true)?;
-                upstream_conn.insert(BufReader::new(stream))
-            }
-        };
-        write_message(conn.get_mut(), &request.start, &headers, &body).await?;
-        let response = read_message(conn)
-            .await?
-            .ok_or("DynamoDB Local closed the connection")?;
-        counter.in_flight.fetch_sub(1, Ordering::SeqCst);
-
-        let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        {
-            let mut tally = counter.tally.lock().expect("not poisoned");
-            let units = capacity_units(&parsed);
-            if is_read(&operation) {
-                tally.read_units += units;
-            } else {
-                tally.write_units += units;
-            }
-            let error_type = parsed["__type"].as_str().unwrap_or("");
-            if error_type.ends_with("ConditionalCheckFailedException")
-                || error_type.ends_with("TransactionCanceledException")
-            {
-                tally.failed_conditions += 1;
-            }
-        }
-        let headers: Vec<(&str, &str)> = response
-            .headers
-            .iter()
-            .filter(|(n, _)| n != "content-length" && n != "transfer-encoding")
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        write_message(
-            downstream.get_mut(),
-            &response.start,
-            &headers,
-            &response.body,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// `n` strongly consistent GetItem calls on one kept-alive connection, each timed:
 /// the DynamoDB Local round trip without any SDK, to set the functions' latency against.
 pub async fn get_item_round_trips(
@@ -351,17 +178,5 @@ mod tests {
         assert_eq!(params["Message"], "1234 is your, code");
         assert_eq!(params["PhoneNumber"], "+79001234567");
         assert_eq!(url_decode("100%"), "100%");
-    }
-
-    #[test]
-    fn sums_single_and_transactional_capacity() {
-        assert_eq!(
-            capacity_units(&json!({"ConsumedCapacity": {"CapacityUnits": 1.5}})),
-            1.5
-        );
-        let transaction =
-            json!({"ConsumedCapacity": [{"CapacityUnits": 4.0}, {"CapacityUnits": 2.0}]});
-        assert_eq!(capacity_units(&transaction), 6.0);
-        assert_eq!(capacity_units(&json!({})), 0.0);
     }
 }

@@ -81,6 +81,7 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
 }
 
 impl Endpoint for GetCode {
+    const NAME: &str = "get-code";
     const METHOD: Method = Method::POST;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {

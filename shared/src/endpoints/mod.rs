@@ -10,8 +10,8 @@ mod set_referrer;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{AppName, SdkConfig};
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -28,6 +28,11 @@ use crate::error::ApiError;
 use crate::store::StoreError;
 
 pub trait Endpoint: Send + Sync + Sized {
+    /// The function's name: its binary (`functions/<NAME>`), and the app name
+    /// its AWS requests carry (`app/<NAME>` in the SDK's user agent), so
+    /// CloudTrail, and the DynamoDB recorder of `make test`, can tell which
+    /// function made a request.
+    const NAME: &str;
     const METHOD: Method;
 
     /// Builds clients and keys. Runs once per cold start and does no network I/O.
@@ -152,10 +157,14 @@ impl LoadServiceConfig for EmptyIsUnset {
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let function = Function::<E>::from_config(&Config::from_env(), &aws_config().await)
-        .inspect_err(|err| {
-            tracing::error!(error = %err, "configuration error");
-        })?;
+    let aws = aws_config()
+        .await
+        .into_builder()
+        .app_name(AppName::new(E::NAME).expect("function names are valid app names"))
+        .build();
+    let function = Function::<E>::from_config(&Config::from_env(), &aws).inspect_err(|err| {
+        tracing::error!(error = %err, "configuration error");
+    })?;
     let function = &function;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
         Ok::<_, std::convert::Infallible>(function.serve(request).await)
@@ -171,6 +180,7 @@ mod tests {
     struct Stuck;
 
     impl Endpoint for Stuck {
+        const NAME: &str = "stuck";
         const METHOD: Method = Method::POST;
 
         fn from_config(_: &Config, _: &SdkConfig) -> Result<Self, ConfigError> {

@@ -27,6 +27,7 @@ struct AccessToken {
 }
 
 impl Endpoint for Refresh {
+    const NAME: &str = "refresh";
     const METHOD: Method = Method::POST;
 
     fn from_config(config: &Config, _aws: &SdkConfig) -> Result<Self, ConfigError> {

@@ -53,6 +53,7 @@ impl<U: UserStore> Retrieve<U> {
 }
 
 impl Endpoint for Retrieve {
+    const NAME: &str = "retrieve";
     const METHOD: Method = Method::GET;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {

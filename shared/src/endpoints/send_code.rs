@@ -113,6 +113,7 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
 }
 
 impl Endpoint for SendCode {
+    const NAME: &str = "send-code";
     const METHOD: Method = Method::POST;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {

@@ -115,6 +115,7 @@ impl<U: UserStore> SetReferrer<U> {
 }
 
 impl Endpoint for SetReferrer {
+    const NAME: &str = "set-referrer";
     const METHOD: Method = Method::POST;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
