@@ -67,17 +67,21 @@ impl Api {
             .to_string()
     }
 
+    /// send_code with `code`: (status, body).
+    async fn send_code(&self, phone: &str, code: &str) -> (u16, Value) {
+        self.post(
+            "/users/auth/send_code/",
+            json!({ "phone": phone, "password": code }),
+            None,
+        )
+        .await
+    }
+
     /// A new user; returns (phone, access token, invite code).
     async fn sign_up(&self) -> (String, String, String) {
         let phone = unique_phone();
         let code = self.get_code(&phone).await;
-        let (status, tokens) = self
-            .post(
-                "/users/auth/send_code/",
-                json!({ "phone": phone, "password": code }),
-                None,
-            )
-            .await;
+        let (status, tokens) = self.send_code(&phone, &code).await;
         assert_eq!(status, 200, "{tokens}");
         let access = tokens["access"].as_str().unwrap().to_string();
         let invite = self.profile(&access).await["invite_code"]
@@ -128,13 +132,7 @@ async fn the_whole_contract_over_http() {
     assert_eq!(body["phone"], phone.as_str());
     let code = body["sms_code"].as_str().unwrap();
 
-    let (status, tokens) = api
-        .post(
-            "/users/auth/send_code/",
-            json!({ "phone": phone, "password": code }),
-            None,
-        )
-        .await;
+    let (status, tokens) = api.send_code(&phone, code).await;
     assert_eq!(status, 200);
     assert_eq!(
         tokens.as_object().unwrap().keys().collect::<Vec<_>>(),
@@ -274,13 +272,7 @@ async fn a_returning_user_signs_in_again_at_once_as_the_same_user() {
     let api = Api::new();
     let (phone, _, invite_code) = api.sign_up().await;
     let code = api.get_code(&phone).await;
-    let (status, tokens) = api
-        .post(
-            "/users/auth/send_code/",
-            json!({ "phone": phone, "password": code }),
-            None,
-        )
-        .await;
+    let (status, tokens) = api.send_code(&phone, &code).await;
     assert_eq!(status, 200, "{tokens}");
     let profile = api.profile(tokens["access"].as_str().unwrap()).await;
     assert_eq!(
@@ -320,14 +312,7 @@ async fn concurrent_sign_ins_of_one_phone_make_one_user() {
     // The same correct code five times at once: it is single use.
     let results = all((0..5).map(|_| {
         let (api, phone, code) = (api.clone(), phone.clone(), code.clone());
-        async move {
-            api.post(
-                "/users/auth/send_code/",
-                json!({ "phone": phone, "password": code }),
-                None,
-            )
-            .await
-        }
+        async move { api.send_code(&phone, &code).await }
     }))
     .await;
     let statuses: Vec<u16> = results.iter().map(|(status, _)| *status).collect();
@@ -389,14 +374,7 @@ async fn twenty_parallel_guesses_are_bounded_by_the_attempt_limit() {
         .collect();
     let results = all(wrong.into_iter().map(|guess| {
         let (api, phone) = (api.clone(), phone.clone());
-        async move {
-            api.post(
-                "/users/auth/send_code/",
-                json!({ "phone": phone, "password": guess }),
-                None,
-            )
-            .await
-        }
+        async move { api.send_code(&phone, &guess).await }
     }))
     .await;
     let checked = results
@@ -409,13 +387,7 @@ async fn twenty_parallel_guesses_are_bounded_by_the_attempt_limit() {
         .count();
     assert_eq!((checked, refused), (3, 17), "{results:?}");
     // The right code is now refused too: the limit is per code, not per guess.
-    let (status, _) = api
-        .post(
-            "/users/auth/send_code/",
-            json!({ "phone": phone, "password": code }),
-            None,
-        )
-        .await;
+    let (status, _) = api.send_code(&phone, &code).await;
     assert_eq!(status, 429);
 }
 

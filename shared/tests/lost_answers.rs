@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -134,6 +133,16 @@ async fn tables() -> Tables {
 }
 
 impl Tables {
+    /// A code for `p`, issued with nothing lost.
+    async fn code_sent(&self, p: &Phone, hash: &[u8], at: u64) {
+        let refusal = self
+            .otps
+            .issue(&pending(p, hash, at), &OtpPolicy::default(), at)
+            .await
+            .unwrap();
+        assert_eq!(refusal, None);
+    }
+
     /// Runs `write` with the answer of its first `operation` request lost,
     /// and checks the SDK did send that request again.
     async fn losing_one<T>(&self, operation: &str, write: impl Future<Output = T>) -> T {
@@ -155,17 +164,7 @@ fn pending(phone: &Phone, hash: &[u8], at: u64) -> PendingCode {
 
 /// The phone's send count and pending attempts, as stored.
 async fn stored(p: &Phone) -> (u64, Option<u64>) {
-    let item = support::dynamo()
-        .await
-        .get_item()
-        .table_name(env("OTPS_TABLE"))
-        .key("phone", AttributeValue::S(p.as_str().into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the phone has an item");
+    let item = support::raw_otp_item(p).await;
     let number = |name: &str| item.get(name).map(|v| v.as_n().unwrap().parse().unwrap());
     (number("sends").unwrap(), number("attempts"))
 }
@@ -191,13 +190,7 @@ async fn another_code_in_the_window_is_reported_issued_and_counted_once() {
     let t = tables().await;
     let (p, at) = (phone(), now());
     let policy = OtpPolicy::default();
-    assert_eq!(
-        t.otps
-            .issue(&pending(&p, b"first", at), &policy, at)
-            .await
-            .unwrap(),
-        None
-    );
+    t.code_sent(&p, b"first", at).await;
     assert!(t.otps.consume(&p, b"first").await.unwrap());
     let refusal = t
         .losing_one(
@@ -215,10 +208,7 @@ async fn another_code_in_the_window_is_reported_issued_and_counted_once() {
 async fn an_attempt_is_counted_once() {
     let t = tables().await;
     let (p, at) = (phone(), now());
-    t.otps
-        .issue(&pending(&p, b"code", at), &OtpPolicy::default(), at)
-        .await
-        .unwrap();
+    t.code_sent(&p, b"code", at).await;
     let attempt = t
         .losing_one("UpdateItem", t.otps.count_attempt(&p, 3, at))
         .await
@@ -231,10 +221,7 @@ async fn an_attempt_is_counted_once() {
 async fn a_used_code_is_reported_used_by_this_request() {
     let t = tables().await;
     let (p, at) = (phone(), now());
-    t.otps
-        .issue(&pending(&p, b"code", at), &OtpPolicy::default(), at)
-        .await
-        .unwrap();
+    t.code_sent(&p, b"code", at).await;
     let used = t
         .losing_one("UpdateItem", t.otps.consume(&p, b"code"))
         .await
@@ -250,16 +237,9 @@ async fn a_used_code_is_reported_used_by_this_request() {
 async fn a_withdrawn_code_gives_its_send_back_once() {
     let t = tables().await;
     let (p, at) = (phone(), now());
-    let policy = OtpPolicy::default();
-    t.otps
-        .issue(&pending(&p, b"first", at), &policy, at)
-        .await
-        .unwrap();
+    t.code_sent(&p, b"first", at).await;
     assert!(t.otps.consume(&p, b"first").await.unwrap());
-    t.otps
-        .issue(&pending(&p, b"unsent", at), &policy, at)
-        .await
-        .unwrap();
+    t.code_sent(&p, b"unsent", at).await;
     let withdrawn = t
         .losing_one("UpdateItem", t.otps.withdraw(&p, b"unsent"))
         .await

@@ -157,11 +157,7 @@ fn taken_then_fresh() -> InviteCode {
 
 #[tokio::test]
 async fn a_taken_invite_code_is_redrawn() {
-    let (otps, users, script) = (
-        MemoryOtps::default(),
-        MemoryUsers::default(),
-        Script::default(),
-    );
+    let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
     let owner = users.seed("Taken1");
     let phone = new_phone();
     code_sent(&otps, &phone, "1234").await;
@@ -184,11 +180,7 @@ async fn a_taken_invite_code_is_redrawn() {
 
 #[tokio::test]
 async fn invite_codes_that_keep_colliding_get_503_and_keep_the_code() {
-    let (otps, users, script) = (
-        MemoryOtps::default(),
-        MemoryUsers::default(),
-        Script::default(),
-    );
+    let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
     users.seed("Taken1");
     let phone = new_phone();
     code_sent(&otps, &phone, "1234").await;
@@ -214,11 +206,7 @@ async fn invite_codes_that_keep_colliding_get_503_and_keep_the_code() {
 /// the code was used (400 code_invalid).
 #[tokio::test]
 async fn two_sign_ins_that_both_find_no_user_make_one() {
-    let (otps, users, script) = (
-        MemoryOtps::default(),
-        MemoryUsers::default(),
-        Script::default(),
-    );
+    let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
     let phone = new_phone();
     code_sent(&otps, &phone, "1234").await;
     // Neither creates the user before both looked for it and found none.
@@ -249,11 +237,7 @@ async fn two_sign_ins_that_both_find_no_user_make_one() {
 #[tokio::test]
 async fn a_users_store_failure_is_503_and_the_same_code_works_after() {
     for failing in ["get", "create"] {
-        let (otps, users, script) = (
-            MemoryOtps::default(),
-            MemoryUsers::default(),
-            Script::default(),
-        );
+        let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
         let phone = new_phone();
         code_sent(&otps, &phone, "1234").await;
         script.at(failing, 1, Step::Fail);
@@ -283,11 +267,7 @@ async fn a_users_store_failure_is_503_and_the_same_code_works_after() {
 /// with the same code finds the user and signs in.
 #[tokio::test]
 async fn a_failed_consume_is_503_and_the_retry_signs_in() {
-    let (otps, users, script) = (
-        MemoryOtps::default(),
-        MemoryUsers::default(),
-        Script::default(),
-    );
+    let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
     let phone = new_phone();
     code_sent(&otps, &phone, "1234").await;
     script.at("consume", 1, Step::Fail);
@@ -317,11 +297,7 @@ async fn a_failed_consume_is_503_and_the_retry_signs_in() {
 /// cooldown nor the window's count holds it against the next request.
 #[tokio::test]
 async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
-    let (otps, sms, script) = (
-        MemoryOtps::default(),
-        MemorySms::default(),
-        Script::default(),
-    );
+    let (otps, sms, script): (MemoryOtps, MemorySms, Script) = Default::default();
     let phone = new_phone();
     script.at("send", 1, Step::Fail);
     let endpoint = get_code_over(otps.clone(), Scripted::new(sms.clone(), &script));
@@ -349,11 +325,7 @@ async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
 /// the cooldown — the phone waits 60 s for the next code.
 #[tokio::test]
 async fn an_unsent_sms_whose_withdraw_fails_is_503_and_holds_the_cooldown() {
-    let (otps, sms, script) = (
-        MemoryOtps::default(),
-        MemorySms::default(),
-        Script::default(),
-    );
+    let (otps, sms, script): (MemoryOtps, MemorySms, Script) = Default::default();
     let phone = new_phone();
     script.at("send", 1, Step::Fail);
     script.at("withdraw", 1, Step::Fail);

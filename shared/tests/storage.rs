@@ -62,21 +62,6 @@ async fn issue(otps: &OtpTable, p: &Phone, hash: &[u8], at: u64) -> Option<SendR
         .unwrap()
 }
 
-/// The phone's item as stored, for the attributes no port method shows.
-async fn raw_item(p: &Phone) -> HashMap<String, AttributeValue> {
-    dynamo()
-        .await
-        .get_item()
-        .table_name(env("OTPS_TABLE"))
-        .key("phone", AttributeValue::S(p.as_str().into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the phone has an item")
-}
-
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
     item[name].as_n().unwrap().parse().unwrap()
 }
@@ -112,7 +97,7 @@ async fn a_phone_gets_at_most_five_codes_a_window() {
     );
     // An hour after the window opened, a new one opens.
     assert_eq!(issue(&otps, &p, b"next", t + 3600).await, None);
-    let item = raw_item(&p).await;
+    let item = support::raw_otp_item(&p).await;
     assert_eq!(
         (number(&item, "sends"), number(&item, "window_start")),
         (1, t + 3600)
@@ -153,7 +138,7 @@ async fn a_withdrawn_code_is_not_counted_and_leaves_no_cooldown() {
     assert_eq!(issue(&otps, &p, b"failed", t + 240).await, None);
     assert!(otps.withdraw(&p, b"failed").await.unwrap());
     assert!(!otps.withdraw(&p, b"failed").await.unwrap(), "only once");
-    assert_eq!(number(&raw_item(&p).await, "sends"), 4);
+    assert_eq!(number(&support::raw_otp_item(&p).await, "sends"), 4);
     // At once (no cooldown), and it is the fifth of the window.
     assert_eq!(issue(&otps, &p, b"fifth", t + 241).await, None);
     assert_eq!(
@@ -179,7 +164,10 @@ async fn a_new_window_still_waits_for_the_cooldown() {
         Some(SendRefusal::TooSoon { retry_after: 59 })
     );
     assert_eq!(issue(&otps, &p, b"new window", t + 3659).await, None);
-    assert_eq!(number(&raw_item(&p).await, "window_start"), t + 3659);
+    assert_eq!(
+        number(&support::raw_otp_item(&p).await, "window_start"),
+        t + 3659
+    );
 }
 
 #[tokio::test]
@@ -190,7 +178,7 @@ async fn every_send_moves_the_ttl_past_the_code_and_the_window() {
     assert_eq!(issue(&otps, &p, b"first", t).await, None);
     // A code sent late in the window outlives the window's end.
     assert_eq!(issue(&otps, &p, b"late", t + 3500).await, None);
-    let item = raw_item(&p).await;
+    let item = support::raw_otp_item(&p).await;
     let ttl = number(&item, "expires_at");
     assert!(ttl >= number(&item, "code_expires_at"), "{item:?}");
     assert!(ttl >= number(&item, "window_start") + 3600, "{item:?}");
@@ -214,7 +202,7 @@ async fn parallel_requests_for_one_phone_issue_one_code() {
         .filter(|refusal| refusal.is_none())
         .count();
     assert_eq!(issued, 1);
-    assert_eq!(number(&raw_item(&p).await, "sends"), 2);
+    assert_eq!(number(&support::raw_otp_item(&p).await, "sends"), 2);
 }
 
 type Write = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -297,7 +285,7 @@ async fn issue_opens_a_new_window_when_the_item_vanishes_before_its_update() {
 
     assert_eq!(issue(&otps, &p, b"second", t).await, None);
     assert!(expire.ran());
-    let item = raw_item(&p).await;
+    let item = support::raw_otp_item(&p).await;
     assert_eq!(
         (number(&item, "sends"), number(&item, "window_start")),
         (1, t)
@@ -327,7 +315,7 @@ async fn issue_is_refused_when_another_code_goes_out_before_its_update() {
         Some(SendRefusal::TooSoon { retry_after: 60 })
     );
     assert!(another_request.ran());
-    assert_eq!(number(&raw_item(&p).await, "sends"), 2);
+    assert_eq!(number(&support::raw_otp_item(&p).await, "sends"), 2);
     assert!(!otps.consume(&p, b"mine").await.unwrap());
     assert!(otps.consume(&p, b"other").await.unwrap());
 }

@@ -193,3 +193,24 @@ pub async fn send_code_while_users_are_down(phone: &str, code: &str) -> (u16, Va
     let body = serde_json::json!({ "phone": phone, "password": code });
     call(&users_down, post(body)).await
 }
+
+/// A phone's item in the codes table as stored, for the attributes no port
+/// method shows (send count, attempts, TTL).
+pub async fn raw_otp_item(
+    phone: &phone_auth::phone::Phone,
+) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key(
+            "phone",
+            aws_sdk_dynamodb::types::AttributeValue::S(phone.as_str().into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the phone has an item")
+}
