@@ -509,7 +509,12 @@ async fn the_profile_shows_referrer_and_referrals() {
     assert_eq!(me["invited_by_phone"], inviter_phone.as_str());
     assert_eq!(me["invite_code_referer"], inviter_code.as_str());
     assert_eq!(me["referrals"], json!([]));
-    let (_, top) = profile(&inviter).await;
+    // The referral list is read from a GSI: wait until both show.
+    let (_, top) = eventually(
+        || profile(&inviter),
+        |(_, top)| top["referrals"].as_array().is_some_and(|r| r.len() == 2),
+    )
+    .await;
     // Ordered by the second they joined; both may share one here, so compare as a set.
     let mut referrals: Vec<String> = serde_json::from_value(top["referrals"].clone()).unwrap();
     referrals.sort();

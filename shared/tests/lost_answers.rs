@@ -299,8 +299,12 @@ async fn a_referrer_is_reported_set() {
         .await
         .unwrap();
     assert_eq!(write, ReferrerWrite::Set, "not AlreadySet by itself");
-    assert_eq!(
-        t.users.referrals_of(&referrer.phone).await.unwrap(),
-        vec![joiner.phone.clone()]
-    );
+    let expected = vec![joiner.phone.clone()];
+    // A GSI: eventually consistent on AWS.
+    let listed = support::eventually(
+        || async { t.users.referrals_of(&referrer.phone).await.unwrap() },
+        |listed| listed == &expected,
+    )
+    .await;
+    assert_eq!(listed, expected, "listed once");
 }

@@ -602,10 +602,14 @@ async fn a_referrer_is_set_once_and_listed_in_order() {
         users.get(&first.phone).await.unwrap().unwrap().referrer,
         Some(referrer)
     );
-    assert_eq!(
-        users.referrals_of(&top.phone).await.unwrap(),
-        vec![first.phone, second.phone]
-    );
+    let expected = vec![first.phone, second.phone];
+    // A GSI: eventually consistent on AWS.
+    let listed = support::eventually(
+        || async { users.referrals_of(&top.phone).await.unwrap() },
+        |listed| listed == &expected,
+    )
+    .await;
+    assert_eq!(listed, expected);
 }
 
 #[tokio::test]

@@ -214,3 +214,22 @@ pub async fn raw_otp_item(
         .item
         .expect("the phone has an item")
 }
+
+/// Reads with `read` until `done` holds (at most 5 s), and returns the last
+/// read. For what a global secondary index shows after a write: on AWS it is
+/// eventually consistent (usually well under a second), so a test must wait
+/// for it rather than depend on it. DynamoDB Local updates its indexes before
+/// it answers the write, so here the first read holds.
+pub async fn eventually<T, Fut>(mut read: impl FnMut() -> Fut, done: impl Fn(&T) -> bool) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let value = read().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
