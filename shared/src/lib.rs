@@ -17,5 +17,6 @@ pub mod otp;
 pub mod phone;
 pub mod referral;
 pub mod sms;
+pub mod sms_text;
 pub mod store;
 pub mod token;
