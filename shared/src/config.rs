@@ -9,6 +9,7 @@ use phonenumber::country;
 use crate::cors::Cors;
 use crate::otp::OtpPolicy;
 use crate::phone::PhonePolicy;
+use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
 use crate::token::{TokenSettings, TokenSigner, TokenVerifier};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -218,8 +219,63 @@ impl Config {
         }
     }
 
-    pub fn sns_sender_id(&self) -> Option<String> {
+    /// `SMS_SENDER_ID`: the alphanumeric sender SNS asks carriers to show,
+    /// 1–11 letters or digits with at least one letter (what carriers accept).
+    pub fn sns_sender_id(&self) -> Result<Option<String>, ConfigError> {
         self.get("SMS_SENDER_ID")
+            .map(|id| {
+                let ok = (1..=11).contains(&id.len())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric())
+                    && id.chars().any(|c| c.is_ascii_alphabetic());
+                ok.then_some(id).ok_or(ConfigError::Invalid(
+                    "SMS_SENDER_ID",
+                    "1 to 11 letters or digits, at least one a letter".into(),
+                ))
+            })
+            .transpose()
+    }
+
+    /// `SMS_MAX_PRICE_USD`: SNS refuses to send a message that would cost
+    /// more (`AWS.SNS.SMS.MaxPrice`), a cap on what one premium-rate route
+    /// can cost. A positive decimal, kept as written.
+    pub fn sns_max_price_usd(&self) -> Result<Option<String>, ConfigError> {
+        self.get("SMS_MAX_PRICE_USD")
+            .map(|price| match price.parse::<f64>() {
+                Ok(p) if p.is_finite() && p > 0.0 && !price.contains(['e', 'E']) => Ok(price),
+                _ => Err(ConfigError::Invalid(
+                    "SMS_MAX_PRICE_USD",
+                    format!("{price:?} is not a positive price in US dollars, e.g. 0.10"),
+                )),
+            })
+            .transpose()
+    }
+
+    /// The sign-in SMS: `SMS_TEMPLATE_RU`/`SMS_TEMPLATE_EN` (defaults in
+    /// `sms_text`), `WEBOTP_DOMAIN`, `ANDROID_APP_HASH`; refused at start if a
+    /// message could exceed one SMS segment with this service's codes.
+    pub fn sms_texts(&self) -> Result<SmsTexts, ConfigError> {
+        let template = |name: &'static str, value: Option<String>, default: &str| {
+            Template::parse(value.as_deref().unwrap_or(default))
+                .map_err(|e| ConfigError::Invalid(name, e.to_string()))
+        };
+        let ru = self.get("SMS_TEMPLATE_RU");
+        let ru = template("SMS_TEMPLATE_RU", ru, sms_text::DEFAULT_RU)?;
+        let en = self.get("SMS_TEMPLATE_EN");
+        let en = template("SMS_TEMPLATE_EN", en, sms_text::DEFAULT_EN)?;
+        let domain = self.get("WEBOTP_DOMAIN");
+        let hash = self.get("ANDROID_APP_HASH");
+        let autofill = Autofill::new(domain.as_deref(), None)
+            .map_err(|e| ConfigError::Invalid("WEBOTP_DOMAIN", e.to_string()))?;
+        let autofill = Autofill::new(autofill.webotp_domain.as_deref(), hash.as_deref())
+            .map_err(|e| ConfigError::Invalid("ANDROID_APP_HASH", e.to_string()))?;
+        let otp = self.otp_policy()?;
+        SmsTexts::new(ru, en, autofill, otp.ttl_seconds, otp.length).map_err(|(lang, e)| {
+            let name = match lang {
+                Lang::Ru => "SMS_TEMPLATE_RU",
+                Lang::En => "SMS_TEMPLATE_EN",
+            };
+            ConfigError::Invalid(name, format!("the whole message {e}"))
+        })
     }
 
     pub fn smsaero_credentials(&self) -> Result<(String, String), ConfigError> {

@@ -24,6 +24,8 @@ pub enum ApiError {
     MalformedCode { length: usize },
     #[error("invite_code must be 6 letters or digits")]
     MalformedInviteCode,
+    #[error("lang must be \"ru\" or \"en\"")]
+    UnsupportedLang,
     #[error("a new code can be requested in {retry_after} s")]
     ResendTooSoon { retry_after: u64 },
     #[error("too many codes were sent to this phone; try again in {retry_after} s")]
@@ -95,6 +97,7 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "phone_type_not_allowed")
             }
             MalformedCode { .. } => (StatusCode::BAD_REQUEST, "invalid_code_format"),
+            UnsupportedLang => (StatusCode::BAD_REQUEST, "unsupported_lang"),
             MalformedInviteCode => (StatusCode::BAD_REQUEST, "invalid_invite_code_format"),
             ResendTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "resend_too_soon"),
             TooManyCodes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_codes"),

@@ -87,6 +87,11 @@ impl Phone {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The country the number belongs to (`+7 701…` is KZ, `+7 900…` RU).
+    pub fn region(&self) -> Option<country::Id> {
+        phonenumber::parse(None, &self.0).ok()?.country().id()
+    }
 }
 
 impl fmt::Display for Phone {

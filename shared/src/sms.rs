@@ -1,4 +1,5 @@
-//! Sending the sign-in code. Implementations live in `adapters::sms`.
+//! Sending the sign-in code. Implementations live in `adapters::sms`; the
+//! text is written by `sms_text`.
 
 use std::future::Future;
 
@@ -16,11 +17,4 @@ pub trait SmsSender: Send + Sync {
     fn returns_code_in_response(&self) -> bool {
         false
     }
-}
-
-pub fn code_message(code: &str, ttl_seconds: u64) -> String {
-    format!(
-        "{code} is your sign-in code. It expires in {} min. Do not share it.",
-        ttl_seconds.div_ceil(60)
-    )
 }

@@ -188,6 +188,7 @@ async fn a_failed_sms_does_not_start_the_cooldown() {
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
+        texts: config.sms_texts().unwrap(),
     };
     let phone = unique_phone();
     assert_error(
@@ -788,6 +789,7 @@ async fn unreachable_storage_is_503_too() {
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
+        texts: config.sms_texts().unwrap(),
     };
     assert_error(
         call(&get_code, post(json!({ "phone": unique_phone() }))).await,

@@ -76,6 +76,7 @@ fn get_code_with(sms: AnySms, otps_table: &str, dynamo: aws_sdk_dynamodb::Client
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
+        texts: config.sms_texts().unwrap(),
     }
 }
 
@@ -99,7 +100,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
             .build(),
     );
     let via_sns = get_code_with(
-        AnySms::Sns(SnsSms::new(sns_client, None)),
+        AnySms::Sns(SnsSms::new(sns_client, None, None)),
         &env("OTPS_TABLE"),
         dynamo.clone(),
     );
@@ -182,7 +183,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
             .build(),
     );
     let no_dynamo = get_code_with(
-        AnySms::Sns(SnsSms::new(aws_sdk_sns::Client::new(&aws), None)),
+        AnySms::Sns(SnsSms::new(aws_sdk_sns::Client::new(&aws), None, None)),
         "t",
         unreachable,
     );

@@ -316,8 +316,13 @@ async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
     assert_eq!(sent.len(), 1);
     let record = otps.record(&phone).unwrap();
     assert_eq!(record.sends, 1);
-    let code = &sent[0].1[..4];
-    assert!(hasher().matches(&phone, code, &record.pending.unwrap().code_hash));
+    let code: String = sent[0]
+        .1
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(4)
+        .collect();
+    assert!(hasher().matches(&phone, &code, &record.pending.unwrap().code_hash));
 }
 
 /// The SMS is not sent and taking the code back fails too: still 503, and

@@ -38,7 +38,7 @@ async fn sms_sent_to(phone: &str) -> Vec<String> {
 #[tokio::test]
 async fn sns_publishes_the_message_to_the_phone() {
     let phone = unique_phone();
-    let sender = SnsSms::new(sns_client().await, Some("PhoneAuth".into()));
+    let sender = SnsSms::new(sns_client().await, Some("PhoneAuth".into()), None);
     sender
         .send(&support::parse_phone(&phone), "1234 is your sign-in code")
         .await
@@ -54,10 +54,11 @@ async fn sign_in_through_sns_with_the_code_from_the_sms() {
     let config = config(&[]);
     let get_code = GetCode {
         otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
-        sms: AnySms::Sns(SnsSms::new(sns_client().await, None)),
+        sms: AnySms::Sns(SnsSms::new(sns_client().await, None, None)),
         hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
+        texts: config.sms_texts().unwrap(),
     };
     let phone = unique_phone();
     let (status, body) = call(&get_code, post(json!({ "phone": phone }))).await;
@@ -66,10 +67,13 @@ async fn sign_in_through_sns_with_the_code_from_the_sms() {
 
     let messages = sms_sent_to(&phone).await;
     assert_eq!(messages.len(), 1);
+    // The first run of digits: the code (a +7 phone gets the Russian text).
     let code: String = messages[0]
         .chars()
+        .skip_while(|c| !c.is_ascii_digit())
         .take_while(char::is_ascii_digit)
         .collect();
+    assert!(messages[0].starts_with("Код входа"), "{}", messages[0]);
     assert_eq!(code.len(), 4, "{}", messages[0]);
     let (status, tokens) = call(
         &endpoint::<SendCode>(&[]).await,
@@ -88,7 +92,7 @@ async fn sns_failures_are_errors() {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let result = SnsSms::new(unreachable, None)
+    let result = SnsSms::new(unreachable, None, None)
         .send(&support::parse_phone(&unique_phone()), "x")
         .await;
     assert!(result.is_err());
@@ -166,4 +170,94 @@ async fn the_provider_is_chosen_by_configuration() {
     ));
     // SMS Aero without credentials is a configuration error at init, not at the first SMS.
     assert!(AnySms::from_config(&config(&[("SMS_PROVIDER", "smsaero")]), &aws).is_err());
+}
+
+/// The text follows the phone's country unless the request names a language.
+#[tokio::test]
+async fn the_message_is_russian_for_russian_speaking_countries_and_english_elsewhere() {
+    use support::memory::{MemoryOtps, MemorySms};
+    let sms = MemorySms::default();
+    let endpoint = get_code_over(MemoryOtps::default(), sms.clone());
+    let send = |body: Value| {
+        let endpoint = &endpoint;
+        async move { answer(endpoint.send_code(post(body)).await) }
+    };
+    let cases: [(Value, &str); 5] = [
+        (json!({ "phone": "+79001234567" }), "Код входа: "),
+        (json!({ "phone": "+77011234567" }), "Код входа: "), // KZ
+        (json!({ "phone": "+447400123456" }), "is your sign-in code"),
+        (
+            json!({ "phone": "+79001234568", "lang": "en" }),
+            "is your sign-in code",
+        ),
+        (
+            json!({ "phone": "+447400123457", "lang": "RU" }),
+            "Код входа: ",
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(send(body.clone()).await.0, 200, "{body}");
+        let (_, text) = sms.sent().pop().unwrap();
+        assert!(text.contains(expected), "{body}: {text}");
+    }
+    assert_error(
+        send(json!({ "phone": "+79001234569", "lang": "de" })).await,
+        400,
+        "unsupported_lang",
+    );
+    assert_eq!(sms.sent().len(), 5, "nothing sent for a refused language");
+}
+
+/// What SNS receives: the transactional type, the sender ID and the price
+/// cap as message attributes (read from the raw Publish request; moto does
+/// not keep attributes).
+#[tokio::test]
+async fn sns_gets_the_transactional_type_sender_id_and_price_cap() {
+    let peer = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\
+             <PublishResult><MessageId>m-1</MessageId></PublishResult>\
+             <ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></PublishResponse>",
+        ))
+        .mount(&peer)
+        .await;
+    let aws = aws().await;
+    let client = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&aws)
+            .endpoint_url(peer.uri())
+            .build(),
+    );
+    let sender = SnsSms::new(client, Some("PhoneAuth".into()), Some("0.05".into()));
+    sender
+        .send(&parse_phone(&unique_phone()), "1234 is your sign-in code")
+        .await
+        .unwrap();
+    let requests = peer.received_requests().await.unwrap();
+    let form: Vec<(String, String)> = form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .collect();
+    let attribute = |name: &str| {
+        let key = form
+            .iter()
+            .find(|(_, v)| v == name)
+            .map(|(k, _)| k.trim_end_matches(".Name").to_string())
+            .unwrap_or_else(|| panic!("{name} not sent: {form:?}"));
+        let field = |f: &str| {
+            form.iter()
+                .find(|(k, _)| *k == format!("{key}.Value.{f}"))
+                .map(|(_, v)| v.clone())
+        };
+        (field("DataType"), field("StringValue"))
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        attribute("AWS.SNS.SMS.SMSType"),
+        (s("String"), s("Transactional"))
+    );
+    assert_eq!(
+        attribute("AWS.SNS.SMS.SenderID"),
+        (s("String"), s("PhoneAuth"))
+    );
+    assert_eq!(attribute("AWS.SNS.SMS.MaxPrice"), (s("Number"), s("0.05")));
 }

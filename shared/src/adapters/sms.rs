@@ -13,11 +13,28 @@ use crate::sms::{SmsError, SmsSender};
 pub struct SnsSms {
     client: aws_sdk_sns::Client,
     sender_id: Option<String>,
+    max_price_usd: Option<String>,
 }
 
 impl SnsSms {
-    pub fn new(client: aws_sdk_sns::Client, sender_id: Option<String>) -> Self {
-        SnsSms { client, sender_id }
+    pub fn new(
+        client: aws_sdk_sns::Client,
+        sender_id: Option<String>,
+        max_price_usd: Option<String>,
+    ) -> Self {
+        SnsSms {
+            client,
+            sender_id,
+            max_price_usd,
+        }
+    }
+
+    fn number(value: &str) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("Number")
+            .string_value(value)
+            .build()
+            .expect("data type is set")
     }
 
     fn attribute(value: &str) -> MessageAttributeValue {
@@ -41,6 +58,10 @@ impl SmsSender for SnsSms {
         if let Some(sender_id) = &self.sender_id {
             request =
                 request.message_attributes("AWS.SNS.SMS.SenderID", Self::attribute(sender_id));
+        }
+        if let Some(price) = &self.max_price_usd {
+            // SNS does not send a message that would cost more than this.
+            request = request.message_attributes("AWS.SNS.SMS.MaxPrice", Self::number(price));
         }
         request
             .send()
@@ -149,7 +170,8 @@ pub struct LogSms;
 #[cfg(feature = "dev-mode")]
 impl SmsSender for LogSms {
     async fn send(&self, phone: &Phone, text: &str) -> Result<(), SmsError> {
-        tracing::info!(%phone, text, "dev-mode SMS (not sent)");
+        let segments = crate::sms_text::Segments::of(text).to_string();
+        tracing::info!(%phone, text, %segments, "dev-mode SMS (not sent)");
         Ok(())
     }
 
@@ -171,7 +193,8 @@ impl AnySms {
         Ok(match config.sms_provider()? {
             SmsProvider::Sns => AnySms::Sns(SnsSms::new(
                 aws_sdk_sns::Client::new(aws),
-                config.sns_sender_id(),
+                config.sns_sender_id()?,
+                config.sns_max_price_usd()?,
             )),
             SmsProvider::SmsAero => {
                 let (email, api_key) = config.smsaero_credentials()?;

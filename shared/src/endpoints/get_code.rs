@@ -13,7 +13,8 @@ use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
 use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
-use crate::sms::{SmsSender, code_message};
+use crate::sms::SmsSender;
+use crate::sms_text::{Lang, SmsTexts};
 use crate::store::OtpStore;
 
 pub struct GetCode<O = OtpTable, S = AnySms> {
@@ -22,11 +23,15 @@ pub struct GetCode<O = OtpTable, S = AnySms> {
     pub hasher: CodeHasher,
     pub otp_policy: OtpPolicy,
     pub phone_policy: PhonePolicy,
+    pub texts: SmsTexts,
 }
 
 #[derive(Deserialize)]
 struct GetCodeRequest {
     phone: String,
+    /// `ru` or `en`: the SMS's language, instead of the phone's region's.
+    #[serde(default)]
+    lang: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +48,10 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
     pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
+        let lang = match body.lang.as_deref() {
+            Some(requested) => Lang::parse(requested).ok_or(ApiError::UnsupportedLang)?,
+            None => Lang::for_region(phone.region()),
+        };
         let now = now();
         let code = self.otp_policy.generate();
         let pending = PendingCode::new(
@@ -58,7 +67,7 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
 
         if let Err(err) = self
             .sms
-            .send(&phone, &code_message(&code, self.otp_policy.ttl_seconds))
+            .send(&phone, &self.texts.message(lang, &code))
             .await
         {
             tracing::error!(error = %err, "SMS send failed");
@@ -91,6 +100,7 @@ impl Endpoint for GetCode {
             hasher: CodeHasher::new(&config.otp_hmac_key()?),
             otp_policy: config.otp_policy()?,
             phone_policy: config.phone_policy()?,
+            texts: config.sms_texts()?,
         })
     }
 

@@ -83,6 +83,7 @@ pub fn get_code_over<O: OtpStore, S: SmsSender>(otps: O, sms: S) -> GetCode<O, S
         hasher: hasher(),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
+        texts: config.sms_texts().unwrap(),
     }
 }
 
