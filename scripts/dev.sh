@@ -3,6 +3,13 @@
 # by `cargo lambda watch` at http://127.0.0.1:9000 on the API Gateway paths.
 # SMS are not sent: the log-only sender prints them and get_code returns the
 # code as "sms_code" (dev-mode build only). Ctrl-C stops everything.
+#
+# Every variable of the README's configuration table can be set in the
+# environment (`OTP_MAX_FAILED_CHECKS=3 make dev`): cargo lambda watch hands
+# the environment to the functions. This script sets only the tables, the
+# local secrets, SMS_PROVIDER=log and the AWS endpoints itself, and raises two
+# budgets a scripted run from 127.0.0.1 would hit (every request through
+# cargo lambda watch has that source address).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -19,6 +26,22 @@ export_local_aws "$DYNAMODB_PORT"
 create_tables "$DYNAMODB_PORT" dev
 ensure_local_secrets
 export SMS_PROVIDER=log RUST_LOG=${RUST_LOG:-info}
+export OTP_MAX_SENDS_PER_IP=${OTP_MAX_SENDS_PER_IP:-1000000}
+export SMS_DAILY_BUDGET=${SMS_DAILY_BUDGET:-1000000}
+
+say "configuration from your environment (and the two raised budgets):"
+# The variables config.rs reads (as shared/tests/routes.rs finds them); secrets
+# and what this script sets are not shown, test numbers only by count.
+for name in $(python3 -c 'import re, sys; src = re.sub(r"\s", "", open(sys.argv[1]).read()); print(*sorted(set(re.findall(r"self\.(?:required|get|number|multiline)\(\"([A-Z_]+)\"", src))))' \
+  "$ROOT/shared/src/config.rs"); do
+  value=${!name:-}
+  if [ -z "$value" ]; then continue; fi
+  case $name in
+    TOKEN_PRIVATE_KEY | TOKEN_PUBLIC_KEY | OTP_HMAC_KEY | SMSAERO_API_KEY | USERS_TABLE | OTPS_TABLE | SMS_PROVIDER) ;;
+    TEST_PHONE_NUMBERS) echo "  $name: $(tr ',' '\n' <<<"$value" | wc -l) numbers" >&2 ;;
+    *) echo "  $name=$value" >&2 ;;
+  esac
+done
 
 say "API on http://127.0.0.1:$API_PORT ($CONCURRENCY instances per function). Try:"
 echo "  curl -s -XPOST localhost:$API_PORT/users/auth/get_code/ -d '{\"phone\": \"+79001234567\"}'" >&2

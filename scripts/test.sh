@@ -34,7 +34,7 @@ if grep -qs '"telemetryEnabled":"true"' "$STATE/dynamodb-local-metadata.json" "$
   die "DynamoDB Local ran with telemetry on (start it through start_dynamodb in scripts/lib.sh)"
 fi
 
-say "end-to-end: the function binaries under cargo lambda watch (8 instances each), DynamoDB requests recorded"
+say "end-to-end: the function binaries under cargo lambda watch (8 instances each; three more servers with small limits), DynamoDB requests recorded"
 ensure_local_secrets
 API_PORT=$(free_port)
 # Build the five functions up front, so the first concurrent requests do not wait on the compiler.
@@ -52,12 +52,42 @@ wait_for_http "http://127.0.0.1:$RECORD_PORT" 20 "$STATE/record-$RECORD_PORT.log
 # The functions' own CORS (cargo lambda's permissive default layer is off, as
 # there is none behind API Gateway), for one allowed origin.
 export E2E_CORS_ORIGIN="http://127.0.0.1:$(free_port)"
-SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
-  start_background "$STATE/watch-$API_PORT.log" \
-  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" \
-  --concurrency 8 --features phone_auth/dev-mode --ignore-changes --disable-cors
-wait_for_http "http://127.0.0.1:$API_PORT/" 120 "$STATE/watch-$API_PORT.log"
-E2E_BASE_URL="http://127.0.0.1:$API_PORT" cargo test -p phone_auth --all-features --test e2e -- --ignored
+# serve_functions PORT VAR=VALUE...: the five functions under cargo lambda
+# watch on PORT, with these variables on top of the environment.
+serve_functions() {
+  local port=$1; shift
+  start_background "$STATE/watch-$port.log" env SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" "$@" \
+    cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --concurrency 8 --features phone_auth/dev-mode --ignore-changes --disable-cors
+}
+# Every request through cargo lambda watch comes from 127.0.0.1, so the
+# shared server has budgets no test run reaches; each limit is tried on a
+# server of its own with a small one and tables of its own (the budgets'
+# counters are per table), straight to DynamoDB Local: they use no DynamoDB
+# action the shared server's run does not (the check below reads its record).
+serve_functions "$API_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
+  OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000
+limited_server() { # NAME VAR=VALUE...: adds the port it serves on to LIMITED_PORTS
+  local port tables
+  port=$(free_port)
+  mapfile -t tables < <(python3 "$ROOT/scripts/create_tables.py" \
+    --endpoint "http://127.0.0.1:$DYNAMODB_PORT" --prefix "test-$1-$(date +%s)-$$")
+  serve_functions "$port" "${tables[@]}" "${@:2}"
+  LIMITED_PORTS+=("$port")
+}
+LIMITED_PORTS=()
+limited_server ip OTP_MAX_SENDS_PER_IP=3 \
+  TEST_PHONE_NUMBERS=+79990000000:1234 TEST_PHONE_NUMBERS_EXPIRE=2099-12-31
+limited_server daily OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET=2
+limited_server limits OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET_BY_REGION=KZ=2 OTP_MAX_FAILED_CHECKS=2
+for port in "$API_PORT" "${LIMITED_PORTS[@]}"; do
+  wait_for_http "http://127.0.0.1:$port/" 120 "$STATE/watch-$port.log"
+done
+E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
+  E2E_IP_LIMITED_URL="http://127.0.0.1:${LIMITED_PORTS[0]}" \
+  E2E_DAILY_BUDGET_URL="http://127.0.0.1:${LIMITED_PORTS[1]}" \
+  E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
+  cargo test -p phone_auth --all-features --test e2e -- --ignored
 stop_background
 
 say "least privilege: each function's DynamoDB grants in template.yaml vs what it was recorded doing"

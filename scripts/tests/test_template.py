@@ -450,6 +450,62 @@ def test_prod_requires_an_alarm_destination():
     assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
 
 
+def test_prod_names_the_countries_that_may_sign_in():
+    """SMS pumping goes where SMS are dear: prod refuses "every country", and
+    samconfig's prod and staging (prod's settings) give a real list."""
+    rule = load("template.yaml")["Rules"]["ProdNamesItsCountries"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PhoneAllowedRegions"}, ""]}]}
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for stage in ("prod", "staging"):
+        overrides = dict(
+            pair.split("=", 1) for pair in samconfig[stage]["deploy"]["parameters"]["parameter_overrides"].split()
+        )
+        regions = overrides.get("PhoneAllowedRegions", "")
+        assert matches("PhoneAllowedRegions", regions) and regions, f"[{stage}] PhoneAllowedRegions={regions!r}"
+
+
+def test_test_numbers_need_their_last_day():
+    rule = load("template.yaml")["Rules"]["TestNumbersExpire"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TestPhoneNumbers"}, ""]}]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TestPhoneNumbersExpire"}, ""]}]}
+    assert load("template.yaml")["Parameters"]["TestPhoneNumbers"]["NoEcho"] is True, "the codes are credentials"
+
+
+def test_sms_spend_has_two_alarms(cfn):
+    """The service's own daily budget (a log event of get-code, counted by a
+    metric filter) and SNS's account-wide month-to-date spend."""
+    resources = cfn["Resources"]
+    metric_filter = resources["SmsBudgetExhaustedMetricFilter"]["Properties"]
+    assert metric_filter["LogGroupName"] == {"Ref": "GetCodeLogGroup"}
+    assert metric_filter["FilterPattern"] == '{ $.fields.event = "sms_budget_exhausted" }'
+    (transformation,) = metric_filter["MetricTransformations"]
+    budget = resources["SmsBudgetExhaustedAlarm"]["Properties"]
+    assert (budget["Namespace"], budget["MetricName"]) == (
+        transformation["MetricNamespace"],
+        transformation["MetricName"],
+    )
+    assert (budget["Statistic"], budget["Threshold"], budget["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    spend = resources["SmsSpendAlarm"]
+    assert spend["Condition"] == "UseSns"
+    properties = spend["Properties"]
+    assert (properties["Namespace"], properties["MetricName"], properties["Statistic"]) == (
+        "AWS/SNS",
+        "SMSMonthToDateSpentUSD",
+        "Maximum",
+    )
+    assert "Dimensions" not in properties, "an account-level metric"
+    assert properties["Threshold"] == {"Ref": "SmsMonthlySpendAlarmUsd"}
+    for alarm in (budget, properties):
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+
+
 def test_get_code_can_have_reserved_concurrency(cfn):
     function = cfn["Resources"]["GetCodeFunction"]["Properties"]
     assert function["ReservedConcurrentExecutions"] == {
@@ -559,6 +615,17 @@ def matches(parameter, value):
         ),
         ("SnsSenderId", ["", "PhoneAuth", "A", "Auth2025", "ABCDEFGHIJK"], ["12345", "Phone Auth", "ABCDEFGHIJKL", "Auth-1"]),
         ("SecretsRevision", ["1", "2026-11-23", "v2.1"], ["", "two words", "x" * 33, "1;rm"]),
+        (
+            "SmsDailyBudgetByRegion",
+            ["", "RU=50000", "RU=50000,KZ=2000", "KZ=0"],
+            ["RU", "ru=5", "RU=5,", "RU=5, KZ=3", "RU=-1", "RUS=5", "RU=1.5"],
+        ),
+        ("TestPhoneNumbersExpire", ["", "2026-12-31"], ["31.12.2026", "2026-12", "tomorrow"]),
+        (
+            "TestPhoneNumbers",
+            ["", "+79990000000:1234", "+79990000000:1234,8 (999) 000-00-01:5678"],
+            ["+79990000000", "+79990000000:", ":1234", "+79990000000:1234;"],
+        ),
     ],
 )
 def test_parameters_refuse_bad_values(parameter, good, bad):

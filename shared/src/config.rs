@@ -7,8 +7,9 @@ use std::str::FromStr;
 use phonenumber::country;
 
 use crate::cors::Cors;
+use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
-use crate::phone::PhonePolicy;
+use crate::phone::{Phone, PhonePolicy};
 use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
 use crate::token::{TokenSettings, TokenSigner, TokenVerifier};
 
@@ -125,6 +126,11 @@ impl Config {
                 .number("OTP_MAX_SENDS_PER_WINDOW", defaults.max_sends_per_window)?,
             send_window_seconds: self
                 .number("OTP_SEND_WINDOW_SECONDS", defaults.send_window_seconds)?,
+            max_failed_checks: self.number("OTP_MAX_FAILED_CHECKS", defaults.max_failed_checks)?,
+            lockout_window_seconds: self.number(
+                "OTP_LOCKOUT_WINDOW_SECONDS",
+                defaults.lockout_window_seconds,
+            )?,
         };
         if !(4..=10).contains(&policy.length) {
             return Err(ConfigError::Invalid(
@@ -146,7 +152,118 @@ impl Config {
                 "must allow one code, and the window must outlast a code and the cooldown".into(),
             ));
         }
+        if policy.max_failed_checks == 0 {
+            return Err(ConfigError::Invalid(
+                "OTP_MAX_FAILED_CHECKS",
+                "must be at least 1".into(),
+            ));
+        }
+        if policy.lockout_window_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "OTP_LOCKOUT_WINDOW_SECONDS",
+                "must be at least 1".into(),
+            ));
+        }
         Ok(policy)
+    }
+
+    /// `OTP_MAX_SENDS_PER_IP`, `SMS_DAILY_BUDGET`, `SMS_DAILY_BUDGET_BY_REGION`
+    /// (`RU=50000,KZ=2000`): the budgets an SMS must fit. A country with a
+    /// budget must be one that may sign in.
+    pub fn send_limits(&self, phones: &PhonePolicy) -> Result<SendLimits, ConfigError> {
+        let defaults = SendLimits::default();
+        let max_per_source_per_hour =
+            self.number("OTP_MAX_SENDS_PER_IP", defaults.max_per_source_per_hour)?;
+        if max_per_source_per_hour == 0 {
+            return Err(ConfigError::Invalid(
+                "OTP_MAX_SENDS_PER_IP",
+                "must be at least 1".into(),
+            ));
+        }
+        let daily_budget = self.number("SMS_DAILY_BUDGET", defaults.daily_budget)?;
+        const BY_REGION: &str = "SMS_DAILY_BUDGET_BY_REGION";
+        let invalid = |why: String| ConfigError::Invalid(BY_REGION, why);
+        let mut region_daily_budgets: Vec<(country::Id, u64)> = Vec::new();
+        let text = self.get("SMS_DAILY_BUDGET_BY_REGION").unwrap_or_default();
+        for entry in text.split(',').filter(|_| !text.is_empty()) {
+            let (code, budget) = entry.split_once('=').ok_or_else(|| {
+                invalid(format!(
+                    "{entry:?} is not REGION=NUMBER (e.g. RU=50000,KZ=2000)"
+                ))
+            })?;
+            let (code, budget) = (code.trim(), budget.trim());
+            let region = (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()))
+                .then(|| country::Id::from_str(code).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{code:?} is not an ISO 3166 region code in capitals (e.g. RU)"
+                    ))
+                })?;
+            let budget: u64 = (!budget.is_empty() && budget.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| budget.parse().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    invalid(format!("{code}: {budget:?} is not a whole number of SMS"))
+                })?;
+            if region_daily_budgets.iter().any(|(id, _)| *id == region) {
+                return Err(invalid(format!("{code} is listed twice")));
+            }
+            if !phones.allowed_regions.is_empty() && !phones.allowed_regions.contains(&region) {
+                return Err(invalid(format!(
+                    "{code} has a budget but is not in PHONE_ALLOWED_REGIONS"
+                )));
+            }
+            region_daily_budgets.push((region, budget));
+        }
+        Ok(SendLimits {
+            max_per_source_per_hour,
+            daily_budget,
+            region_daily_budgets,
+        })
+    }
+
+    /// `TEST_PHONE_NUMBERS` (`+79990000000:1234,+79990000001:5678`, phones in
+    /// any spelling the API accepts) and `TEST_PHONE_NUMBERS_EXPIRE`
+    /// (`YYYY-MM-DD`, the last day they work; required with numbers). Errors
+    /// name an entry by its position, never by its number.
+    pub fn test_numbers(
+        &self,
+        phones: &PhonePolicy,
+        otp: &OtpPolicy,
+    ) -> Result<TestNumbers, ConfigError> {
+        const NUMBERS: &str = "TEST_PHONE_NUMBERS";
+        let Some(text) = self.get("TEST_PHONE_NUMBERS") else {
+            return Ok(TestNumbers::default());
+        };
+        let expire = self.required("TEST_PHONE_NUMBERS_EXPIRE")?;
+        let last_day = crate::limits::parse_date(&expire).ok_or_else(|| {
+            ConfigError::Invalid(
+                "TEST_PHONE_NUMBERS_EXPIRE",
+                format!("{expire:?} is not a date YYYY-MM-DD"),
+            )
+        })?;
+        let mut codes = std::collections::HashMap::new();
+        for (n, entry) in text.split(',').enumerate() {
+            let invalid =
+                |why: &str| ConfigError::Invalid(NUMBERS, format!("entry {}: {why}", n + 1));
+            let (phone, code) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| invalid("is not PHONE:CODE"))?;
+            let phone = Phone::parse(phone, phones)
+                .map_err(|e| invalid(&format!("not a phone this API accepts ({e})")))?;
+            let code = code.trim();
+            if !otp.is_well_formed(code) {
+                return Err(invalid(&format!(
+                    "the code must be {} digits (OTP_LENGTH)",
+                    otp.length
+                )));
+            }
+            if codes.insert(phone, code.to_string()).is_some() {
+                return Err(invalid("the phone is listed twice"));
+            }
+        }
+        Ok(TestNumbers::new(codes, last_day))
     }
 
     pub fn phone_policy(&self) -> Result<PhonePolicy, ConfigError> {
@@ -333,6 +450,160 @@ mod tests {
         assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
         assert_eq!(c.phone_policy().unwrap().default_region, country::Id::RU);
         assert!(c.phone_policy().unwrap().allowed_regions.is_empty());
+        assert_eq!(
+            (otp.max_failed_checks, otp.lockout_window_seconds),
+            (10, 86_400)
+        );
+        let limits = c.send_limits(&c.phone_policy().unwrap()).unwrap();
+        assert_eq!(
+            limits,
+            SendLimits {
+                max_per_source_per_hour: 50,
+                daily_budget: 10_000,
+                region_daily_budgets: vec![],
+            }
+        );
+        let otp = c.otp_policy().unwrap();
+        assert!(
+            c.test_numbers(&c.phone_policy().unwrap(), &otp)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    fn limits(vars: &[(&str, &str)]) -> Result<SendLimits, ConfigError> {
+        let c = config(vars);
+        c.send_limits(&c.phone_policy().unwrap())
+    }
+
+    #[test]
+    fn region_budgets_are_read_strictly() {
+        let ok = limits(&[("SMS_DAILY_BUDGET_BY_REGION", "RU=50000, KZ=2000")]).unwrap();
+        assert_eq!(
+            ok.region_daily_budgets,
+            vec![(country::Id::RU, 50_000), (country::Id::KZ, 2000)]
+        );
+        assert_eq!(
+            limits(&[("SMS_DAILY_BUDGET_BY_REGION", "KZ=0")])
+                .unwrap()
+                .region_budget(country::Id::KZ),
+            Some(0)
+        );
+        for bad in [
+            "RU",
+            "RU=",
+            "RU=-1",
+            "RU=1.5",
+            "RU=lots",
+            "ru=5",
+            "XX=5",
+            "RUS=5",
+            "RU=5,",
+            "RU=5,,KZ=3",
+            "RU=5,RU=6",
+            "=5",
+        ] {
+            let err = limits(&[("SMS_DAILY_BUDGET_BY_REGION", bad)]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid("SMS_DAILY_BUDGET_BY_REGION", _)),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let err = limits(&[
+            ("PHONE_ALLOWED_REGIONS", "RU"),
+            ("SMS_DAILY_BUDGET_BY_REGION", "RU=5,KZ=3"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("KZ has a budget but is not in PHONE_ALLOWED_REGIONS"),
+            "{err}"
+        );
+        assert!(matches!(
+            limits(&[("OTP_MAX_SENDS_PER_IP", "0")]),
+            Err(ConfigError::Invalid("OTP_MAX_SENDS_PER_IP", _))
+        ));
+        assert!(matches!(
+            limits(&[("SMS_DAILY_BUDGET", "-3")]),
+            Err(ConfigError::Invalid("SMS_DAILY_BUDGET", _))
+        ));
+        assert_eq!(
+            limits(&[("SMS_DAILY_BUDGET", "0")]).unwrap().daily_budget,
+            0
+        );
+    }
+
+    fn test_numbers(vars: &[(&str, &str)]) -> Result<TestNumbers, ConfigError> {
+        let c = config(vars);
+        c.test_numbers(&c.phone_policy().unwrap(), &c.otp_policy().unwrap())
+    }
+
+    #[test]
+    fn test_numbers_need_an_expiry_and_valid_entries() {
+        let numbers = test_numbers(&[
+            (
+                "TEST_PHONE_NUMBERS",
+                "+79990000000:1234, 8 (999) 000-00-01:5678",
+            ),
+            ("TEST_PHONE_NUMBERS_EXPIRE", "2026-12-31"),
+        ])
+        .unwrap();
+        assert_eq!(numbers.len(), 2);
+        let policy = config(&[]).phone_policy().unwrap();
+        let second = Phone::parse("+79990000001", &policy).unwrap();
+        // 2026-12-31 23:59:59 UTC works, a second later it does not.
+        let last_second = crate::limits::parse_date("2027-01-01").unwrap() * 86_400 - 1;
+        assert_eq!(numbers.code_for(&second, last_second), Some("5678"));
+        assert_eq!(numbers.code_for(&second, last_second + 1), None);
+        assert_eq!(numbers.last_day(), "2026-12-31");
+        assert_eq!(
+            test_numbers(&[("TEST_PHONE_NUMBERS", "+79990000000:1234")]),
+            Err(ConfigError::Missing("TEST_PHONE_NUMBERS_EXPIRE"))
+        );
+        let bad = |numbers: &str, expire: &str| {
+            test_numbers(&[
+                ("TEST_PHONE_NUMBERS", numbers),
+                ("TEST_PHONE_NUMBERS_EXPIRE", expire),
+            ])
+            .unwrap_err()
+        };
+        for (numbers, expire, variable) in [
+            (
+                "+79990000000:1234",
+                "31.12.2026",
+                "TEST_PHONE_NUMBERS_EXPIRE",
+            ),
+            (
+                "+79990000000:1234",
+                "2026-02-30",
+                "TEST_PHONE_NUMBERS_EXPIRE",
+            ),
+            ("+79990000000", "2026-12-31", "TEST_PHONE_NUMBERS"),
+            ("+79990000000:12345", "2026-12-31", "TEST_PHONE_NUMBERS"),
+            ("+79990000000:12a4", "2026-12-31", "TEST_PHONE_NUMBERS"),
+            ("not a phone:1234", "2026-12-31", "TEST_PHONE_NUMBERS"),
+            (
+                "+79990000000:1234,79990000000:5678",
+                "2026-12-31",
+                "TEST_PHONE_NUMBERS",
+            ),
+            ("+79990000000:1234,", "2026-12-31", "TEST_PHONE_NUMBERS"),
+        ] {
+            let err = bad(numbers, expire);
+            assert!(
+                matches!(err, ConfigError::Invalid(name, _) if name == variable),
+                "{numbers:?} {expire:?}: {err:?}"
+            );
+            assert!(!err.to_string().contains("7999"), "no number in {err}");
+        }
+        // A test number must be one the API accepts: here not a Russian one.
+        let err = test_numbers(&[
+            ("PHONE_ALLOWED_REGIONS", "KZ"),
+            ("TEST_PHONE_NUMBERS", "+79990000000:1234"),
+            ("TEST_PHONE_NUMBERS_EXPIRE", "2026-12-31"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("entry 1"), "{err}");
     }
 
     #[test]
@@ -359,6 +630,15 @@ mod tests {
             config(&[("SMS_PROVIDER", "pigeon")]).sms_provider(),
             Err(ConfigError::Invalid(..))
         ));
+        for (name, value) in [
+            ("OTP_MAX_FAILED_CHECKS", "0"),
+            ("OTP_LOCKOUT_WINDOW_SECONDS", "0"),
+        ] {
+            assert!(
+                matches!(config(&[(name, value)]).otp_policy(), Err(ConfigError::Invalid(n, _)) if n == name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

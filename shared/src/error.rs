@@ -4,6 +4,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::limits::{Budget, LimitRefusal};
 use crate::otp::SendRefusal;
 use crate::phone::PhoneError;
 use crate::token::TokenError;
@@ -30,6 +31,14 @@ pub enum ApiError {
     ResendTooSoon { retry_after: u64 },
     #[error("too many codes were sent to this phone; try again in {retry_after} s")]
     TooManyCodes { retry_after: u64 },
+    #[error("too many wrong codes for this phone; sign-in is locked for {retry_after} s")]
+    PhoneLocked { retry_after: u64 },
+    #[error("too many codes were requested from your network; try again in {retry_after} s")]
+    TooManyFromIp { retry_after: u64 },
+    #[error("no more codes can be sent to this country today; try again in {retry_after} s")]
+    RegionBudgetExhausted { retry_after: u64 },
+    #[error("sign-in codes cannot be sent right now; try again in {retry_after} s")]
+    SmsBudgetExhausted { retry_after: u64 },
     #[error("the code is wrong or was already used; request a new one")]
     CodeInvalid,
     #[error("the code has expired; request a new one")]
@@ -70,6 +79,20 @@ impl From<SendRefusal> for ApiError {
             SendRefusal::WindowFull { retry_after } => ApiError::TooManyCodes {
                 retry_after: retry_after.max(1),
             },
+            SendRefusal::Locked { retry_after } => ApiError::PhoneLocked {
+                retry_after: retry_after.max(1),
+            },
+        }
+    }
+}
+
+impl From<LimitRefusal> for ApiError {
+    fn from(refusal: LimitRefusal) -> Self {
+        let retry_after = refusal.retry_after.max(1);
+        match refusal.budget {
+            Budget::SourceIp => ApiError::TooManyFromIp { retry_after },
+            Budget::Region => ApiError::RegionBudgetExhausted { retry_after },
+            Budget::Service => ApiError::SmsBudgetExhausted { retry_after },
         }
     }
 }
@@ -101,6 +124,12 @@ impl ApiError {
             MalformedInviteCode => (StatusCode::BAD_REQUEST, "invalid_invite_code_format"),
             ResendTooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "resend_too_soon"),
             TooManyCodes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_codes"),
+            PhoneLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "phone_locked"),
+            TooManyFromIp { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests_from_ip"),
+            RegionBudgetExhausted { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "region_budget_exhausted")
+            }
+            SmsBudgetExhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "sms_budget_exhausted"),
             CodeInvalid => (StatusCode::BAD_REQUEST, "code_invalid"),
             CodeExpired => (StatusCode::BAD_REQUEST, "code_expired"),
             TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
@@ -129,7 +158,12 @@ impl ApiError {
         );
         let headers = response.headers_mut();
         match self {
-            ApiError::ResendTooSoon { retry_after } | ApiError::TooManyCodes { retry_after } => {
+            ApiError::ResendTooSoon { retry_after }
+            | ApiError::TooManyCodes { retry_after }
+            | ApiError::PhoneLocked { retry_after }
+            | ApiError::TooManyFromIp { retry_after }
+            | ApiError::RegionBudgetExhausted { retry_after }
+            | ApiError::SmsBudgetExhausted { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             ApiError::MethodNotAllowed { allow } => {
@@ -217,6 +251,42 @@ mod tests {
         assert_eq!(
             retry(SendRefusal::WindowFull { retry_after: 1800 }),
             ("too_many_codes".into(), HeaderValue::from(1800))
+        );
+        assert_eq!(
+            retry(SendRefusal::Locked { retry_after: 0 }),
+            ("phone_locked".into(), HeaderValue::from(1))
+        );
+    }
+
+    #[test]
+    fn a_spent_budget_says_which_and_when_it_is_full_again() {
+        let answer = |budget: Budget, retry_after: u64| {
+            let r = ApiError::from(LimitRefusal {
+                budget,
+                retry_after,
+            })
+            .into_response();
+            (
+                r.status().as_u16(),
+                body(&r)["code"].clone(),
+                r.headers()[header::RETRY_AFTER].clone(),
+            )
+        };
+        assert_eq!(
+            answer(Budget::SourceIp, 600),
+            (
+                429,
+                "too_many_requests_from_ip".into(),
+                HeaderValue::from(600)
+            )
+        );
+        assert_eq!(
+            answer(Budget::Region, 0),
+            (429, "region_budget_exhausted".into(), HeaderValue::from(1))
+        );
+        assert_eq!(
+            answer(Budget::Service, 3600),
+            (503, "sms_budget_exhausted".into(), HeaderValue::from(3600))
         );
     }
 

@@ -2,7 +2,8 @@
 //! turned into responses in `error.rs`.
 
 use lambda_http::http::{Method, header};
-use lambda_http::{Body, Request};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -61,6 +62,16 @@ pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
         return Err(ApiError::MissingToken);
     }
     Ok(token.trim())
+}
+
+/// The client's address as API Gateway saw it (`requestContext.http.sourceIp`).
+/// Never a header: `X-Forwarded-For` is whatever the client wrote.
+pub fn source_ip(request: &Request) -> Option<&str> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 pub fn now() -> u64 {

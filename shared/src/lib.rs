@@ -1,6 +1,6 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
-//! * Domain, no AWS types: [`phone`], [`otp`], [`invite`], [`referral`], [`token`].
+//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`token`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod invite;
+pub mod limits;
 pub mod otp;
 pub mod phone;
 pub mod referral;

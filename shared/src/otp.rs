@@ -19,6 +19,12 @@ pub struct OtpPolicy {
     /// hour bring that to 360 (3.5%), and cap the SMS bill of an abuser.
     pub max_sends_per_window: u32,
     pub send_window_seconds: u64,
+    /// At most this many checks that did not sign in, per phone per lockout
+    /// window, across codes; then the phone is locked until the window ends.
+    pub max_failed_checks: u32,
+    /// Lockout windows are consecutive periods of this length counted from
+    /// the Unix epoch (with the default, UTC days).
+    pub lockout_window_seconds: u64,
 }
 
 impl Default for OtpPolicy {
@@ -30,8 +36,17 @@ impl Default for OtpPolicy {
             resend_cooldown_seconds: 60,
             max_sends_per_window: 5,
             send_window_seconds: 3600,
+            max_failed_checks: 10,
+            lockout_window_seconds: 86_400,
         }
     }
+}
+
+/// The lockout window a moment falls in: its number since the epoch and its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutWindow {
+    pub index: u64,
+    pub end: u64,
 }
 
 impl OtpPolicy {
@@ -46,6 +61,27 @@ impl OtpPolicy {
     /// it can spend one of the attempts.
     pub fn is_well_formed(&self, input: &str) -> bool {
         input.len() == self.length && input.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    pub fn lockout_window(&self, now: u64) -> LockoutWindow {
+        let index = now / self.lockout_window_seconds;
+        LockoutWindow {
+            index,
+            end: (index + 1) * self.lockout_window_seconds,
+        }
+    }
+
+    /// Whether `failed_checks` (checks that did not sign in, in the current
+    /// lockout window) lock the phone, and for how long (at least 1 s).
+    pub fn locked_for(&self, failed_checks: u32, now: u64) -> Option<u64> {
+        (failed_checks >= self.max_failed_checks)
+            .then(|| (self.lockout_window(now).end - now).max(1))
+    }
+
+    /// How long storage keeps a phone's item after each write: past its send
+    /// window and past its lockout window.
+    pub fn item_lifetime(&self) -> u64 {
+        self.send_window_seconds.max(self.lockout_window_seconds)
     }
 }
 
@@ -84,6 +120,8 @@ pub struct SendWindow {
     pub sends: u32,
     /// When the phone's pending code was sent; None once it was used or withdrawn.
     pub pending_since: Option<u64>,
+    /// Checks in the current lockout window that did not sign in.
+    pub failed_checks: u32,
 }
 
 /// Why no code may be sent now, and for how long.
@@ -93,6 +131,8 @@ pub enum SendRefusal {
     TooSoon { retry_after: u64 },
     /// The window's codes are used up.
     WindowFull { retry_after: u64 },
+    /// Too many wrong codes in the lockout window: no code until it ends.
+    Locked { retry_after: u64 },
 }
 
 impl SendWindow {
@@ -104,11 +144,14 @@ impl SendWindow {
         now >= self.window_end(policy)
     }
 
-    /// The rule for sending another code: room in the window (or a new
-    /// window), and no code pending from less than the cooldown ago — also
+    /// The rule for sending another code: the phone not locked, room in the
+    /// window (or a new window), and no code pending from less than the cooldown ago — also
     /// across a window's end. After a successful sign-in nothing is pending,
     /// so the next code may go at once.
     pub fn refusal(&self, now: u64, policy: &OtpPolicy) -> Option<SendRefusal> {
+        if let Some(retry_after) = policy.locked_for(self.failed_checks, now) {
+            return Some(SendRefusal::Locked { retry_after });
+        }
         if !self.is_over(now, policy) && self.sends >= policy.max_sends_per_window {
             return Some(SendRefusal::WindowFull {
                 retry_after: self.window_end(policy) - now,
@@ -229,6 +272,7 @@ mod tests {
             window_start: 1_000,
             sends,
             pending_since,
+            failed_checks: 0,
         }
     }
 
@@ -267,5 +311,34 @@ mod tests {
         );
         assert_eq!(w.refusal(4_600, &policy), None);
         assert_eq!(window(4, None).refusal(1_600, &policy), None);
+    }
+
+    #[test]
+    fn a_locked_phone_gets_no_code_until_its_lockout_window_ends() {
+        let policy = OtpPolicy::default();
+        // 2026-11-22 22:00 UTC; the window is the UTC day.
+        let now = 1_795_305_600 + 22 * 3600;
+        let locked = SendWindow {
+            failed_checks: 10,
+            ..window(0, None)
+        };
+        assert_eq!(
+            locked.refusal(now, &policy),
+            Some(SendRefusal::Locked { retry_after: 7200 })
+        );
+        let nine = SendWindow {
+            failed_checks: 9,
+            ..window(0, None)
+        };
+        assert_eq!(nine.refusal(now, &policy), None);
+        assert_eq!(
+            policy.lockout_window(now),
+            LockoutWindow {
+                index: now / 86_400,
+                end: 1_795_305_600 + 86_400
+            }
+        );
+        assert_eq!(policy.locked_for(10, 1_795_305_600 + 86_399), Some(1));
+        assert_eq!(policy.item_lifetime(), 86_400);
     }
 }

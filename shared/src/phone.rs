@@ -88,7 +88,9 @@ impl Phone {
         &self.0
     }
 
-    /// The country the number belongs to (`+7 701…` is KZ, `+7 900…` RU).
+    /// The country the number belongs to (`+7 701…` is KZ, `+7 900…` RU),
+    /// for the SMS's language and the per-country SMS budget. Reads libphonenumber's metadata again:
+    /// microseconds, once per get_code.
     pub fn region(&self) -> Option<country::Id> {
         phonenumber::parse(None, &self.0).ok()?.country().id()
     }
@@ -210,6 +212,16 @@ mod tests {
             Err(PhoneError::TypeNotAllowed),
             "Moscow landline"
         );
+    }
+
+    #[test]
+    fn a_phone_knows_its_country_even_within_a_shared_calling_code() {
+        let region = |input: &str| Phone::parse(input, &ru()).unwrap().region();
+        assert_eq!(region("+79001234567"), Some(country::Id::RU));
+        assert_eq!(region("+77011234567"), Some(country::Id::KZ));
+        assert_eq!(region("+447400123456"), Some(country::Id::GB));
+        // 07911 is a Guernsey range within the UK plan.
+        assert_eq!(region("+447911123456"), Some(country::Id::GG));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::invite::InviteCode;
+use crate::limits::Counter;
 use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
 
@@ -37,6 +38,11 @@ pub enum Attempt {
     Expired,
     /// The attempt limit was reached before this attempt.
     Exhausted,
+    /// The phone had `max_failed_checks` checks that did not sign in in this
+    /// lockout window; it stays locked for `retry_after` seconds.
+    Locked {
+        retry_after: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,22 +80,29 @@ pub trait OtpStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<Option<SendRefusal>, StoreError>> + Send;
 
-    /// Counts one check atomically, refusing it once `max_attempts` were made,
-    /// before anyone compares the code: parallel guesses cannot exceed the limit.
+    /// Counts one check atomically, refusing it once `max_attempts` were
+    /// made or while the phone is locked, before anyone compares the code:
+    /// parallel guesses cannot exceed either limit. The check is counted as
+    /// failed in the phone's lockout window too, in the same write, until
+    /// [`consume`](Self::consume) takes it back: a check that signs in is the
+    /// only one that does not count, so no count depends on a later request.
     fn count_attempt(
         &self,
         phone: &Phone,
-        max_attempts: u32,
+        policy: &OtpPolicy,
         now: u64,
     ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
 
     /// Uses up the pending code if it is still the one with `code_hash`
-    /// (single use); its send stays counted. False if it was already used or
-    /// replaced.
+    /// (single use), and takes its check out of the failed checks of the
+    /// lockout window of `checked_at` (the `now` it was counted with); its
+    /// send stays counted. False if it was already used or replaced.
     fn consume(
         &self,
         phone: &Phone,
         code_hash: &[u8],
+        policy: &OtpPolicy,
+        checked_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Takes back a code whose SMS could not be sent: no longer pending (no
@@ -99,6 +112,18 @@ pub trait OtpStore: Send + Sync {
         phone: &Phone,
         code_hash: &[u8],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The budgets' counters ([`crate::limits`]), each one atomic conditional
+/// increment: parallel requests at the limit cannot all pass.
+pub trait CounterStore: Send + Sync {
+    /// Takes one unit if the counter's window has fewer than `limit` taken;
+    /// false if it is spent. (A limit of 0 never reaches storage.)
+    fn take(&self, counter: &Counter) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back one unit taken for an SMS that was not sent; nothing if the
+    /// count is already 0 or gone (its window is over).
+    fn give_back(&self, counter: &Counter) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub trait UserStore: Send + Sync {

@@ -560,3 +560,149 @@ async fn browsers_preflights_are_answered_for_allowed_origins_only() {
         "retry-after"
     );
 }
+
+// ---------------------------------------------------------------- abuse and SMS spend
+//
+// `cargo lambda watch` gives every request the source address 127.0.0.1
+// (cargo-lambda 1.9.2 writes it into the event whatever the client's), and
+// the budgets are shared by every request of a day: so each limit is tried
+// on functions of its own, served by scripts/test.sh with small limits and
+// tables of their own, one test function per server.
+
+impl Api {
+    fn at(variable: &str) -> Self {
+        let base = std::env::var(variable)
+            .unwrap_or_else(|_| panic!("{variable} is set by scripts/test.sh"));
+        Api { base, ..Api::new() }
+    }
+
+    /// get_code's status, `code` and Retry-After.
+    async fn ask_code(&self, phone: &str) -> (u16, Value, Option<u64>) {
+        let response = self
+            .http
+            .post(format!("{}/users/auth/get_code/", self.base))
+            .json(&json!({ "phone": phone }))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        (status, response.json().await.unwrap(), retry_after)
+    }
+
+    async fn check(&self, phone: &str, code: &str) -> (u16, Value) {
+        self.post(
+            "/users/auth/send_code/",
+            json!({ "phone": phone, "password": code }),
+            None,
+        )
+        .await
+    }
+}
+
+/// Seconds to the end of the current clock hour (or UTC day), for Retry-After.
+fn left_of(period: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    period - now % period
+}
+
+#[track_caller]
+fn assert_refused(got: &(u16, Value, Option<u64>), status: u16, code: &str, period: u64) {
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (status, Some(code)),
+        "{got:?}"
+    );
+    let retry = got.2.expect("Retry-After");
+    let left = left_of(period);
+    assert!(
+        (left.saturating_sub(30)..=left + 30).contains(&retry),
+        "Retry-After {retry}, {left} s left of the period"
+    );
+}
+
+/// OTP_MAX_SENDS_PER_IP=3 (E2E_IP_LIMITED_URL): three codes from one address,
+/// then 429 until the hour ends; the test number +79990000000 (code 1234)
+/// still gets its code and signs in: it counts against no budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn an_address_gets_three_codes_an_hour_here_and_test_numbers_are_exempt() {
+    let api = Api::at("E2E_IP_LIMITED_URL");
+    for _ in 0..3 {
+        let (status, body, _) = api.ask_code(&unique_phone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let refused = api.ask_code(&unique_phone()).await;
+    assert_refused(&refused, 429, "too_many_requests_from_ip", 3600);
+    let (status, body, _) = api.ask_code("8 999 000-00-00").await;
+    assert_eq!(
+        (status, body["sms_code"].as_str()),
+        (200, Some("1234")),
+        "{body}"
+    );
+    let (status, tokens) = api.check("+79990000000", "1234").await;
+    assert_eq!(status, 200, "{tokens}");
+}
+
+/// SMS_DAILY_BUDGET=2 (E2E_DAILY_BUDGET_URL): two codes today, then 503
+/// sms_budget_exhausted until 00:00 UTC, for every phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn the_daily_sms_budget_stops_every_code_with_503() {
+    let api = Api::at("E2E_DAILY_BUDGET_URL");
+    for _ in 0..2 {
+        let (status, body, _) = api.ask_code(&unique_phone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for _ in 0..2 {
+        let refused = api.ask_code(&unique_phone()).await;
+        assert_refused(&refused, 503, "sms_budget_exhausted", 86_400);
+    }
+}
+
+/// SMS_DAILY_BUDGET_BY_REGION=KZ=2 (E2E_LIMITS_URL): two codes to Kazakh
+/// numbers today, then 429 for Kazakhstan only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_countrys_daily_budget_refuses_that_country_only() {
+    use rand::RngExt;
+    let api = Api::at("E2E_LIMITS_URL");
+    let kazakh = || format!("+7701{:07}", rand::rng().random_range(0..10_000_000u32));
+    for _ in 0..2 {
+        let (status, body, _) = api.ask_code(&kazakh()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let refused = api.ask_code(&kazakh()).await;
+    assert_refused(&refused, 429, "region_budget_exhausted", 86_400);
+    let (status, body, _) = api.ask_code(&unique_phone()).await;
+    assert_eq!(status, 200, "a Russian number still gets one: {body}");
+}
+
+/// OTP_MAX_FAILED_CHECKS=2 (E2E_LIMITS_URL): two wrong codes lock the phone
+/// for the rest of the UTC day; the right code and a new code are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn wrong_codes_lock_the_phone_for_both_endpoints() {
+    let api = Api::at("E2E_LIMITS_URL");
+    let phone = unique_phone();
+    let code = api.get_code(&phone).await;
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    for _ in 0..2 {
+        let (status, body) = api.check(&phone, wrong).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("code_invalid")));
+    }
+    let (status, body) = api.check(&phone, &code).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("phone_locked")),
+        "{body}"
+    );
+    let refused = api.ask_code(&phone).await;
+    assert_refused(&refused, 429, "phone_locked", 86_400);
+}

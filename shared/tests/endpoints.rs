@@ -4,14 +4,19 @@
 mod support;
 
 use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::adapters::sms::{AnySms, SmsAero};
+use phone_auth::endpoints::serve;
 use phone_auth::endpoints::{GetCode, Refresh, Retrieve, SendCode, SetReferrer};
+use phone_auth::error::ApiError;
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::Source;
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::TokenKind;
 use serde_json::{Value, json};
+use support::memory::MemorySms;
 use support::scripted::{Script, Scripted};
 use support::*;
 
@@ -121,8 +126,9 @@ async fn the_code_is_stored_only_as_a_keyed_hash() {
     );
     let number = |name: &str| item[name].as_n().unwrap().parse::<u64>().unwrap();
     assert!((now() + 295..=now() + 300).contains(&number("code_expires_at")));
-    // The TTL attribute outlives the code: it keeps the phone's send window.
-    assert!((now() + 3595..=now() + 3600).contains(&number("expires_at")));
+    // The TTL attribute outlives the code: it keeps the phone's send window
+    // (an hour) and its lockout window (a day).
+    assert!((now() + 86_395..=now() + 86_400).contains(&number("expires_at")));
 }
 
 #[tokio::test]
@@ -176,19 +182,14 @@ async fn a_failed_sms_does_not_start_the_cooldown() {
         .respond_with(wiremock::ResponseTemplate::new(500))
         .mount(&sms_provider)
         .await;
-    let config = config(&[]);
     let failing = GetCode {
-        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
         sms: AnySms::SmsAero(SmsAero::new(
             sms_provider.uri(),
             "me@example.com".into(),
             "key".into(),
             "Sign".into(),
         )),
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-        texts: config.sms_texts().unwrap(),
+        ..endpoint::<GetCode>(&[]).await
     };
     let phone = unique_phone();
     assert_error(
@@ -784,16 +785,401 @@ async fn unreachable_storage_is_503_too() {
             .build(),
     );
     let get_code = GetCode {
-        otps: OtpTable::new(dynamo, "t".into()),
+        otps: OtpTable::new(dynamo.clone(), "t".into()),
+        counters: OtpTable::new(dynamo, "t".into()),
         sms: AnySms::from_config(&config, &aws).unwrap(),
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-        texts: config.sms_texts().unwrap(),
+        ..endpoint::<GetCode>(&unreachable).await
     };
     assert_error(
         call(&get_code, post(json!({ "phone": unique_phone() }))).await,
         503,
         "service_unavailable",
+    );
+}
+
+// ------------------------------------------------------------------ abuse and SMS spend
+
+/// get_code over the real codes table (counters under this test's own keys)
+/// with a recording SMS sender, and configuration `overrides`.
+async fn guarded_get_code(
+    overrides: &[(&str, &str)],
+) -> (
+    GetCode<OtpTable, MemorySms, Namespaced<OtpTable>>,
+    MemorySms,
+) {
+    let sms = MemorySms::default();
+    let otps = OtpTable::new(dynamo().await, env("OTPS_TABLE"));
+    let endpoint = get_code_with(overrides, otps.clone(), sms.clone(), Namespaced::new(otps));
+    (endpoint, sms)
+}
+
+/// Status, `code`, and Retry-After of an answer.
+fn refusal(response: Response<Body>) -> (u16, String, Option<u64>) {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (
+        status,
+        body["code"].as_str().unwrap_or("").to_string(),
+        retry_after,
+    )
+}
+
+fn get_code_from(ip: &str, phone: &str) -> Request {
+    from_ip(post(json!({ "phone": phone })), ip)
+}
+
+/// Units taken from a budget's counter, as stored; None if never touched.
+async fn taken(key: &str) -> Option<u64> {
+    let item = dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key(
+            "phone",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    Some(item["taken"].as_n().unwrap().parse().unwrap())
+}
+
+fn until_next(seconds: u64) -> u64 {
+    seconds - now() % seconds
+}
+
+#[tokio::test]
+async fn too_many_codes_from_one_address_are_refused_until_the_hour_ends() {
+    let (get_code, sms) = guarded_get_code(&[("OTP_MAX_SENDS_PER_IP", "2")]).await;
+    let ip = format!("203.0.113.{}", rand::random::<u8>());
+    for _ in 0..2 {
+        let (status, body) = answer(
+            get_code
+                .send_code(get_code_from(&ip, &unique_phone()))
+                .await,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let phone = unique_phone();
+    let refused = refusal(
+        get_code
+            .send_code(get_code_from(&ip, &phone))
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    );
+    let hour_left = until_next(3600);
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (429, "too_many_requests_from_ip")
+    );
+    let retry = refused.2.unwrap();
+    assert!(
+        (hour_left.saturating_sub(5)..=hour_left + 5).contains(&retry),
+        "{retry}"
+    );
+    assert_eq!(sms.sent().len(), 2, "no SMS for the refused code");
+    // The refused code was withdrawn: from another address the phone gets one at once.
+    let (status, body) = answer(
+        get_code
+            .send_code(get_code_from("198.51.100.1", &phone))
+            .await,
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn an_ipv6_client_is_counted_by_its_64() {
+    let (get_code, _) = guarded_get_code(&[("OTP_MAX_SENDS_PER_IP", "1")]).await;
+    let net = format!(
+        "2001:db8:{:x}:{:x}",
+        rand::random::<u16>(),
+        rand::random::<u16>()
+    );
+    let first = format!("{net}::1");
+    let same_64 = format!("{net}:ffff:1:2:3");
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(get_code_from(&first, &unique_phone()))
+                .await
+        )
+        .0,
+        200
+    );
+    assert_error(
+        answer(
+            get_code
+                .send_code(get_code_from(&same_64, &unique_phone()))
+                .await,
+        ),
+        429,
+        "too_many_requests_from_ip",
+    );
+    let other_64 = format!("2001:db8:{:x}:1::1", rand::random::<u16>());
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(get_code_from(&other_64, &unique_phone()))
+                .await
+        )
+        .0,
+        200
+    );
+}
+
+/// A request without a source address (a direct invoke, never API Gateway)
+/// is counted in one shared budget.
+#[tokio::test]
+async fn requests_without_a_source_address_share_one_budget() {
+    let (get_code, _) = guarded_get_code(&[("OTP_MAX_SENDS_PER_IP", "1")]).await;
+    let direct = |phone: String| {
+        request_without_ip(Method::POST, &json!({ "phone": phone }).to_string(), None)
+    };
+    assert_eq!(
+        answer(get_code.send_code(direct(unique_phone())).await).0,
+        200
+    );
+    assert_error(
+        answer(get_code.send_code(direct(unique_phone())).await),
+        429,
+        "too_many_requests_from_ip",
+    );
+}
+
+/// A random Kazakh mobile number (+7 701 …).
+fn kazakh_phone() -> String {
+    format!("+7701{:07}", rand::random::<u32>() % 10_000_000)
+}
+
+#[tokio::test]
+async fn a_countrys_daily_budget_refuses_that_country_only() {
+    let (get_code, sms) = guarded_get_code(&[("SMS_DAILY_BUDGET_BY_REGION", "KZ=1,RU=100")]).await;
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(post(json!({ "phone": kazakh_phone() })))
+                .await
+        )
+        .0,
+        200
+    );
+    let refused = refusal(
+        get_code
+            .send_code(post(json!({ "phone": kazakh_phone() })))
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    );
+    let day_left = until_next(86_400);
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (429, "region_budget_exhausted")
+    );
+    let retry = refused.2.unwrap();
+    assert!(
+        (day_left.saturating_sub(5)..=day_left + 5).contains(&retry),
+        "{retry}"
+    );
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(post(json!({ "phone": unique_phone() })))
+                .await
+        )
+        .0,
+        200
+    );
+    assert_eq!(sms.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn the_services_daily_budget_stops_every_sms_with_503() {
+    let (get_code, sms) = guarded_get_code(&[("SMS_DAILY_BUDGET", "1")]).await;
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(post(json!({ "phone": unique_phone() })))
+                .await
+        )
+        .0,
+        200
+    );
+    let refused = refusal(
+        get_code
+            .send_code(post(json!({ "phone": unique_phone() })))
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    );
+    let day_left = until_next(86_400);
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (503, "sms_budget_exhausted")
+    );
+    assert!((day_left.saturating_sub(5)..=day_left + 5).contains(&refused.2.unwrap()));
+    assert_eq!(sms.sent().len(), 1);
+    // 0 is the kill switch: not even the first SMS.
+    let (stopped, sms) = guarded_get_code(&[("SMS_DAILY_BUDGET", "0")]).await;
+    assert_error(
+        answer(
+            stopped
+                .send_code(post(json!({ "phone": unique_phone() })))
+                .await,
+        ),
+        503,
+        "sms_budget_exhausted",
+    );
+    assert!(sms.sent().is_empty());
+}
+
+/// Wrong codes lock the phone: both endpoints answer 429 phone_locked with
+/// Retry-After (the end of the UTC day), and no SMS goes to it.
+#[tokio::test]
+async fn failed_checks_lock_sign_in_for_the_phone() {
+    let lockout = [("OTP_MAX_FAILED_CHECKS", "2")];
+    let (get_code, sms) = guarded_get_code(&lockout).await;
+    let send_code = endpoint::<SendCode>(&lockout).await;
+    let phone = unique_phone();
+    let code = answer(get_code.send_code(post(json!({ "phone": phone }))).await).1["sms_code"]
+        .as_str()
+        .map(str::to_string);
+    // MemorySms keeps the code in the text, the response has none.
+    assert_eq!(code, None);
+    let code: String = sms.sent()[0]
+        .1
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(4)
+        .collect();
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    for _ in 0..2 {
+        assert_error(
+            call(
+                &send_code,
+                post(json!({ "phone": phone, "password": wrong })),
+            )
+            .await,
+            400,
+            "code_invalid",
+        );
+    }
+    let day_left = until_next(86_400);
+    let check = |response: Response<Body>| {
+        let (status, code, retry) = refusal(response);
+        assert_eq!((status, code.as_str()), (429, "phone_locked"));
+        let retry = retry.unwrap();
+        assert!(
+            (day_left.saturating_sub(5)..=day_left + 5).contains(&retry),
+            "{retry}"
+        );
+    };
+    // The right code is refused too: it would be a guess compared while locked.
+    check(
+        serve(
+            &send_code,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await,
+    );
+    check(
+        get_code
+            .send_code(post(json!({ "phone": phone })))
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    );
+    assert_eq!(sms.sent().len(), 1, "no SMS to a locked phone");
+    // Another phone is not affected.
+    assert_eq!(
+        answer(
+            get_code
+                .send_code(post(json!({ "phone": unique_phone() })))
+                .await
+        )
+        .0,
+        200
+    );
+}
+
+/// A test number: its fixed code, no SMS, no budget (the service's is 0
+/// here, and still it gets its code), and a normal sign-in with it.
+#[tokio::test]
+async fn a_test_number_signs_in_with_its_fixed_code_and_no_sms() {
+    let phone = unique_phone();
+    let numbers = format!("{phone}:4321");
+    let config = [
+        ("TEST_PHONE_NUMBERS", numbers.as_str()),
+        ("TEST_PHONE_NUMBERS_EXPIRE", "2099-12-31"),
+        ("SMS_DAILY_BUDGET", "0"),
+        ("OTP_MAX_SENDS_PER_IP", "1"),
+    ];
+    let (get_code, sms) = guarded_get_code(&config).await;
+    let ip = "192.0.2.77";
+    let (status, body) = answer(get_code.send_code(get_code_from(ip, &phone[1..])).await);
+    assert_eq!(
+        (status, body["phone"].as_str()),
+        (200, Some(phone.as_str())),
+        "{body}"
+    );
+    assert!(sms.sent().is_empty());
+    let counted = get_code.counters.key(
+        &get_code
+            .limits
+            .counters(Source::from_text(Some(ip)), None, now())
+            .source,
+    );
+    assert_eq!(
+        taken(&counted.key).await,
+        None,
+        "its address's budget untouched"
+    );
+    let (status, tokens) = call(
+        &endpoint::<SendCode>(&[]).await,
+        post(json!({ "phone": phone, "password": "4321" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    // The per-phone rules still hold: a code was just sent... and used, so
+    // the next one goes at once; a pending one holds the next for the cooldown.
+    assert_eq!(
+        answer(get_code.send_code(post(json!({ "phone": phone }))).await).0,
+        200
+    );
+    assert_error(
+        answer(get_code.send_code(post(json!({ "phone": phone }))).await),
+        429,
+        "resend_too_soon",
+    );
+}
+
+/// After its last day a test number is an ordinary one: an SMS with a random
+/// code, counted in the budgets.
+#[tokio::test]
+async fn an_expired_test_number_is_an_ordinary_phone() {
+    let phone = unique_phone();
+    let numbers = format!("{phone}:4321");
+    let (get_code, sms) = guarded_get_code(&[
+        ("TEST_PHONE_NUMBERS", numbers.as_str()),
+        ("TEST_PHONE_NUMBERS_EXPIRE", "2020-01-01"),
+    ])
+    .await;
+    assert_eq!(
+        answer(get_code.send_code(post(json!({ "phone": phone }))).await).0,
+        200
+    );
+    assert_eq!(sms.sent().len(), 1);
+    let service = get_code.counters.key(
+        &get_code
+            .limits
+            .counters(Source::Unknown, None, now())
+            .service,
+    );
+    assert_eq!(
+        taken(&service.key).await,
+        Some(1),
+        "the service's budget counted it"
     );
 }

@@ -18,6 +18,7 @@ use phone_auth::endpoints::{GetCode, Retrieve, SendCode, SetReferrer};
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::OtpStore;
 use serde_json::json;
+use support::memory::MemorySms;
 use support::*;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -68,16 +69,13 @@ fn sns_refusing(phone: &str) -> ResponseTemplate {
     ))
 }
 
-fn get_code_with(sms: AnySms, otps_table: &str, dynamo: aws_sdk_dynamodb::Client) -> GetCode {
-    let config = config(&[]);
-    GetCode {
-        otps: OtpTable::new(dynamo, otps_table.into()),
+fn get_code_over_table(sms: AnySms, otps_table: &str, dynamo: aws_sdk_dynamodb::Client) -> GetCode {
+    get_code_with(
+        &[],
+        OtpTable::new(dynamo.clone(), otps_table.into()),
         sms,
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-        texts: config.sms_texts().unwrap(),
-    }
+        OtpTable::new(dynamo, otps_table.into()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +97,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
             .endpoint_url(sns.uri())
             .build(),
     );
-    let via_sns = get_code_with(
+    let via_sns = get_code_over_table(
         AnySms::Sns(SnsSms::new(sns_client, None, None)),
         &env("OTPS_TABLE"),
         dynamo.clone(),
@@ -119,7 +117,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
         })))
         .mount(&aero)
         .await;
-    let via_aero = get_code_with(
+    let via_aero = get_code_over_table(
         AnySms::SmsAero(SmsAero::new(
             aero.uri(),
             "me@example.com".into(),
@@ -182,7 +180,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let no_dynamo = get_code_with(
+    let no_dynamo = get_code_over_table(
         AnySms::Sns(SnsSms::new(aws_sdk_sns::Client::new(&aws), None, None)),
         "t",
         unreachable,
@@ -211,9 +209,80 @@ async fn error_paths_never_log_the_phone_or_the_code() {
         "service_unavailable",
     );
 
+    // 5. The phone is locked after a wrong code (a limit of 2 here; the check
+    // of path 4 did not sign in, so it counts too): both endpoints refuse it.
+    let lockout = [("OTP_MAX_FAILED_CHECKS", "2")];
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let send_code = endpoint::<SendCode>(&lockout).await;
+    assert_error(
+        call(
+            &send_code,
+            post(json!({ "phone": phone, "password": wrong })),
+        )
+        .await,
+        400,
+        "code_invalid",
+    );
+    assert_error(
+        call(
+            &send_code,
+            post(json!({ "phone": phone, "password": code })),
+        )
+        .await,
+        429,
+        "phone_locked",
+    );
+    assert_error(
+        call(
+            &endpoint::<GetCode>(&lockout).await,
+            post(json!({ "phone": phone })),
+        )
+        .await,
+        429,
+        "phone_locked",
+    );
+
+    // 6. Every budget spent: the service's and the country's (0 here), then
+    // the address's (1 here, taken by another phone). The phone's own pending
+    // code answers first (resend_too_soon); the budgets are counted and
+    // logged all the same. SMS go to memory, never to a real provider.
+    let budgets = |overrides: &'static [(&'static str, &'static str)]| {
+        let table = || OtpTable::new(dynamo.clone(), env("OTPS_TABLE"));
+        get_code_with(
+            overrides,
+            table(),
+            MemorySms::default(),
+            Namespaced::new(table()),
+        )
+    };
+    let spent = budgets(&[
+        ("SMS_DAILY_BUDGET", "0"),
+        ("SMS_DAILY_BUDGET_BY_REGION", "RU=0"),
+    ]);
+    let refused = answer(spent.send_code(post(json!({ "phone": phone }))).await);
+    assert_eq!(refused.0, 429, "{refused:?}");
+    let per_ip = budgets(&[("OTP_MAX_SENDS_PER_IP", "1")]);
+    let from = |who: &str| from_ip(post(json!({ "phone": who })), "192.0.2.200");
+    assert_eq!(answer(per_ip.send_code(from(&unique_phone())).await).0, 200);
+    let refused = answer(per_ip.send_code(from(&phone)).await);
+    assert_eq!(refused.0, 429, "{refused:?}");
+
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The spent service budget wrote the line template.yaml's metric filter
+    // counts for SmsBudgetExhaustedAlarm.
+    let (path, value) = metric_filter("SmsBudgetExhaustedMetricFilter");
+    assert!(
+        text.lines().any(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            path.iter().fold(&line, |v, key| &v[key.as_str()]) == &serde_json::json!(value)
+        }),
+        "no log line has {path:?} = {value:?}:\n{text}"
+    );
     // The paths above did log (this test would prove nothing otherwise)...
     for expected in [
+        "region_budget_exhausted",
+        "ip_budget_exhausted",
+        "sms_budget_exhausted",
         "SMS send failed",
         "InvalidParameter",
         "SMS Aero refused",
@@ -245,4 +314,28 @@ async fn error_paths_never_log_the_phone_or_the_code() {
                 .join("\n")
         );
     }
+}
+
+/// The JSON path and value of a `{ $.a.b = "value" }` metric filter in template.yaml.
+fn metric_filter(resource: &str) -> (Vec<String>, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pattern = template["Resources"][resource]["Properties"]["FilterPattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{resource} has a FilterPattern"));
+    let inner = pattern
+        .trim()
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .expect("a JSON filter pattern");
+    let (left, right) = inner.split_once('=').expect("one comparison");
+    let path = left
+        .trim()
+        .strip_prefix("$.")
+        .expect("a $. path")
+        .split('.')
+        .map(str::to_string)
+        .collect();
+    (path, right.trim().trim_matches('"').to_string())
 }

@@ -30,8 +30,9 @@ use support::{env, now, unique_phone};
 #[derive(Clone, Debug)]
 struct LosingAnswers {
     inner: SharedHttpClient,
-    /// (operation, answers still to lose), e.g. ("UpdateItem", 1).
-    plan: Arc<Mutex<(String, u32)>>,
+    /// (operation, answers to let through first, answers still to lose),
+    /// e.g. ("UpdateItem", 0, 1).
+    plan: Arc<Mutex<(String, u32, u32)>>,
     /// Requests for the operation that reached DynamoDB Local.
     sent: Arc<Mutex<u32>>,
 }
@@ -42,14 +43,15 @@ impl LosingAnswers {
             inner: aws_smithy_http_client::Builder::new()
                 .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
                 .build_https(),
-            plan: Arc::new(Mutex::new((String::new(), 0))),
+            plan: Arc::new(Mutex::new((String::new(), 0, 0))),
             sent: Arc::new(Mutex::new(0)),
         }
     }
 
-    /// Loses the answer of the next `operation` request; counts from here.
-    fn lose_next(&self, operation: &str) {
-        *self.plan.lock().unwrap() = (operation.to_string(), 1);
+    /// Lets `skip` answers of `operation` through, then loses the next one;
+    /// counts from here.
+    fn lose_after(&self, operation: &str, skip: u32) {
+        *self.plan.lock().unwrap() = (operation.to_string(), skip, 1);
         *self.sent.lock().unwrap() = 0;
     }
 
@@ -58,7 +60,7 @@ impl LosingAnswers {
     }
 
     fn lost_all_planned(&self) -> bool {
-        self.plan.lock().unwrap().1 == 0
+        self.plan.lock().unwrap().2 == 0
     }
 }
 
@@ -85,6 +87,8 @@ impl HttpConnector for LosingConnector {
                 *client.sent.lock().unwrap() += 1;
                 if plan.1 > 0 {
                     plan.1 -= 1;
+                } else if plan.2 > 0 {
+                    plan.2 -= 1;
                     return Err(ConnectorError::io("connection reset (test)".into()));
                 }
             }
@@ -146,10 +150,24 @@ impl Tables {
     /// Runs `write` with the answer of its first `operation` request lost,
     /// and checks the SDK did send that request again.
     async fn losing_one<T>(&self, operation: &str, write: impl Future<Output = T>) -> T {
-        self.http.lose_next(operation);
+        self.losing_after(operation, 0, write).await
+    }
+
+    /// The same for the answer of the write's `skip + 1`th `operation` request.
+    async fn losing_after<T>(
+        &self,
+        operation: &str,
+        skip: u32,
+        write: impl Future<Output = T>,
+    ) -> T {
+        self.http.lose_after(operation, skip);
         let result = write.await;
         assert!(self.http.lost_all_planned(), "no {operation} was sent");
-        assert_eq!(self.http.sent(), 2, "the SDK sent the {operation} again");
+        assert_eq!(
+            self.http.sent(),
+            skip + 2,
+            "the SDK sent the {operation} again"
+        );
         result
     }
 }
@@ -160,6 +178,17 @@ fn phone() -> Phone {
 
 fn pending(phone: &Phone, hash: &[u8], at: u64) -> PendingCode {
     PendingCode::new(phone.clone(), hash.to_vec(), at, &OtpPolicy::default())
+}
+
+/// The phone's failed checks in the current lockout window, as stored.
+async fn failed_checks(p: &Phone, at: u64) -> i64 {
+    let item = support::raw_otp_item(p).await;
+    let attribute = format!(
+        "failed_checks_{}",
+        OtpPolicy::default().lockout_window(at).index
+    );
+    item.get(&attribute)
+        .map_or(0, |v| v.as_n().unwrap().parse().unwrap())
 }
 
 /// The phone's send count and pending attempts, as stored.
@@ -175,7 +204,7 @@ async fn a_new_windows_code_is_reported_issued_and_counted_once() {
     let (p, at) = (phone(), now());
     let refusal = t
         .losing_one(
-            "PutItem",
+            "UpdateItem",
             t.otps
                 .issue(&pending(&p, b"first", at), &OtpPolicy::default(), at),
         )
@@ -190,11 +219,25 @@ async fn another_code_in_the_window_is_reported_issued_and_counted_once() {
     let t = tables().await;
     let (p, at) = (phone(), now());
     let policy = OtpPolicy::default();
-    t.code_sent(&p, b"first", at).await;
-    assert!(t.otps.consume(&p, b"first").await.unwrap());
+    assert_eq!(
+        t.otps
+            .issue(&pending(&p, b"first", at), &policy, at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        t.otps
+            .consume(&p, b"first", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
+    // The first UpdateItem finds the window open (refused, answered); the
+    // second, which sends the code in it, loses its answer.
     let refusal = t
-        .losing_one(
+        .losing_after(
             "UpdateItem",
+            1,
             t.otps
                 .issue(&pending(&p, b"second", at + 1), &policy, at + 1),
         )
@@ -210,20 +253,38 @@ async fn an_attempt_is_counted_once() {
     let (p, at) = (phone(), now());
     t.code_sent(&p, b"code", at).await;
     let attempt = t
-        .losing_one("UpdateItem", t.otps.count_attempt(&p, 3, at))
+        .losing_one(
+            "UpdateItem",
+            t.otps.count_attempt(&p, &OtpPolicy::default(), at),
+        )
         .await
         .unwrap();
     assert!(matches!(attempt, Attempt::Counted(_)), "{attempt:?}");
     assert_eq!(stored(&p).await, (1, Some(1)));
+    assert_eq!(
+        failed_checks(&p, at).await,
+        1,
+        "and one failed check, not two"
+    );
 }
 
 #[tokio::test]
 async fn a_used_code_is_reported_used_by_this_request() {
     let t = tables().await;
     let (p, at) = (phone(), now());
-    t.code_sent(&p, b"code", at).await;
+    t.otps
+        .issue(&pending(&p, b"code", at), &OtpPolicy::default(), at)
+        .await
+        .unwrap();
+    t.otps
+        .count_attempt(&p, &OtpPolicy::default(), at)
+        .await
+        .unwrap();
     let used = t
-        .losing_one("UpdateItem", t.otps.consume(&p, b"code"))
+        .losing_one(
+            "UpdateItem",
+            t.otps.consume(&p, b"code", &OtpPolicy::default(), at),
+        )
         .await
         .unwrap();
     assert!(
@@ -231,15 +292,28 @@ async fn a_used_code_is_reported_used_by_this_request() {
         "single use, and this request was the one that used it"
     );
     assert_eq!(stored(&p).await, (1, None));
+    assert_eq!(failed_checks(&p, at).await, 0, "its check taken back once");
 }
 
 #[tokio::test]
 async fn a_withdrawn_code_gives_its_send_back_once() {
     let t = tables().await;
     let (p, at) = (phone(), now());
-    t.code_sent(&p, b"first", at).await;
-    assert!(t.otps.consume(&p, b"first").await.unwrap());
-    t.code_sent(&p, b"unsent", at).await;
+    let policy = OtpPolicy::default();
+    t.otps
+        .issue(&pending(&p, b"first", at), &policy, at)
+        .await
+        .unwrap();
+    assert!(
+        t.otps
+            .consume(&p, b"first", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
+    t.otps
+        .issue(&pending(&p, b"unsent", at), &policy, at)
+        .await
+        .unwrap();
     let withdrawn = t
         .losing_one("UpdateItem", t.otps.withdraw(&p, b"unsent"))
         .await

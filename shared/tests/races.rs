@@ -11,11 +11,12 @@ use std::time::Duration;
 use lambda_http::Request;
 use lambda_http::http::Method;
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::{Counters, Source};
 use phone_auth::otp::{OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::store::{OtpStore, Referrer, ReferrerWrite, User, UserStore};
+use phone_auth::store::{CounterStore, OtpStore, Referrer, ReferrerWrite, User, UserStore};
 use serde_json::json;
-use support::memory::{MemoryOtps, MemorySms, MemoryUsers};
+use support::memory::{MemoryCounters, MemoryOtps, MemorySms, MemoryUsers};
 use support::scripted::{Script, Scripted, Step};
 use support::*;
 
@@ -300,7 +301,11 @@ async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
     let (otps, sms, script): (MemoryOtps, MemorySms, Script) = Default::default();
     let phone = new_phone();
     script.at("send", 1, Step::Fail);
-    let endpoint = get_code_over(otps.clone(), Scripted::new(sms.clone(), &script));
+    let endpoint = get_code_over(
+        otps.clone(),
+        Scripted::new(sms.clone(), &script),
+        MemoryCounters::default(),
+    );
 
     assert_error(
         answer(endpoint.send_code(get_code_request(&phone)).await),
@@ -337,6 +342,7 @@ async fn an_unsent_sms_whose_withdraw_fails_is_503_and_holds_the_cooldown() {
     let endpoint = get_code_over(
         Scripted::new(otps.clone(), &script),
         Scripted::new(sms.clone(), &script),
+        MemoryCounters::default(),
     );
 
     assert_error(
@@ -355,4 +361,248 @@ async fn an_unsent_sms_whose_withdraw_fails_is_503_and_holds_the_cooldown() {
         "resend_too_soon",
     );
     assert!(sms.sent().is_empty());
+}
+
+// ---------------------------------------------------------------- get_code's budgets
+
+/// The budgets of a request for `phone` from the address `get_code_request` gives.
+fn counters_for(phone: &Phone, overrides: &[(&str, &str)]) -> Counters {
+    let config = config(overrides);
+    config
+        .send_limits(&config.phone_policy().unwrap())
+        .unwrap()
+        .counters(Source::Unknown, phone.region(), now())
+}
+
+/// A country's budget is spent (another request took its last unit): the
+/// code is withdrawn, the source's and the service's units are given back,
+/// and no SMS goes out.
+#[tokio::test]
+async fn a_spent_budget_withdraws_the_code_and_gives_the_others_back() {
+    let limits = [("SMS_DAILY_BUDGET_BY_REGION", "RU=1")];
+    let (otps, sms, counters) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+    );
+    let phone = new_phone();
+    let region = counters_for(&phone, &limits).region.unwrap();
+    assert!(counters.take(&region).await.unwrap());
+    let endpoint = get_code_with(&limits, otps.clone(), sms.clone(), counters.clone());
+
+    assert_error(
+        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        429,
+        "region_budget_exhausted",
+    );
+    assert!(sms.sent().is_empty());
+    let record = otps.record(&phone).unwrap();
+    assert_eq!((record.pending, record.sends), (None, 0), "withdrawn");
+    assert_eq!(
+        counters.all_taken(),
+        [(region.key.clone(), 1)].into(),
+        "only the other request's unit"
+    );
+}
+
+/// A direct invoke (no source address), so the test knows the source's key.
+fn direct_get_code(phone: &Phone) -> Request {
+    request_without_ip(
+        Method::POST,
+        &json!({ "phone": phone.as_str() }).to_string(),
+        None,
+    )
+}
+
+/// The SMS fails after every budget was taken: all are given back.
+#[tokio::test]
+async fn an_unsent_sms_gives_every_budget_back() {
+    let limits = [("SMS_DAILY_BUDGET_BY_REGION", "RU=5")];
+    let (otps, sms, counters, script) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+        Script::default(),
+    );
+    let phone = new_phone();
+    script.at("send", 1, Step::Fail);
+    let endpoint = get_code_with(
+        &limits,
+        otps.clone(),
+        Scripted::new(sms.clone(), &script),
+        Scripted::new(counters.clone(), &script),
+    );
+
+    assert_error(
+        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        503,
+        "service_unavailable",
+    );
+    assert_eq!((script.calls("take"), script.calls("give_back")), (3, 3));
+    assert!(
+        counters.all_taken().is_empty(),
+        "{:?}",
+        counters.all_taken()
+    );
+    assert_eq!(otps.record(&phone).unwrap().sends, 0);
+    // And the next request finds every budget as it was.
+    assert_eq!(
+        answer(endpoint.send_code(direct_get_code(&phone)).await).0,
+        200
+    );
+    let all: Vec<_> = counters_for(&phone, &limits)
+        .all()
+        .map(|c| counters.taken(c))
+        .collect();
+    assert_eq!(all, [1, 1, 1]);
+}
+
+/// Storage fails for one budget: 503, and nothing stays taken or stored.
+#[tokio::test]
+async fn a_budget_storage_failure_is_503_and_leaves_nothing_taken() {
+    let (otps, sms, counters, script) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+        Script::default(),
+    );
+    let phone = new_phone();
+    script.at("take", 1, Step::Fail);
+    let endpoint = get_code_over(
+        otps.clone(),
+        sms.clone(),
+        Scripted::new(counters.clone(), &script),
+    );
+
+    assert_error(
+        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        503,
+        "service_unavailable",
+    );
+    assert!(sms.sent().is_empty());
+    assert!(counters.all_taken().is_empty());
+    assert_eq!(otps.record(&phone).unwrap().pending, None);
+}
+
+/// The phone's own rules refuse (a code is pending from a moment ago): the
+/// budgets taken alongside are given back.
+#[tokio::test]
+async fn a_refused_phone_gives_the_budgets_back() {
+    let (otps, sms, counters) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+    );
+    let phone = new_phone();
+    code_sent(&otps, &phone, "1234").await;
+    let endpoint = get_code_over(otps.clone(), sms.clone(), counters.clone());
+
+    assert_error(
+        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        429,
+        "resend_too_soon",
+    );
+    assert!(sms.sent().is_empty());
+    assert!(counters.all_taken().is_empty());
+    assert_eq!(
+        otps.record(&phone).unwrap().sends,
+        1,
+        "the earlier code stays"
+    );
+}
+
+/// A test number never reaches the SMS sender nor any budget — even with the
+/// service's budget at 0 — and signs in with its fixed code.
+#[tokio::test]
+async fn a_test_number_never_reaches_the_sms_sender() {
+    let phone = new_phone();
+    let numbers = format!("{}:4321", phone.as_str());
+    let config = [
+        ("TEST_PHONE_NUMBERS", numbers.as_str()),
+        ("TEST_PHONE_NUMBERS_EXPIRE", "2099-12-31"),
+        ("SMS_DAILY_BUDGET", "0"),
+    ];
+    let (otps, sms, counters, users, script) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+        MemoryUsers::default(),
+        Script::default(),
+    );
+    let get_code = get_code_with(
+        &config,
+        otps.clone(),
+        Scripted::new(sms.clone(), &script),
+        Scripted::new(counters.clone(), &script),
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            answer(get_code.send_code(get_code_request(&phone)).await).0,
+            200
+        );
+        let (status, body) = answer(
+            send_code_over(otps.clone(), users.clone())
+                .sign_in(send_code_request(&phone, "4321"))
+                .await,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!((script.calls("send"), script.calls("take")), (0, 0));
+    assert!(sms.sent().is_empty());
+    assert!(counters.all_taken().is_empty());
+    // An ordinary phone at the same moment: the budget of 0 refuses it.
+    assert_error(
+        answer(get_code.send_code(get_code_request(&new_phone())).await),
+        503,
+        "sms_budget_exhausted",
+    );
+}
+
+/// Wrong codes up to the limit lock the phone for get_code (no SMS) and
+/// send_code, whichever code comes next.
+#[tokio::test]
+async fn a_locked_phone_gets_no_sms_and_no_check() {
+    let lockout = [("OTP_MAX_FAILED_CHECKS", "3")];
+    let (otps, sms, counters, users) = (
+        MemoryOtps::default(),
+        MemorySms::default(),
+        MemoryCounters::default(),
+        MemoryUsers::default(),
+    );
+    let phone = new_phone();
+    let get_code = get_code_with(&lockout, otps.clone(), sms.clone(), counters.clone());
+    let send_code = phone_auth::endpoints::SendCode {
+        otp_policy: config(&lockout).otp_policy().unwrap(),
+        ..send_code_over(otps.clone(), users.clone())
+    };
+    assert_eq!(
+        answer(get_code.send_code(get_code_request(&phone)).await).0,
+        200
+    );
+    let code: String = sms.sent()[0]
+        .1
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(4)
+        .collect();
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    for _ in 0..3 {
+        assert_error(
+            answer(send_code.sign_in(send_code_request(&phone, wrong)).await),
+            400,
+            "code_invalid",
+        );
+    }
+    assert_error(
+        answer(send_code.sign_in(send_code_request(&phone, &code)).await),
+        429,
+        "phone_locked",
+    );
+    assert_error(
+        answer(get_code.send_code(get_code_request(&phone)).await),
+        429,
+        "phone_locked",
+    );
+    assert_eq!(sms.sent().len(), 1);
+    assert_eq!(users.user(&phone), None);
 }

@@ -539,6 +539,19 @@ fn parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
             ],
         ),
         own(
+            "budgets and test phone numbers",
+            &[
+                ("Stage", "prod"),
+                ("AlarmEmail", "ops@example.com"),
+                ("PhoneAllowedRegions", "RU,KZ"),
+                ("OtpMaxSendsPerIp", "20"),
+                ("SmsDailyBudget", "0"),
+                ("SmsDailyBudgetByRegion", "RU=50000,KZ=2000"),
+                ("TestPhoneNumbers", "+79990000000:1234,8 999 000-00-01:5678"),
+                ("TestPhoneNumbersExpire", "2099-12-31"),
+            ],
+        ),
+        own(
             "SNS with a sender ID, CORS and alarm e-mail",
             &[
                 ("SmsProvider", "sns"),

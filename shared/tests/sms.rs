@@ -3,10 +3,8 @@
 
 mod support;
 
-use phone_auth::adapters::dynamo::OtpTable;
 use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
 use phone_auth::endpoints::{GetCode, SendCode};
-use phone_auth::otp::CodeHasher;
 use phone_auth::sms::SmsSender;
 use serde_json::{Value, json};
 use support::*;
@@ -51,14 +49,9 @@ async fn sns_publishes_the_message_to_the_phone() {
 
 #[tokio::test]
 async fn sign_in_through_sns_with_the_code_from_the_sms() {
-    let config = config(&[]);
     let get_code = GetCode {
-        otps: OtpTable::new(dynamo().await, env("OTPS_TABLE")),
         sms: AnySms::Sns(SnsSms::new(sns_client().await, None, None)),
-        hasher: CodeHasher::new(&config.otp_hmac_key().unwrap()),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
-        texts: config.sms_texts().unwrap(),
+        ..endpoint::<GetCode>(&[]).await
     };
     let phone = unique_phone();
     let (status, body) = call(&get_code, post(json!({ "phone": phone }))).await;
@@ -175,9 +168,13 @@ async fn the_provider_is_chosen_by_configuration() {
 /// The text follows the phone's country unless the request names a language.
 #[tokio::test]
 async fn the_message_is_russian_for_russian_speaking_countries_and_english_elsewhere() {
-    use support::memory::{MemoryOtps, MemorySms};
+    use support::memory::{MemoryCounters, MemoryOtps, MemorySms};
     let sms = MemorySms::default();
-    let endpoint = get_code_over(MemoryOtps::default(), sms.clone());
+    let endpoint = get_code_over(
+        MemoryOtps::default(),
+        sms.clone(),
+        MemoryCounters::default(),
+    );
     let send = |body: Value| {
         let endpoint = &endpoint;
         async move { answer(endpoint.send_code(post(body)).await) }

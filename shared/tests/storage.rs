@@ -14,10 +14,14 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::{Counter, SendLimits, Source};
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
-use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
-use support::{dynamo, env, now, unique_phone};
+use phone_auth::store::{
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
+};
+use phonenumber::country;
+use support::{Namespaced, dynamo, env, now, unique_phone};
 use tokio::sync::Barrier;
 
 async fn otps() -> OtpTable {
@@ -78,8 +82,17 @@ async fn a_recent_code_blocks_a_new_one_until_the_cooldown_passes() {
     );
     // 60 s later the old code is replaced, in the same send window.
     assert_eq!(issue(&otps, &p, b"third", t + 60).await, None);
-    assert!(!otps.consume(&p, b"first").await.unwrap());
-    assert!(otps.consume(&p, b"third").await.unwrap());
+    assert!(
+        !otps
+            .consume(&p, b"first", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        otps.consume(&p, b"third", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -118,7 +131,11 @@ async fn used_codes_still_count_and_the_next_code_needs_no_cooldown() {
             None,
             "code {n}"
         );
-        assert!(otps.consume(&p, &[n]).await.unwrap());
+        assert!(
+            otps.consume(&p, &[n], &OtpPolicy::default(), now())
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(
         issue(&otps, &p, b"sixth", t + 5).await,
@@ -146,7 +163,7 @@ async fn a_withdrawn_code_is_not_counted_and_leaves_no_cooldown() {
         Some(SendRefusal::WindowFull { retry_after: 3200 })
     );
     assert!(matches!(
-        otps.count_attempt(&p, 3, t + 241).await.unwrap(),
+        otps.count_attempt(&p, &OtpPolicy::default(), t + 241).await.unwrap(),
         Attempt::Counted(code) if code.code_hash == b"fifth"
     ));
 }
@@ -291,7 +308,9 @@ async fn issue_opens_a_new_window_when_the_item_vanishes_before_its_update() {
         (1, t)
     );
     assert!(
-        otps.consume(&p, b"second").await.unwrap(),
+        otps.consume(&p, b"second", &OtpPolicy::default(), now())
+            .await
+            .unwrap(),
         "the code stored"
     );
 }
@@ -316,8 +335,17 @@ async fn issue_is_refused_when_another_code_goes_out_before_its_update() {
     );
     assert!(another_request.ran());
     assert_eq!(number(&support::raw_otp_item(&p).await, "sends"), 2);
-    assert!(!otps.consume(&p, b"mine").await.unwrap());
-    assert!(otps.consume(&p, b"other").await.unwrap());
+    assert!(
+        !otps
+            .consume(&p, b"mine", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        otps.consume(&p, b"other", &OtpPolicy::default(), now())
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -325,18 +353,29 @@ async fn attempts_are_counted_up_to_the_limit_then_refused() {
     let otps = otps().await;
     let p = phone();
     let t = now();
-    assert_eq!(otps.count_attempt(&p, 3, t).await.unwrap(), Attempt::NoCode);
+    assert_eq!(
+        otps.count_attempt(&p, &OtpPolicy::default(), t)
+            .await
+            .unwrap(),
+        Attempt::NoCode
+    );
     otps.issue(&pending(&p, b"hash", t), &OtpPolicy::default(), t)
         .await
         .unwrap();
     for expected in 1..=3 {
-        match otps.count_attempt(&p, 3, t).await.unwrap() {
+        match otps
+            .count_attempt(&p, &OtpPolicy::default(), t)
+            .await
+            .unwrap()
+        {
             Attempt::Counted(code) => assert_eq!(code.attempts, expected),
             other => panic!("attempt {expected}: {other:?}"),
         }
     }
     assert_eq!(
-        otps.count_attempt(&p, 3, t).await.unwrap(),
+        otps.count_attempt(&p, &OtpPolicy::default(), t)
+            .await
+            .unwrap(),
         Attempt::Exhausted
     );
 }
@@ -354,7 +393,9 @@ async fn expired_codes_are_refused_even_before_ttl_deletes_them() {
     .await
     .unwrap();
     assert_eq!(
-        otps.count_attempt(&p, 3, t).await.unwrap(),
+        otps.count_attempt(&p, &OtpPolicy::default(), t)
+            .await
+            .unwrap(),
         Attempt::Expired
     );
 }
@@ -370,7 +411,11 @@ async fn parallel_attempts_never_exceed_the_limit() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let (otps, p) = (otps.clone(), p.clone());
-        tasks.spawn(async move { otps.count_attempt(&p, 3, t).await.unwrap() });
+        tasks.spawn(async move {
+            otps.count_attempt(&p, &OtpPolicy::default(), t)
+                .await
+                .unwrap()
+        });
     }
     let outcomes = tasks.join_all().await;
     let counted = outcomes
@@ -391,7 +436,11 @@ async fn a_code_is_consumed_once() {
     otps.issue(&pending(&p, b"hash", now()), &OtpPolicy::default(), now())
         .await
         .unwrap();
-    let (a, b) = tokio::join!(otps.consume(&p, b"hash"), otps.consume(&p, b"hash"));
+    let policy = OtpPolicy::default();
+    let (a, b) = tokio::join!(
+        otps.consume(&p, b"hash", &policy, now()),
+        otps.consume(&p, b"hash", &policy, now())
+    );
     assert_eq!(
         [a.unwrap(), b.unwrap()]
             .iter()
@@ -400,7 +449,9 @@ async fn a_code_is_consumed_once() {
         1
     );
     assert_eq!(
-        otps.count_attempt(&p, 3, now()).await.unwrap(),
+        otps.count_attempt(&p, &OtpPolicy::default(), now())
+            .await
+            .unwrap(),
         Attempt::NoCode
     );
 }
@@ -653,7 +704,319 @@ async fn the_write_is_refused_when_the_chain_top_moved() {
 #[tokio::test]
 async fn storage_failures_are_errors_not_answers() {
     let missing = OtpTable::new(dynamo().await, "no-such-table".into());
-    assert!(missing.count_attempt(&phone(), 3, now()).await.is_err());
+    assert!(
+        missing
+            .count_attempt(&phone(), &OtpPolicy::default(), now())
+            .await
+            .is_err()
+    );
     let missing = UserTable::new(dynamo().await, "no-such-table".into());
     assert!(missing.get(&phone()).await.is_err());
+}
+
+// ---------------------------------------------------------------- failed-check lockout
+
+/// A policy with room for many attempts per code, so only the lockout limits.
+fn lockout_policy(max_failed_checks: u32) -> OtpPolicy {
+    OtpPolicy {
+        max_attempts: 10,
+        max_failed_checks,
+        ..OtpPolicy::default()
+    }
+}
+
+async fn count(otps: &OtpTable, p: &Phone, policy: &OtpPolicy, at: u64) -> Attempt {
+    otps.count_attempt(p, policy, at).await.unwrap()
+}
+
+/// Every check counts as failed until it signs in, across codes: the limit −
+/// 1'th leaves the phone open, the limit'th locks it for checks and for new
+/// codes until the lockout window (a UTC day) ends.
+#[tokio::test]
+async fn failed_checks_lock_the_phone_at_the_limit_across_codes() {
+    let otps = otps().await;
+    let policy = lockout_policy(4);
+    let p = phone();
+    let t = now();
+    let day_end = policy.lockout_window(t).end;
+    otps.issue(&pending(&p, b"first", t - 120), &policy, t - 120)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            count(&otps, &p, &policy, t).await,
+            Attempt::Counted(_)
+        ));
+    }
+    // Three failed: a new code may still go, and be checked once more.
+    assert_eq!(
+        otps.issue(&pending(&p, b"second", t), &policy, t)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        count(&otps, &p, &policy, t).await,
+        Attempt::Counted(code) if code.code_hash == b"second"
+    ));
+    let locked = Attempt::Locked {
+        retry_after: day_end - t,
+    };
+    assert_eq!(count(&otps, &p, &policy, t).await, locked);
+    assert_eq!(
+        otps.issue(&pending(&p, b"third", t + 60), &policy, t + 60)
+            .await
+            .unwrap(),
+        Some(SendRefusal::Locked {
+            retry_after: day_end - t - 60
+        })
+    );
+    // The right code is refused as well, and nothing was counted for it.
+    assert!(!otps.consume(&p, b"third", &policy, t).await.unwrap());
+    let item = support::raw_otp_item(&p).await;
+    let failed = format!("failed_checks_{}", policy.lockout_window(t).index);
+    assert_eq!((number(&item, &failed), number(&item, "attempts")), (4, 1));
+    assert!(
+        number(&item, "expires_at") >= day_end,
+        "kept past the lockout"
+    );
+}
+
+/// A check that signs in is taken back out of the failed ones: a user who
+/// signs in every day never comes near the lockout.
+#[tokio::test]
+async fn a_check_that_signs_in_is_not_a_failed_one() {
+    let otps = otps().await;
+    let policy = lockout_policy(2);
+    let p = phone();
+    let t = now();
+    for n in 0..5u8 {
+        let at = t + u64::from(n);
+        otps.issue(&pending(&p, &[n], at), &policy, at)
+            .await
+            .unwrap();
+        assert!(matches!(
+            count(&otps, &p, &policy, at).await,
+            Attempt::Counted(_)
+        ));
+        assert!(otps.consume(&p, &[n], &policy, at).await.unwrap());
+    }
+    let item = support::raw_otp_item(&p).await;
+    let failed = format!("failed_checks_{}", policy.lockout_window(t).index);
+    assert_eq!(number(&item, &failed), 0);
+}
+
+/// The lockout ends with its window: the first check of the next one is
+/// counted in a fresh count, and the previous window's count is removed.
+#[tokio::test]
+async fn a_new_lockout_window_unlocks_the_phone() {
+    let otps = otps().await;
+    let policy = lockout_policy(2);
+    let p = phone();
+    let last_second = policy.lockout_window(now()).end - 1;
+    otps.issue(
+        &pending(&p, b"code", last_second - 10),
+        &policy,
+        last_second - 10,
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        count(&otps, &p, &policy, last_second).await;
+    }
+    assert_eq!(
+        count(&otps, &p, &policy, last_second).await,
+        Attempt::Locked { retry_after: 1 }
+    );
+    let next = last_second + 1;
+    assert!(matches!(
+        count(&otps, &p, &policy, next).await,
+        Attempt::Counted(_)
+    ));
+    let item = support::raw_otp_item(&p).await;
+    let window = |at: u64| format!("failed_checks_{}", policy.lockout_window(at).index);
+    assert_eq!(number(&item, &window(next)), 1);
+    assert!(!item.contains_key(&window(last_second)), "{item:?}");
+}
+
+/// Twenty parallel guesses with two failed checks left: exactly two are
+/// counted (and may be compared), eighteen are refused as locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_checks_never_exceed_the_failed_check_limit() {
+    let otps = Arc::new(otps().await);
+    let policy = Arc::new(lockout_policy(4));
+    let p = phone();
+    let t = now();
+    otps.issue(&pending(&p, b"hash", t), &policy, t)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        count(&otps, &p, &policy, t).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (otps, p, policy) = (otps.clone(), p.clone(), policy.clone());
+        tasks.spawn(async move { otps.count_attempt(&p, &policy, t).await.unwrap() });
+    }
+    let outcomes = tasks.join_all().await;
+    let counted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Attempt::Counted(_)))
+        .count();
+    let locked = outcomes
+        .iter()
+        .filter(|o| matches!(o, Attempt::Locked { .. }))
+        .count();
+    assert_eq!((counted, locked), (2, 18));
+}
+
+// ---------------------------------------------------------------- budgets
+
+/// Small budgets, so each counter's edge is a few requests away.
+fn small_limits(limit: u64) -> SendLimits {
+    SendLimits {
+        max_per_source_per_hour: limit,
+        daily_budget: limit,
+        region_daily_budgets: vec![(country::Id::KZ, limit)],
+    }
+}
+
+/// The three counters of one request at `at`, from a source of their own,
+/// under keys of this test's own (the service's day is shared by every test).
+fn counters_at(namespace: &Namespaced<OtpTable>, limit: u64, at: u64) -> Vec<Counter> {
+    let source = Source::from_text(Some(&format!(
+        "2001:db8:{:x}:{:x}::1",
+        rand::random::<u16>(),
+        rand::random::<u16>()
+    )));
+    small_limits(limit)
+        .counters(source, Some(country::Id::KZ), at)
+        .all()
+        .map(|c| namespace.key(c))
+        .collect()
+}
+
+async fn namespace() -> Namespaced<OtpTable> {
+    Namespaced::new(otps().await)
+}
+
+/// Each counter takes limit − 1 units, then the limit'th, then refuses; a
+/// unit given back can be taken again; the count never goes below zero; the
+/// item expires (TTL) when its window ends.
+#[tokio::test]
+async fn every_budget_counts_to_its_limit_then_refuses() {
+    let ns = namespace().await;
+    let t = now();
+    for counter in counters_at(&ns, 3, t) {
+        let what = &counter.key;
+        for n in 1..3 {
+            assert!(ns.counters.take(&counter).await.unwrap(), "{what}: {n}");
+        }
+        assert!(
+            ns.counters.take(&counter).await.unwrap(),
+            "{what}: the limit"
+        );
+        assert!(
+            !ns.counters.take(&counter).await.unwrap(),
+            "{what}: past it"
+        );
+        let item = raw_counter(&counter.key).await;
+        assert_eq!(number(&item, "taken"), 3, "{what}");
+        assert_eq!(number(&item, "expires_at"), counter.window_end, "{what}");
+
+        ns.counters.give_back(&counter).await.unwrap();
+        assert!(
+            ns.counters.take(&counter).await.unwrap(),
+            "{what}: given back"
+        );
+        for _ in 0..5 {
+            ns.counters.give_back(&counter).await.unwrap();
+        }
+        assert_eq!(number(&raw_counter(&counter.key).await, "taken"), 0);
+        // Nothing to give back on a counter never taken: no item appears.
+        let never = Counter {
+            key: format!("{}-never", counter.key),
+            ..counter.clone()
+        };
+        ns.counters.give_back(&never).await.unwrap();
+        assert!(raw_counter_opt(&never.key).await.is_none(), "{what}");
+    }
+}
+
+/// A spent budget is full again in its next window: the next clock hour for
+/// the source, the next UTC day for the country and the service.
+#[tokio::test]
+async fn every_budget_is_full_again_in_its_next_window() {
+    let ns = namespace().await;
+    let t = now();
+    let limits = small_limits(1);
+    let source = Source::from_text(Some("198.51.100.7"));
+    let at = |at: u64| -> Vec<Counter> {
+        limits
+            .counters(source, Some(country::Id::KZ), at)
+            .all()
+            .map(|c| ns.key(c))
+            .collect()
+    };
+    let day_end = (t / 86_400 + 1) * 86_400;
+    // The last second of the day is the last second of an hour too.
+    let last = at(day_end - 1);
+    let next = at(day_end);
+    for (spent, fresh) in last.iter().zip(&next) {
+        assert!(ns.counters.take(spent).await.unwrap());
+        assert!(!ns.counters.take(spent).await.unwrap(), "{}", spent.key);
+        assert_ne!(spent.key, fresh.key);
+        assert!(ns.counters.take(fresh).await.unwrap(), "{}", fresh.key);
+    }
+    // Within the day the source's next hour is a new window; the day's are not.
+    let hour_end = (t / 3600 + 1) * 3600;
+    if hour_end < day_end {
+        let (this_hour, next_hour) = (at(hour_end - 1), at(hour_end));
+        assert_ne!(this_hour[0].key, next_hour[0].key);
+        assert_eq!(this_hour[2].key, next_hour[2].key);
+    }
+}
+
+/// Concurrent takes at the limit: of 20 at once on a budget of 5, exactly 5
+/// succeed, for every counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_takes_let_exactly_the_limit_through() {
+    let ns = Arc::new(namespace().await);
+    for counter in counters_at(&ns, 5, now()) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (ns, counter) = (ns.clone(), counter.clone());
+            tasks.spawn(async move { ns.counters.take(&counter).await.unwrap() });
+        }
+        let taken = tasks.join_all().await.into_iter().filter(|t| *t).count();
+        assert_eq!(taken, 5, "{}", counter.key);
+        assert_eq!(number(&raw_counter(&counter.key).await, "taken"), 5);
+    }
+}
+
+async fn raw_counter_opt(key: &str) -> Option<HashMap<String, AttributeValue>> {
+    dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key("phone", AttributeValue::S(key.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+async fn raw_counter(key: &str) -> HashMap<String, AttributeValue> {
+    raw_counter_opt(key).await.expect("the counter has an item")
+}
+
+#[tokio::test]
+async fn counter_failures_are_errors_not_answers() {
+    let missing = OtpTable::new(dynamo().await, "no-such-table".into());
+    let counter = small_limits(1)
+        .counters(Source::Unknown, None, now())
+        .service;
+    assert!(missing.take(&counter).await.is_err());
+    assert!(missing.give_back(&counter).await.is_err());
 }

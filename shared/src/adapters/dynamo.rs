@@ -7,20 +7,25 @@
 //!     the same transaction as the user, it makes codes unique (a GSI cannot),
 //!     and resolves a code to its owner with a consistent read.
 //!   - GSI `referrer-index` (`referrer_phone`, `referred_at`): a user's referrals.
-//! * Otps table, key `phone`: the phone's send window (`window_start`,
-//!   `sends`, `created_at` of the last send) and, while one is pending, its
-//!   code (`code_hash`, `attempts`, `code_expires_at` — checked in code, TTL
-//!   deletes late). Using or withdrawing a code removes only the code's
-//!   attributes; `expires_at`, the TTL attribute, is an hour after the last send.
-//!   `issued_by`, `attempt_by`, `ended_by`: the nonce of the request that last
-//!   wrote, so a write the SDK resent after losing its answer is recognised
-//!   (tests/lost_answers.rs).
+//! * Otps table, key `phone`, two kinds of item:
+//!   - a phone's (key: E.164): its send window (`window_start`, `sends`,
+//!     `created_at` of the last send) and, while one is pending, its code
+//!     (`code_hash`, `attempts`, `code_expires_at` — checked in code, TTL
+//!     deletes late); `failed_checks_<n>`: checks that did not sign in during
+//!     lockout window `n`. Using or withdrawing a code removes only the code's
+//!     attributes; `expires_at`, the TTL attribute, is the send window or the
+//!     lockout window after the last write, whichever is longer.
+//!     `issued_by`, `attempt_by`, `ended_by`: the nonce of the request that
+//!     last wrote, so a write the SDK resent after losing its answer is
+//!     recognised (tests/lost_answers.rs).
+//!   - a budget's counter (key `IP#<source>#<hour>`, `REGION#<cc>#<day>`,
+//!     `SMS#<day>`; never a phone, which starts with `+`): `taken`, and
+//!     `expires_at` at the end of its window.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
@@ -34,10 +39,11 @@ use serde::{Deserialize, Serialize};
 
 use super::aws_error_kind;
 use crate::invite::InviteCode;
-use crate::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
+use crate::limits::Counter;
+use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
 use crate::store::{
-    Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
 };
 
 pub const REFERRER_INDEX: &str = "referrer-index";
@@ -67,33 +73,33 @@ fn encode(value: &impl Serialize) -> Item {
 
 // ---------------------------------------------------------------- one-time codes
 
-/// A phone's item: the send window, and the pending code while there is one.
-#[derive(Serialize, Deserialize)]
+/// A phone's item: the send window, the pending code while there is one, and
+/// the failed checks of recent lockout windows (`failed_checks_<window>`, one
+/// attribute per window, read separately: see [`failed_attribute`]).
+#[derive(Deserialize)]
 struct OtpItem {
     phone: String,
     window_start: u64,
     sends: u32,
     /// When the last code was sent (kept after it is used: it is history).
     created_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     code_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     attempts: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     code_expires_at: Option<u64>,
-    /// The requests that last issued a code, counted an attempt, and used or
-    /// withdrew the code, so a request the SDK sent twice (its first answer
-    /// lost) recognises its own write instead of reporting a refusal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The requests that last issued a code and counted an attempt (and
+    /// `ended_by`, read by `end_code`: the one that used or withdrew it), so a
+    /// request the SDK sent twice (its first answer lost) recognises its own
+    /// write instead of reporting a refusal.
+    #[serde(default)]
     issued_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     attempt_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ended_by: Option<String>,
-    /// The table's TTL attribute. Every send moves it to an hour after the
-    /// send: past the window's end and the code's expiry (the configuration
-    /// keeps OTP_TTL_SECONDS <= OTP_SEND_WINDOW_SECONDS).
-    expires_at: u64,
+    /// Failed checks in the lockout window the item was read for.
+    #[serde(skip)]
+    failed_checks: u32,
 }
 
 impl OtpItem {
@@ -102,6 +108,7 @@ impl OtpItem {
             window_start: self.window_start,
             sends: self.sends,
             pending_since: self.code_hash.as_ref().map(|_| self.created_at),
+            failed_checks: self.failed_checks,
         }
     }
 
@@ -123,10 +130,30 @@ impl OtpItem {
     }
 }
 
-fn otp_item(item: Option<&Item>) -> Result<Option<OtpItem>, StoreError> {
-    item.filter(|i| !i.is_empty())
-        .map(|i| decode::<OtpItem>(i.clone()))
-        .transpose()
+/// The attribute counting a phone's failed checks in one lockout window.
+/// One attribute per window, so counting is a single `ADD` whatever the
+/// window before (a rollover needs no reset, hence no second request); each
+/// check removes the previous window's attribute, and the item's TTL the rest.
+fn failed_attribute(window: LockoutWindow) -> String {
+    format!("failed_checks_{}", window.index)
+}
+
+/// The item as stored, with the failed checks of `window`.
+fn otp_item(item: Option<&Item>, window: LockoutWindow) -> Result<Option<OtpItem>, StoreError> {
+    let Some(item) = item.filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    let mut decoded = decode::<OtpItem>(item.clone())?;
+    decoded.failed_checks = match item.get(&failed_attribute(window)) {
+        None => 0,
+        Some(value) => value
+            .as_n()
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+            .ok_or_else(|| StoreError("stored failed checks are not a number".into()))?
+            .clamp(0, i64::from(u32::MAX)) as u32,
+    };
+    Ok(Some(decoded))
 }
 
 /// A fresh random id for one logical write (the SDK resends the same request on retry).
@@ -154,6 +181,9 @@ impl IssueStep {
     }
 }
 
+/// The condition every new code needs: the phone is not locked.
+const NOT_LOCKED: &str = "(attribute_not_exists(#failed) OR #failed < :max_failed)";
+
 #[derive(Clone, Debug)]
 pub struct OtpTable {
     client: Client,
@@ -165,8 +195,10 @@ impl OtpTable {
         OtpTable { client, table }
     }
 
-    /// The first code of a new window: written if the phone has no item, or
-    /// its window is over and no code is pending from within the cooldown.
+    /// The first code of a new window: written if the phone has no window
+    /// yet, or its window is over and no code is pending from within the
+    /// cooldown; never to a locked phone. An update, not a put, so the
+    /// failed checks of the lockout window survive a new send window.
     async fn open_window(
         &self,
         code: &PendingCode,
@@ -174,28 +206,30 @@ impl OtpTable {
         now: u64,
     ) -> Result<IssueStep, StoreError> {
         let nonce = request_nonce();
-        let item = OtpItem {
-            phone: code.phone.as_str().to_string(),
-            window_start: now,
-            sends: 1,
-            created_at: now,
-            code_hash: Some(BASE64.encode(&code.code_hash)),
-            attempts: Some(0),
-            code_expires_at: Some(code.expires_at),
-            issued_by: Some(nonce.clone()),
-            attempt_by: None,
-            ended_by: None,
-            expires_at: now + policy.send_window_seconds,
-        };
+        let lockout = policy.lockout_window(now);
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(encode(&item)))
-            .condition_expression(
-                "attribute_not_exists(phone) OR (window_start <= :window_edge \
-                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge))",
+            .key("phone", s(code.phone.as_str()))
+            .update_expression(
+                "SET window_start = :now, sends = :one, created_at = :now, code_hash = :hash, \
+                 attempts = :zero, code_expires_at = :code_expires, issued_by = :nonce, \
+                 expires_at = :ttl REMOVE attempt_by, ended_by",
             )
+            .condition_expression(format!(
+                "(attribute_not_exists(window_start) OR (window_start <= :window_edge \
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge))) \
+                 AND {NOT_LOCKED}"
+            ))
+            .expression_attribute_names("#failed", failed_attribute(lockout))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":hash", s(&BASE64.encode(&code.code_hash)))
+            .expression_attribute_values(":code_expires", n(code.expires_at))
+            .expression_attribute_values(":nonce", s(&nonce))
+            .expression_attribute_values(":ttl", n(now + policy.item_lifetime()))
             .expression_attribute_values(
                 ":window_edge",
                 n(now.saturating_sub(policy.send_window_seconds)),
@@ -204,23 +238,25 @@ impl OtpTable {
                 ":cooldown_edge",
                 n(now.saturating_sub(policy.resend_cooldown_seconds)),
             )
+            .expression_attribute_values(":max_failed", n(policy.max_failed_checks))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item())?).of_request(&nonce))
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(IssueStep::Refused(otp_item(failed.item(), lockout)?).of_request(&nonce))
                 }
                 _ => Err(unavailable(err)),
             },
         }
     }
 
-    /// Another code in the open window: written if the window has room and no
-    /// code is pending from within the cooldown. The condition is the rule
-    /// itself, not "unchanged since read", so racing requests need no retry.
+    /// Another code in the open window: written if the window has room, no
+    /// code is pending from within the cooldown and the phone is not locked.
+    /// The condition is the rule itself, not "unchanged since read", so
+    /// racing requests need no retry.
     async fn send_again(
         &self,
         code: &PendingCode,
@@ -228,6 +264,7 @@ impl OtpTable {
         now: u64,
     ) -> Result<IssueStep, StoreError> {
         let nonce = request_nonce();
+        let lockout = policy.lockout_window(now);
         let result = self
             .client
             .update_item()
@@ -238,16 +275,18 @@ impl OtpTable {
                  code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl, \
                  issued_by = :nonce REMOVE attempt_by",
             )
-            .condition_expression(
+            .condition_expression(format!(
                 "window_start > :window_edge AND sends < :max \
-                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge)",
-            )
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge) \
+                 AND {NOT_LOCKED}"
+            ))
+            .expression_attribute_names("#failed", failed_attribute(lockout))
             .expression_attribute_values(":hash", s(&BASE64.encode(&code.code_hash)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":code_expires", n(code.expires_at))
-            .expression_attribute_values(":ttl", n(now + policy.send_window_seconds))
+            .expression_attribute_values(":ttl", n(now + policy.item_lifetime()))
             .expression_attribute_values(":nonce", s(&nonce))
             .expression_attribute_values(
                 ":window_edge",
@@ -258,6 +297,7 @@ impl OtpTable {
                 ":cooldown_edge",
                 n(now.saturating_sub(policy.resend_cooldown_seconds)),
             )
+            .expression_attribute_values(":max_failed", n(policy.max_failed_checks))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -265,29 +305,31 @@ impl OtpTable {
             Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item())?).of_request(&nonce))
+                    Ok(IssueStep::Refused(otp_item(failed.item(), lockout)?).of_request(&nonce))
                 }
                 _ => Err(unavailable(err)),
             },
         }
     }
 
-    /// Removes the pending code if it is still `code_hash` (and, for a code
-    /// whose SMS was never sent, gives its send back); true if this request
-    /// removed it, also when the SDK had to resend the request after a lost
-    /// response.
+    /// Removes the pending code if it is still `code_hash` — and, for a code
+    /// whose SMS was never sent, gives its send back; for a code used to sign
+    /// in, takes its check out of the failed ones (`refund`). True if this
+    /// request removed it, also when the SDK had to resend the request after
+    /// a lost response.
     async fn end_code(
         &self,
         phone: &Phone,
         code_hash: &[u8],
-        give_send_back: bool,
+        end: CodeEnd,
     ) -> Result<bool, StoreError> {
         let nonce = request_nonce();
         let mut update = String::from(
             "REMOVE code_hash, attempts, code_expires_at, attempt_by SET ended_by = :nonce",
         );
-        if give_send_back {
-            update.push_str(", sends = sends - :one");
+        match end {
+            CodeEnd::Withdrawn => update.push_str(", sends = sends - :one"),
+            CodeEnd::Used { .. } => update.push_str(" ADD #failed :minus_one"),
         }
         let mut request = self
             .client
@@ -299,20 +341,36 @@ impl OtpTable {
             .expression_attribute_values(":hash", s(&BASE64.encode(code_hash)))
             .expression_attribute_values(":nonce", s(&nonce))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if give_send_back {
-            request = request.expression_attribute_values(":one", n(1));
-        }
+        request = match end {
+            CodeEnd::Withdrawn => request.expression_attribute_values(":one", n(1)),
+            CodeEnd::Used { refund } => request
+                .expression_attribute_names("#failed", failed_attribute(refund))
+                .expression_attribute_values(":minus_one", n(-1)),
+        };
         match request.send().await {
             Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let old = otp_item(failed.item())?;
-                    Ok(old.is_some_and(|o| o.ended_by.as_deref() == Some(nonce.as_str())))
+                    let ended_by = failed
+                        .item()
+                        .and_then(|item| item.get("ended_by"))
+                        .and_then(|v| v.as_s().ok());
+                    Ok(ended_by == Some(&nonce))
                 }
                 _ => Err(unavailable(err)),
             },
         }
     }
+}
+
+/// Why a pending code ends.
+#[derive(Clone, Copy)]
+enum CodeEnd {
+    /// Its SMS was not sent: the send is given back.
+    Withdrawn,
+    /// Someone signed in with it: its check, counted as failed in the
+    /// lockout window `refund`, is taken back.
+    Used { refund: LockoutWindow },
 }
 
 /// Requests one `issue` may make when other requests keep changing the item.
@@ -358,33 +416,48 @@ impl OtpStore for OtpTable {
     async fn count_attempt(
         &self,
         phone: &Phone,
-        max_attempts: u32,
+        policy: &OtpPolicy,
         now: u64,
     ) -> Result<Attempt, StoreError> {
         let nonce = request_nonce();
-        let result = self
-            .client
-            .update_item()
+        let lockout = policy.lockout_window(now);
+        let previous = LockoutWindow {
+            index: lockout.index.saturating_sub(1),
+            end: lockout.end - policy.lockout_window_seconds,
+        };
+        let mut update = String::from(
+            "SET attempts = attempts + :one, attempt_by = :nonce, expires_at = :ttl \
+             ADD #failed :one",
+        );
+        let mut request = self.client.update_item();
+        if previous.index != lockout.index {
+            update.push_str(" REMOVE #previous");
+            request = request.expression_attribute_names("#previous", failed_attribute(previous));
+        }
+        let result = request
             .table_name(&self.table)
             .key("phone", s(phone.as_str()))
-            .update_expression("SET attempts = attempts + :one, attempt_by = :nonce")
-            .condition_expression(
+            .update_expression(update)
+            .condition_expression(format!(
                 "attribute_exists(code_hash) AND attempts < :max AND code_expires_at > :now \
-                 AND (attribute_not_exists(attempt_by) OR attempt_by <> :nonce)",
-            )
+                 AND (attribute_not_exists(attempt_by) OR attempt_by <> :nonce) AND {NOT_LOCKED}"
+            ))
+            .expression_attribute_names("#failed", failed_attribute(lockout))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(max_attempts))
+            .expression_attribute_values(":max", n(policy.max_attempts))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":nonce", s(&nonce))
+            .expression_attribute_values(":ttl", n(now + policy.item_lifetime()))
+            .expression_attribute_values(":max_failed", n(policy.max_failed_checks))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let (item, own_retry) = match result {
-            Ok(output) => (otp_item(output.attributes.as_ref())?, true),
+            Ok(output) => (otp_item(output.attributes.as_ref(), lockout)?, true),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let old = otp_item(failed.item())?;
+                    let old = otp_item(failed.item(), lockout)?;
                     let ours = old
                         .as_ref()
                         .is_some_and(|o| o.attempt_by.as_deref() == Some(nonce.as_str()));
@@ -393,7 +466,13 @@ impl OtpStore for OtpTable {
                 _ => return Err(unavailable(err)),
             },
         };
-        let Some(pending) = item.map(OtpItem::pending).transpose()?.flatten() else {
+        let Some(item) = item else {
+            return Ok(Attempt::NoCode);
+        };
+        if !own_retry && let Some(retry_after) = policy.locked_for(item.failed_checks, now) {
+            return Ok(Attempt::Locked { retry_after });
+        }
+        let Some(pending) = item.pending()? else {
             return Ok(Attempt::NoCode);
         };
         Ok(if own_retry {
@@ -406,12 +485,71 @@ impl OtpStore for OtpTable {
         })
     }
 
-    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        self.end_code(phone, code_hash, false).await
+    async fn consume(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
+        let refund = policy.lockout_window(checked_at);
+        self.end_code(phone, code_hash, CodeEnd::Used { refund })
+            .await
     }
 
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        self.end_code(phone, code_hash, true).await
+        self.end_code(phone, code_hash, CodeEnd::Withdrawn).await
+    }
+}
+
+// ---------------------------------------------------------------- budgets
+
+/// The budgets' counters live in the codes table too, under keys that can
+/// never be phones (`IP#…`, `REGION#…`, `SMS#…`): attribute `taken`, and the
+/// table's TTL attribute at the end of the counter's window.
+impl CounterStore for OtpTable {
+    async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(&counter.key))
+            .update_expression("ADD taken :one SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(taken) OR taken < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(counter.window_end))
+            .expression_attribute_values(":limit", n(counter.limit))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(&counter.key))
+            .update_expression("ADD taken :minus_one")
+            .condition_expression("taken > :zero")
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                // Nothing taken (any more): its window is over and TTL removed it.
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(unavailable(err)),
+            },
+        }
     }
 }
 

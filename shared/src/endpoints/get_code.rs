@@ -10,20 +10,25 @@ use crate::adapters::dynamo::OtpTable;
 use crate::adapters::sms::AnySms;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
-use crate::http::{json_body, now};
+use crate::http::{json_body, now, source_ip};
+use crate::limits::{Budget, Counter, LimitRefusal, SendLimits, Source, TestNumbers};
 use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
 use crate::sms::SmsSender;
 use crate::sms_text::{Lang, SmsTexts};
-use crate::store::OtpStore;
+use crate::store::{CounterStore, OtpStore, StoreError};
 
-pub struct GetCode<O = OtpTable, S = AnySms> {
+pub struct GetCode<O = OtpTable, S = AnySms, C = OtpTable> {
     pub otps: O,
     pub sms: S,
+    /// The budgets' counters (in the codes table, deployed).
+    pub counters: C,
     pub hasher: CodeHasher,
     pub otp_policy: OtpPolicy,
     pub phone_policy: PhonePolicy,
     pub texts: SmsTexts,
+    pub limits: SendLimits,
+    pub test_numbers: TestNumbers,
 }
 
 #[derive(Deserialize)]
@@ -42,9 +47,23 @@ struct GetCodeResponse {
     sms_code: Option<String>,
 }
 
-impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
+/// What became of one counter's unit.
+enum Take {
+    Taken,
+    Refused,
+    Failed(StoreError),
+}
+
+impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
     /// The request over any ports: what `handle` runs in the function, and
     /// what tests run over in-memory or scripted ones.
+    ///
+    /// Every limit is checked before the SMS is sent: the phone's own rules
+    /// (lockout, cooldown, hourly cap) in the write that stores the code, and
+    /// the budgets (source IP, country, service) each in its own atomic
+    /// increment, all issued at once — one round trip. Whatever is refused,
+    /// fails or is not sent is given back; a crash between taking and giving
+    /// back leaves the units taken (an over-count, the safe direction).
     pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
@@ -53,7 +72,11 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             None => Lang::for_region(phone.region()),
         };
         let now = now();
-        let code = self.otp_policy.generate();
+        let test_code = self.test_numbers.code_for(&phone, now);
+        let code = match test_code {
+            Some(fixed) => fixed.to_string(),
+            None => self.otp_policy.generate(),
+        };
         let pending = PendingCode::new(
             phone.clone(),
             self.hasher.hash(&phone, &code),
@@ -61,8 +84,64 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             &self.otp_policy,
         );
 
-        if let Some(refusal) = self.otps.issue(&pending, &self.otp_policy, now).await? {
-            return Err(refusal.into());
+        if test_code.is_some() {
+            // A test number: its fixed code is stored and checked like any
+            // other, but no SMS goes out and no budget is touched.
+            if let Some(refusal) = self.otps.issue(&pending, &self.otp_policy, now).await? {
+                return Err(refusal.into());
+            }
+            tracing::info!("code stored for a test phone number; no SMS sent");
+            return Ok(self.answer(&phone, code));
+        }
+
+        let source = Source::from_text(source_ip(&request));
+        let counters = self.limits.counters(source, phone.region(), now);
+        let (issued, source_taken, region_taken, service_taken) = tokio::join!(
+            self.otps.issue(&pending, &self.otp_policy, now),
+            self.take(Some(&counters.source)),
+            self.take(counters.region.as_ref()),
+            self.take(Some(&counters.service)),
+        );
+        let takes = [
+            (Some(&counters.source), source_taken),
+            (counters.region.as_ref(), region_taken),
+            (Some(&counters.service), service_taken),
+        ];
+
+        let mut refused: Option<LimitRefusal> = None;
+        let mut failed: Option<StoreError> = None;
+        let mut taken: Vec<&Counter> = Vec::new();
+        for (counter, take) in takes {
+            let Some(counter) = counter else { continue };
+            match take {
+                Some(Take::Taken) => taken.push(counter),
+                Some(Take::Refused) => {
+                    log_spent(counter, &phone);
+                    // The most specific budget answers: the source's, the
+                    // country's, then the service's.
+                    refused.get_or_insert(LimitRefusal {
+                        budget: counter.budget,
+                        retry_after: counter.retry_after(now),
+                    });
+                }
+                Some(Take::Failed(err)) => failed = failed.or(Some(err)),
+                None => {}
+            }
+        }
+        let stored = matches!(issued, Ok(None));
+        let outcome = match issued {
+            Err(err) => Err(ApiError::from(err)),
+            Ok(Some(refusal)) => Err(refusal.into()),
+            Ok(None) => match (failed, refused) {
+                (Some(err), _) => Err(ApiError::from(err)),
+                (None, Some(refusal)) => Err(refusal.into()),
+                (None, None) => Ok(()),
+            },
+        };
+        if let Err(err) = outcome {
+            self.give_back(&phone, stored.then_some(&pending), &taken)
+                .await;
+            return Err(err);
         }
 
         if let Err(err) = self
@@ -71,21 +150,91 @@ impl<O: OtpStore, S: SmsSender> GetCode<O, S> {
             .await
         {
             tracing::error!(error = %err, "SMS send failed");
-            // Take the code back: no cooldown, and an SMS never sent does not count.
-            if let Err(err) = self.otps.withdraw(&phone, &pending.code_hash).await {
-                tracing::error!(error = %err, "could not withdraw the unsent code");
-            }
+            // Take the code back (no cooldown, the SMS does not count) and the budgets.
+            self.give_back(&phone, Some(&pending), &taken).await;
             return Err(ApiError::Unavailable);
         }
+        Ok(self.answer(&phone, code))
+    }
 
+    /// One unit of `counter`; None where there is no counter.
+    async fn take(&self, counter: Option<&Counter>) -> Option<Take> {
+        let counter = counter?;
+        if counter.limit == 0 {
+            return Some(Take::Refused);
+        }
+        Some(match self.counters.take(counter).await {
+            Ok(true) => Take::Taken,
+            Ok(false) => Take::Refused,
+            Err(err) => Take::Failed(err),
+        })
+    }
+
+    /// Withdraws the code, if it was stored, and gives back the units taken,
+    /// all at once. A failure here is logged: what it leaves counted is a
+    /// code nobody received (held for the cooldown) and units of a budget —
+    /// too much counted, never too little.
+    async fn give_back(&self, phone: &Phone, code: Option<&PendingCode>, taken: &[&Counter]) {
+        let withdraw = async {
+            if let Some(code) = code
+                && let Err(err) = self.otps.withdraw(phone, &code.code_hash).await
+            {
+                tracing::error!(error = %err, "could not withdraw the unsent code");
+            }
+        };
+        tokio::join!(
+            withdraw,
+            self.give_back_unit(taken.first().copied()),
+            self.give_back_unit(taken.get(1).copied()),
+            self.give_back_unit(taken.get(2).copied()),
+        );
+    }
+
+    async fn give_back_unit(&self, counter: Option<&Counter>) {
+        if let Some(counter) = counter
+            && let Err(err) = self.counters.give_back(counter).await
+        {
+            tracing::error!(error = %err, "could not give a budget's unit back");
+        }
+    }
+
+    fn answer(&self, phone: &Phone, code: String) -> Response<Body> {
         let sms_code = self.sms.returns_code_in_response().then_some(code);
-        Ok(json_response(
+        json_response(
             StatusCode::OK,
             &GetCodeResponse {
                 phone: phone.to_string(),
                 sms_code,
             },
-        ))
+        )
+    }
+}
+
+/// A spent budget, for the operator (no phone, no address). The service's
+/// is the event `sms_budget_exhausted` that template.yaml's metric filter
+/// counts and alarms on.
+fn log_spent(counter: &Counter, phone: &Phone) {
+    match counter.budget {
+        Budget::Service => {
+            tracing::warn!(
+                event = "sms_budget_exhausted",
+                "the daily SMS budget is spent"
+            )
+        }
+        Budget::Region => {
+            let region = phone.region().map(|id| id.as_ref().to_string());
+            tracing::warn!(
+                event = "region_budget_exhausted",
+                region = region.as_deref().unwrap_or("?"),
+                "a country's daily SMS budget is spent"
+            )
+        }
+        Budget::SourceIp => {
+            tracing::info!(
+                event = "ip_budget_exhausted",
+                "a source's hourly codes are spent"
+            )
+        }
     }
 }
 
@@ -94,13 +243,30 @@ impl Endpoint for GetCode {
     const METHOD: Method = Method::POST;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        let dynamo = aws_sdk_dynamodb::Client::new(aws);
+        let table = config.otps_table()?;
+        let otp_policy = config.otp_policy()?;
+        let phone_policy = config.phone_policy()?;
+        let test_numbers = config.test_numbers(&phone_policy, &otp_policy)?;
+        if !test_numbers.is_empty() {
+            // The count only: the numbers and codes are credentials.
+            tracing::info!(
+                count = test_numbers.len(),
+                last_day = %test_numbers.last_day(),
+                expired = test_numbers.expired(now()),
+                "test phone numbers configured (no SMS, no budgets)"
+            );
+        }
         Ok(GetCode {
-            otps: OtpTable::new(aws_sdk_dynamodb::Client::new(aws), config.otps_table()?),
+            otps: OtpTable::new(dynamo.clone(), table.clone()),
             sms: AnySms::from_config(config, aws)?,
+            counters: OtpTable::new(dynamo, table),
             hasher: CodeHasher::new(&config.otp_hmac_key()?),
-            otp_policy: config.otp_policy()?,
-            phone_policy: config.phone_policy()?,
             texts: config.sms_texts()?,
+            limits: config.send_limits(&phone_policy)?,
+            test_numbers,
+            otp_policy,
+            phone_policy,
         })
     }
 

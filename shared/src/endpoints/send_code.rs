@@ -61,16 +61,18 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
         }
         let now = now();
 
-        // Count the attempt before comparing, so parallel guesses cannot exceed the limit.
+        // Count the attempt (and, until it signs in, a failed check of the
+        // phone) before comparing, so parallel guesses cannot exceed the limits.
         let pending = match self
             .otps
-            .count_attempt(&phone, self.otp_policy.max_attempts, now)
+            .count_attempt(&phone, &self.otp_policy, now)
             .await?
         {
             Attempt::Counted(pending) => pending,
             Attempt::NoCode => return Err(ApiError::CodeInvalid),
             Attempt::Expired => return Err(ApiError::CodeExpired),
             Attempt::Exhausted => return Err(ApiError::TooManyAttempts),
+            Attempt::Locked { retry_after } => return Err(ApiError::PhoneLocked { retry_after }),
         };
         if !self.hasher.matches(&phone, code, &pending.code_hash) {
             return Err(ApiError::CodeInvalid);
@@ -79,8 +81,13 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
         // same code can be tried again. Creating the user twice is harmless
         // (the second sign-in finds it).
         self.ensure_user(&phone, now).await?;
-        // Single use: of two parallel correct submissions only one uses the code.
-        if !self.otps.consume(&phone, &pending.code_hash).await? {
+        // Single use: of two parallel correct submissions only one uses the
+        // code, and only its check stops counting as failed.
+        if !self
+            .otps
+            .consume(&phone, &pending.code_hash, &self.otp_policy, now)
+            .await?
+        {
             return Err(ApiError::CodeInvalid);
         }
         let tokens = TokenPair {

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use phone_auth::phone::Phone;
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
 };
 
 // ---------------------------------------------------------------- one-time codes
@@ -27,15 +28,28 @@ pub struct OtpRecord {
     /// When the last code was sent; kept after the code is used.
     pub last_sent_at: u64,
     pub pending: Option<PendingCode>,
+    /// Checks that did not sign in, by lockout window (counted when the
+    /// check is, taken back when it signs in: the adapter's rule).
+    pub failed_checks: HashMap<u64, i64>,
 }
 
 impl OtpRecord {
-    fn window(&self) -> SendWindow {
+    fn window(&self, now: u64, policy: &OtpPolicy) -> SendWindow {
         SendWindow {
             window_start: self.window_start,
             sends: self.sends,
             pending_since: self.pending.as_ref().map(|_| self.last_sent_at),
+            failed_checks: self.failed_in(now, policy),
         }
+    }
+
+    pub fn failed_in(&self, now: u64, policy: &OtpPolicy) -> u32 {
+        let window = policy.lockout_window(now).index;
+        self.failed_checks
+            .get(&window)
+            .copied()
+            .unwrap_or(0)
+            .clamp(0, i64::from(u32::MAX)) as u32
     }
 }
 
@@ -47,8 +61,15 @@ impl MemoryOtps {
         self.0.lock().unwrap().get(phone).cloned()
     }
 
-    /// Removes the pending code if it is still `code_hash`: `consume` and `withdraw`.
-    fn end_code(&self, phone: &Phone, code_hash: &[u8], give_send_back: bool) -> bool {
+    /// Removes the pending code if it is still `code_hash`: `consume` (which
+    /// takes its check back from lockout window `refund`) and `withdraw`.
+    fn end_code(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+        give_send_back: bool,
+        refund: Option<u64>,
+    ) -> bool {
         let mut records = self.0.lock().unwrap();
         let Some(record) = records.get_mut(phone) else {
             return false;
@@ -59,6 +80,9 @@ impl MemoryOtps {
         record.pending = None;
         if give_send_back {
             record.sends -= 1;
+        }
+        if let Some(window) = refund {
+            *record.failed_checks.entry(window).or_default() -= 1;
         }
         true
     }
@@ -72,7 +96,7 @@ impl OtpStore for MemoryOtps {
         now: u64,
     ) -> Result<Option<SendRefusal>, StoreError> {
         let mut records = self.0.lock().unwrap();
-        let current = records.get(&code.phone).map(OtpRecord::window);
+        let current = records.get(&code.phone).map(|r| r.window(now, policy));
         if let Some(refusal) = current.and_then(|w| w.refusal(now, policy)) {
             return Ok(Some(refusal));
         }
@@ -84,6 +108,10 @@ impl OtpStore for MemoryOtps {
             attempts: 0,
             ..code.clone()
         };
+        let failed_checks = records
+            .remove(&code.phone)
+            .map(|r| r.failed_checks)
+            .unwrap_or_default();
         records.insert(
             code.phone.clone(),
             OtpRecord {
@@ -91,6 +119,7 @@ impl OtpStore for MemoryOtps {
                 sends,
                 last_sent_at: now,
                 pending: Some(pending),
+                failed_checks,
             },
         );
         Ok(None)
@@ -99,29 +128,90 @@ impl OtpStore for MemoryOtps {
     async fn count_attempt(
         &self,
         phone: &Phone,
-        max_attempts: u32,
+        policy: &OtpPolicy,
         now: u64,
     ) -> Result<Attempt, StoreError> {
         let mut records = self.0.lock().unwrap();
-        let Some(pending) = records.get_mut(phone).and_then(|r| r.pending.as_mut()) else {
+        let Some(record) = records.get_mut(phone) else {
+            return Ok(Attempt::NoCode);
+        };
+        if let Some(retry_after) = policy.locked_for(record.failed_in(now, policy), now) {
+            return Ok(Attempt::Locked { retry_after });
+        }
+        let window = policy.lockout_window(now).index;
+        let Some(pending) = record.pending.as_mut() else {
             return Ok(Attempt::NoCode);
         };
         Ok(if pending.is_expired(now) {
             Attempt::Expired
-        } else if pending.attempts >= max_attempts {
+        } else if pending.attempts >= policy.max_attempts {
             Attempt::Exhausted
         } else {
             pending.attempts += 1;
-            Attempt::Counted(pending.clone())
+            let counted = pending.clone();
+            *record.failed_checks.entry(window).or_default() += 1;
+            Attempt::Counted(counted)
         })
     }
 
-    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.end_code(phone, code_hash, false))
+    async fn consume(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
+        let refund = policy.lockout_window(checked_at).index;
+        Ok(self.end_code(phone, code_hash, false, Some(refund)))
     }
 
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.end_code(phone, code_hash, true))
+        Ok(self.end_code(phone, code_hash, true, None))
+    }
+}
+
+// ---------------------------------------------------------------- budgets
+
+/// The budgets' counters by key: each take and give-back one atomic step
+/// under the lock, with the adapter's conditions.
+#[derive(Clone, Default)]
+pub struct MemoryCounters(Arc<Mutex<HashMap<String, u64>>>);
+
+impl MemoryCounters {
+    pub fn taken(&self, counter: &Counter) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .get(&counter.key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every key with units taken (none after a request that gave all back).
+    pub fn all_taken(&self) -> HashMap<String, u64> {
+        let mut all = self.0.lock().unwrap().clone();
+        all.retain(|_, taken| *taken > 0);
+        all
+    }
+}
+
+impl CounterStore for MemoryCounters {
+    async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
+        let mut counts = self.0.lock().unwrap();
+        let taken = counts.entry(counter.key.clone()).or_default();
+        if *taken >= counter.limit {
+            return Ok(false);
+        }
+        *taken += 1;
+        Ok(true)
+    }
+
+    async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
+        let mut counts = self.0.lock().unwrap();
+        if let Some(taken) = counts.get_mut(&counter.key) {
+            *taken = taken.saturating_sub(1);
+        }
+        Ok(())
     }
 }
 

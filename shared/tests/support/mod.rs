@@ -10,15 +10,18 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aws_config::SdkConfig;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::http::{Method, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{Endpoint, GetCode, SendCode, SetReferrer, serve};
 use phone_auth::error::ApiError;
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::Counter;
 use phone_auth::otp::CodeHasher;
 use phone_auth::sms::SmsSender;
-use phone_auth::store::{OtpStore, UserStore};
+use phone_auth::store::{CounterStore, OtpStore, StoreError, UserStore};
 use phone_auth::token::{TokenKind, TokenSigner};
 use rand::RngExt;
 use serde_json::Value;
@@ -75,15 +78,68 @@ pub fn hasher() -> CodeHasher {
 // The endpoints over any ports (in-memory, scripted, or the real tables),
 // with this binary's keys and the default policies.
 
-pub fn get_code_over<O: OtpStore, S: SmsSender>(otps: O, sms: S) -> GetCode<O, S> {
-    let config = config(&[]);
+pub fn get_code_over<O: OtpStore, S: SmsSender, C: CounterStore>(
+    otps: O,
+    sms: S,
+    counters: C,
+) -> GetCode<O, S, C> {
+    get_code_with(&[], otps, sms, counters)
+}
+
+/// get_code over any ports, with configuration `overrides`.
+pub fn get_code_with<O: OtpStore, S: SmsSender, C: CounterStore>(
+    overrides: &[(&str, &str)],
+    otps: O,
+    sms: S,
+    counters: C,
+) -> GetCode<O, S, C> {
+    let config = config(overrides);
+    let otp_policy = config.otp_policy().unwrap();
+    let phone_policy = config.phone_policy().unwrap();
     GetCode {
         otps,
         sms,
+        counters,
         hasher: hasher(),
-        otp_policy: config.otp_policy().unwrap(),
-        phone_policy: config.phone_policy().unwrap(),
         texts: config.sms_texts().unwrap(),
+        limits: config.send_limits(&phone_policy).unwrap(),
+        test_numbers: config.test_numbers(&phone_policy, &otp_policy).unwrap(),
+        otp_policy,
+        phone_policy,
+    }
+}
+
+/// The real counters (DynamoDB Local), under keys of this test's own, so a
+/// test can spend a small daily budget without touching the run's others.
+#[derive(Clone)]
+pub struct Namespaced<C> {
+    pub counters: C,
+    pub prefix: String,
+}
+
+impl<C> Namespaced<C> {
+    pub fn new(counters: C) -> Self {
+        Namespaced {
+            counters,
+            prefix: format!("test-{:016x}/", rand::rng().random::<u64>()),
+        }
+    }
+
+    pub fn key(&self, counter: &Counter) -> Counter {
+        Counter {
+            key: format!("{}{}", self.prefix, counter.key),
+            ..counter.clone()
+        }
+    }
+}
+
+impl<C: CounterStore> CounterStore for Namespaced<C> {
+    async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
+        self.counters.take(&self.key(counter)).await
+    }
+
+    async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
+        self.counters.give_back(&self.key(counter)).await
     }
 }
 
@@ -130,7 +186,25 @@ pub fn access_token(phone: &str) -> String {
     signer().issue(&parse_phone(phone), TokenKind::Access, now())
 }
 
+/// A request as API Gateway hands it over, from a source address of its own
+/// (10.x.x.x, random), so the per-IP budget of one test never meets another's.
 pub fn request(method: Method, body: &str, bearer: Option<&str>) -> Request {
+    let ip = rand::rng().random::<u32>() & 0x00ff_ffff | 0x0a00_0000;
+    from_ip(
+        request_without_ip(method, body, bearer),
+        &std::net::Ipv4Addr::from(ip).to_string(),
+    )
+}
+
+/// The request with API Gateway's `requestContext.http.sourceIp`.
+pub fn from_ip(request: Request, ip: &str) -> Request {
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.http.source_ip = Some(ip.to_string());
+    request.with_request_context(RequestContext::ApiGatewayV2(context))
+}
+
+/// A request that did not come through API Gateway (a direct invoke).
+pub fn request_without_ip(method: Method, body: &str, bearer: Option<&str>) -> Request {
     let mut request = Request::new(Body::from(body));
     *request.method_mut() = method;
     if let Some(token) = bearer {

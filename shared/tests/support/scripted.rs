@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use phone_auth::invite::InviteCode;
+use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
 };
 use tokio::sync::Barrier;
 
@@ -40,6 +41,8 @@ const CALLS: &[&str] = &[
     "count_attempt",
     "consume",
     "withdraw",
+    "take",
+    "give_back",
     "get",
     "create",
     "owner_of",
@@ -155,21 +158,41 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
     async fn count_attempt(
         &self,
         phone: &Phone,
-        max_attempts: u32,
+        policy: &OtpPolicy,
         now: u64,
     ) -> Result<Attempt, StoreError> {
         self.script.enter("count_attempt").await?;
-        self.port.count_attempt(phone, max_attempts, now).await
+        self.port.count_attempt(phone, policy, now).await
     }
 
-    async fn consume(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
+    async fn consume(
+        &self,
+        phone: &Phone,
+        code_hash: &[u8],
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
         self.script.enter("consume").await?;
-        self.port.consume(phone, code_hash).await
+        self.port
+            .consume(phone, code_hash, policy, checked_at)
+            .await
     }
 
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         self.script.enter("withdraw").await?;
         self.port.withdraw(phone, code_hash).await
+    }
+}
+
+impl<P: CounterStore> CounterStore for Scripted<P> {
+    async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
+        self.script.enter("take").await?;
+        self.port.take(counter).await
+    }
+
+    async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
+        self.script.enter("give_back").await?;
+        self.port.give_back(counter).await
     }
 }
 
