@@ -64,8 +64,11 @@ impl World {
     const RESENDING: &str = "+79990000109";
     /// get-code 429 too_many_codes: five codes sent in the last hour.
     const WINDOW_FULL: &str = "+79990000110";
+    /// get-code and send-code 429 phone_locked: OTP_MAX_FAILED_CHECKS (3
+    /// here) wrong checks today.
+    const LOCKED: &str = "+79990000111";
 
-    fn phones() -> [&'static str; 10] {
+    fn phones() -> [&'static str; 11] {
         [
             Self::FRESH,
             Self::COOLING_DOWN,
@@ -77,6 +80,7 @@ impl World {
             Self::NOBODY,
             Self::RESENDING,
             Self::WINDOW_FULL,
+            Self::LOCKED,
         ]
     }
 
@@ -130,6 +134,8 @@ impl Harness {
             // The deployed sender; moto receives the SMS.
             ("SMS_PROVIDER", "sns".to_string()),
             ("PHONE_DEFAULT_REGION", "RU".to_string()),
+            // One code's attempts lock a phone, so LOCKED needs one code only.
+            ("OTP_MAX_FAILED_CHECKS", "3".to_string()),
         ]);
         let config = Config::from_lookup(move |name| vars.get(name).cloned());
 
@@ -217,7 +223,8 @@ impl Harness {
         let now = phone_auth::http::now();
         let policy = self.config.otp_policy().map_err(|e| e.to_string())?;
         // (phone, when its codes were sent): each send through the store, as get-code does.
-        let sends: [(&str, &[u64]); 5] = [
+        let sends: [(&str, &[u64]); 6] = [
+            (World::LOCKED, &[now]),
             (World::COOLING_DOWN, &[now]),
             (World::SIGNING_IN, &[now]),
             (World::WRONG_CODE, &[now]),
@@ -241,6 +248,13 @@ impl Harness {
                     return Err(format!("could not seed the codes of {phone}"));
                 }
             }
+        }
+        let locked = parse_phone(World::LOCKED);
+        for _ in 0..policy.max_failed_checks {
+            self.otps
+                .count_attempt(&locked, &policy, now)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         for (phone, code) in World::users() {
             let user = User {

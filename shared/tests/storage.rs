@@ -782,6 +782,42 @@ async fn failed_checks_lock_the_phone_at_the_limit_across_codes() {
     );
 }
 
+/// A locked phone whose send window is over gets no new window: the request
+/// that would open one is refused as locked and leaves the item as it was
+/// (so the lockout and the old window's count are kept).
+#[tokio::test]
+async fn a_locked_phone_gets_no_new_send_window() {
+    let otps = otps().await;
+    let policy = lockout_policy(2);
+    let p = phone();
+    // The last seconds of the current lockout window, two hours after the
+    // window's first code: all within one window (one UTC day).
+    let t = policy.lockout_window(now()).end - 10;
+    let first = t - 7200;
+    assert_eq!(
+        otps.issue(&pending(&p, b"first", first), &policy, first)
+            .await
+            .unwrap(),
+        None
+    );
+    for _ in 0..2 {
+        count(&otps, &p, &policy, first + 10).await;
+    }
+    assert_eq!(
+        otps.issue(&pending(&p, b"second", t), &policy, t)
+            .await
+            .unwrap(),
+        Some(SendRefusal::Locked { retry_after: 10 })
+    );
+    let item = support::raw_otp_item(&p).await;
+    assert_eq!(
+        (number(&item, "window_start"), number(&item, "sends")),
+        (first, 1),
+        "the old window is kept"
+    );
+    assert!(!otps.consume(&p, b"second", &policy, t).await.unwrap());
+}
+
 /// A check that signs in is taken back out of the failed ones: a user who
 /// signs in every day never comes near the lockout.
 #[tokio::test]

@@ -20,6 +20,9 @@ pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>)
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
+    // Every request from its own client address, as a crowd of phones would
+    // be: the per-IP budget is then counted (and billed) but never the limit.
+    let source_ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
     let body = body.map(|b| b.to_string());
     let mut headers = Map::new();
     headers.insert("accept".into(), json!("*/*"));
@@ -28,7 +31,7 @@ pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>)
         json!("bench.execute-api.us-east-1.amazonaws.com"),
     );
     headers.insert("user-agent".into(), json!("phone-auth-bench"));
-    headers.insert("x-forwarded-for".into(), json!("127.0.0.1"));
+    headers.insert("x-forwarded-for".into(), json!(source_ip));
     headers.insert("x-forwarded-port".into(), json!("443"));
     headers.insert("x-forwarded-proto".into(), json!("https"));
     if let Some(body) = &body {
@@ -55,7 +58,7 @@ pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>)
                 "method": method,
                 "path": path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
+                "sourceIp": source_ip,
                 "userAgent": "phone-auth-bench",
             },
             "requestId": format!("bench-{n}"),

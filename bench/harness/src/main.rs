@@ -112,6 +112,10 @@ impl Settings {
             ("TOKEN_AUDIENCE", "phone-auth-bench"),
             // Long enough for the whole run; the default 15 minutes may not be.
             ("ACCESS_TOKEN_TTL_SECONDS", "7200"),
+            // Every abuse budget on (each is a counter get_code updates), with
+            // room for the whole run: the figures include their cost.
+            ("SMS_DAILY_BUDGET", "10000000"),
+            ("SMS_DAILY_BUDGET_BY_REGION", "RU=10000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -518,6 +522,32 @@ async fn flow_phase(
     expect_referrals(&profile, 100)?;
     record("profile_100", "retrieve, 100 referrals", proxy.take(), d);
 
+    // What abuse costs: one code on its own (every budget counter included),
+    // a code refused (the phone's cooldown: the counters taken are given
+    // back), and a wrong guess.
+    let phone = phones.next();
+    proxy.take();
+    let (d, _) = call_ok(counted.get("get-code"), events::get_code(&phone)).await?;
+    record(
+        "get_code",
+        "get_code alone, new phone, every budget on",
+        proxy.take(),
+        d,
+    );
+    let (d, refused) = call(counted.get("get-code"), events::get_code(&phone)).await?;
+    expect_refusal(&refused, 429, "resend_too_soon")?;
+    record(
+        "get_code_refused",
+        "get_code refused by the phone's cooldown",
+        proxy.take(),
+        d,
+    );
+    let code = counted.sns.code_for(&phone).ok_or("get_code sent no SMS")?;
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let (d, refused) = call(counted.get("send-code"), events::send_code(&phone, wrong)).await?;
+    expect_refusal(&refused, 400, "code_invalid")?;
+    record("send_code_wrong", "send_code, wrong code", proxy.take(), d);
+
     for depth in [1usize, 20] {
         // chain[0] is the top; each next user was referred by the one before.
         let mut chain: Vec<(User, String)> = Vec::with_capacity(depth);
@@ -543,6 +573,17 @@ async fn flow_phase(
             proxy.take(),
             d,
         );
+    }
+    Ok(())
+}
+
+fn expect_refusal(reply: &Reply, status: u16, code: &str) -> Res<()> {
+    if reply.status != status || reply.body["code"] != code {
+        return Err(format!(
+            "expected {status} {code}, got {}: {}",
+            reply.status, reply.body
+        )
+        .into());
     }
     Ok(())
 }

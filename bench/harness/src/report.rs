@@ -301,6 +301,18 @@ pub fn summary(results: &Results, build: &Value) -> Value {
             &flow_tally("sign_in_returning"),
             &[("get-code", p50("get-code")), ("send-code", p50("send-code"))],
         ),
+        "usd_per_million_codes": cost_per_million(
+            &flow_tally("get_code"),
+            &[("get-code", p50("get-code"))],
+        ),
+        "usd_per_million_refused_codes": cost_per_million(
+            &flow_tally("get_code_refused"),
+            &[("get-code", p50("get-code"))],
+        ),
+        "usd_per_million_wrong_codes": cost_per_million(
+            &flow_tally("send_code_wrong"),
+            &[("send-code", p50("send-code"))],
+        ),
         "prices": {
             "dynamodb_write_per_million_units": DDB_WRITE_PER_MILLION_UNITS,
             "dynamodb_read_per_million_units": DDB_READ_PER_MILLION_UNITS,
@@ -426,6 +438,13 @@ pub fn table(s: &Value) -> String {
         cost["usd_per_million_sign_ups"]["dynamodb"],
         cost["usd_per_million_returning_sign_ins"]["total"],
         cost["usd_per_million_returning_sign_ins"]["dynamodb"],
+    ));
+    out.push_str(&format!(
+        "USD per million: codes sent {} (DynamoDB {}), codes refused {}, wrong codes {}; SMS excluded\n",
+        cost["usd_per_million_codes"]["total"],
+        cost["usd_per_million_codes"]["dynamodb"],
+        cost["usd_per_million_refused_codes"]["total"],
+        cost["usd_per_million_wrong_codes"]["total"],
     ));
     let joins = &s["joins_into_one_tree"];
     out.push_str(&format!(

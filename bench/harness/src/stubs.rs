@@ -78,9 +78,11 @@ impl SnsStub {
                         let params = form(&request.body);
                         let phone = params.get("PhoneNumber").cloned().unwrap_or_default();
                         let message = params.get("Message").cloned().unwrap_or_default();
+                        // The first run of 4+ digits, in any language's text
+                        // ("Код входа: 4821." as much as "4821 is your ...").
                         let code = message
-                            .split_whitespace()
-                            .find(|w| w.len() >= 4 && w.bytes().all(|b| b.is_ascii_digit()));
+                            .split(|c: char| !c.is_ascii_digit())
+                            .find(|run| run.len() >= 4);
                         if let Some(code) = code {
                             codes
                                 .lock()
