@@ -620,6 +620,13 @@ def matches(parameter, value):
             ["", "RU=50000", "RU=50000,KZ=2000", "KZ=0"],
             ["RU", "ru=5", "RU=5,", "RU=5, KZ=3", "RU=-1", "RUS=5", "RU=1.5"],
         ),
+        ("SmsMaxPriceUsd", ["", "0.10", "1", "0.005", "12.5"], ["0", "0.00", "-1", "1e-2", ".5", "0.1.2", "$0.10"]),
+        (
+            "WebOtpDomain",
+            ["", "app.example.com", "auth.example.co.uk", "a.b"],
+            ["example", "https://app.example.com", "app.example.com/", ".example.com", "app.example.com.", "app example.com"],
+        ),
+        ("AndroidAppHash", ["", "FA+9qCX9VSu", "abcdefghijk"], ["FA+9qCX9VS", "FA+9qCX9VSuX", "FA+9qCX9VS=", "FA-9qCX9VSu"]),
         ("TestPhoneNumbersExpire", ["", "2026-12-31"], ["31.12.2026", "2026-12", "tomorrow"]),
         (
             "TestPhoneNumbers",

@@ -337,6 +337,22 @@ mod tests {
         );
     }
 
+    /// The README's example ("The sign-in SMS"), which fills the segment exactly.
+    #[test]
+    fn the_readme_example_is_what_is_sent_and_fills_one_segment() {
+        let t = texts(Autofill::new(Some("id.primer.ru"), Some("FA+9qCX9VSu")).unwrap());
+        let message = t.message(Lang::Ru, "4821");
+        assert_eq!(
+            message,
+            "Код входа: 4821. Никому не сообщайте.\nFA+9qCX9VSu\n\n@id.primer.ru #4821"
+        );
+        let segments = Segments::of(&message);
+        assert_eq!(
+            (segments.encoding, segments.units, segments.count),
+            (Encoding::Ucs2, 70, 1)
+        );
+    }
+
     #[test]
     fn templates_need_exactly_one_code_and_no_unknown_placeholder() {
         assert_eq!(Template::parse("hello"), Err(TemplateError::NoCode));

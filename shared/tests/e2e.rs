@@ -490,6 +490,37 @@ async fn every_route_answers_with_and_without_the_final_slash() {
     );
 }
 
+/// The SMS text follows the phone's country (Russian for +7, English for
+/// +44) unless the request names a language; dev mode returns the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_russian_phone_gets_the_russian_text_and_a_british_one_the_english() {
+    use rand::RngExt;
+    let api = Api::new();
+    let uk_phone = || format!("+44 7400 {:06}", rand::rng().random_range(0..1_000_000u32));
+    let cases = [
+        (json!({ "phone": unique_phone() }), "Код входа: "),
+        (json!({ "phone": uk_phone() }), " is your sign-in code."),
+        (
+            json!({ "phone": unique_phone(), "lang": "en" }),
+            " is your sign-in code.",
+        ),
+        (json!({ "phone": uk_phone(), "lang": "ru" }), "Код входа: "),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = api
+            .post("/users/auth/get_code/", request.clone(), None)
+            .await;
+        assert_eq!(status, 200, "{request}: {body}");
+        let code = body["sms_code"].as_str().unwrap();
+        let text = body["sms_text"]
+            .as_str()
+            .expect("dev mode returns the text");
+        assert!(text.contains(expected), "{request}: {text:?}");
+        assert!(text.contains(code), "{request}: {text:?} has no {code}");
+    }
+}
+
 /// A browser on another origin sends `OPTIONS` first. scripts/test.sh serves
 /// the functions with CORS_ALLOW_ORIGINS=E2E_CORS_ORIGIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

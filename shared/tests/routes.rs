@@ -552,6 +552,16 @@ fn parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
             ],
         ),
         own(
+            "SMS texts, autofill and a price cap",
+            &[
+                ("SmsMaxPriceUsd", "0.05"),
+                ("SmsTemplateRu", "Ваш код {code}, действует {minutes} мин."),
+                ("SmsTemplateEn", "Your code: {code}"),
+                ("WebOtpDomain", "app.example.com"),
+                ("AndroidAppHash", "FA+9qCX9VSu"),
+            ],
+        ),
+        own(
             "SNS with a sender ID, CORS and alarm e-mail",
             &[
                 ("SmsProvider", "sns"),

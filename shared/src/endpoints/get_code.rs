@@ -45,6 +45,9 @@ struct GetCodeResponse {
     /// Only with the local log-only SMS sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     sms_code: Option<String>,
+    /// The SMS exactly as it would have gone out; local log-only sender only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms_text: Option<String>,
 }
 
 /// What became of one counter's unit.
@@ -91,7 +94,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
                 return Err(refusal.into());
             }
             tracing::info!("code stored for a test phone number; no SMS sent");
-            return Ok(self.answer(&phone, code));
+            return Ok(self.answer(&phone, code, None));
         }
 
         let source = Source::from_text(source_ip(&request));
@@ -144,17 +147,14 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
             return Err(err);
         }
 
-        if let Err(err) = self
-            .sms
-            .send(&phone, &self.texts.message(lang, &code))
-            .await
-        {
+        let text = self.texts.message(lang, &code);
+        if let Err(err) = self.sms.send(&phone, &text).await {
             tracing::error!(error = %err, "SMS send failed");
             // Take the code back (no cooldown, the SMS does not count) and the budgets.
             self.give_back(&phone, Some(&pending), &taken).await;
             return Err(ApiError::Unavailable);
         }
-        Ok(self.answer(&phone, code))
+        Ok(self.answer(&phone, code, Some(text)))
     }
 
     /// One unit of `counter`; None where there is no counter.
@@ -198,13 +198,15 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
         }
     }
 
-    fn answer(&self, phone: &Phone, code: String) -> Response<Body> {
-        let sms_code = self.sms.returns_code_in_response().then_some(code);
+    /// `text` is the SMS sent, None for a test number (no SMS).
+    fn answer(&self, phone: &Phone, code: String, text: Option<String>) -> Response<Body> {
+        let dev = self.sms.returns_code_in_response();
         json_response(
             StatusCode::OK,
             &GetCodeResponse {
                 phone: phone.to_string(),
-                sms_code,
+                sms_code: dev.then_some(code),
+                sms_text: text.filter(|_| dev),
             },
         )
     }
