@@ -76,14 +76,16 @@ export_local_aws() { # DYNAMODB_PORT
 ensure_local_secrets() {
   local dir="$STATE/secrets"
   mkdir -p "$dir"
-  if [ ! -f "$dir/token-private.pem" ]; then
-    openssl genpkey -algorithm ed25519 -out "$dir/token-private.pem" 2>/dev/null
-    openssl pkey -in "$dir/token-private.pem" -pubout -out "$dir/token-public.pem"
+  # RS256 keys (RSA 2048). The file names say so: a checkout that still has
+  # the Ed25519 keys of earlier versions gets new RSA ones beside them.
+  if [ ! -f "$dir/token-rsa-private.pem" ]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/token-rsa-private.pem" 2>/dev/null
+    openssl pkey -in "$dir/token-rsa-private.pem" -pubout -out "$dir/token-rsa-public.pem"
   fi
   [ -f "$dir/otp-hmac-key" ] || openssl rand -hex 32 >"$dir/otp-hmac-key"
   export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY
-  TOKEN_PRIVATE_KEY=$(cat "$dir/token-private.pem")
-  TOKEN_PUBLIC_KEY=$(cat "$dir/token-public.pem")
+  TOKEN_PRIVATE_KEY=$(cat "$dir/token-rsa-private.pem")
+  TOKEN_PUBLIC_KEY=$(cat "$dir/token-rsa-public.pem")
   OTP_HMAC_KEY=$(cat "$dir/otp-hmac-key")
 }
 

@@ -38,7 +38,7 @@ say "end-to-end: the function binaries under cargo lambda watch (8 instances eac
 ensure_local_secrets
 API_PORT=$(free_port)
 # Build the five functions up front, so the first concurrent requests do not wait on the compiler.
-cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer
+cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -88,6 +88,8 @@ E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
   E2E_DAILY_BUDGET_URL="http://127.0.0.1:${LIMITED_PORTS[1]}" \
   E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
   cargo test -p phone_auth --all-features --test e2e -- --ignored
+say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves"
+E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
 stop_background
 
 say "least privilege: each function's DynamoDB grants in template.yaml vs what it was recorded doing"

@@ -326,7 +326,7 @@ def functions(cfn):
 
 
 def test_every_function_environment_is_encrypted_with_the_stacks_own_key(cfn):
-    assert len(functions(cfn)) == 5
+    assert len(functions(cfn)) == 6
     for logical_id, function in functions(cfn).items():
         assert function["Properties"].get("KmsKeyArn") == {"Fn::GetAtt": ["FunctionEnvironmentKey", "Arn"]}, logical_id
     key = cfn["Resources"]["FunctionEnvironmentKey"]

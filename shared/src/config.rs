@@ -11,7 +11,7 @@ use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy};
 use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
-use crate::token::{TokenSettings, TokenSigner, TokenVerifier};
+use crate::token::{KeyError, TokenKeys, TokenSettings, TokenSigner, TokenVerifier};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -292,9 +292,14 @@ impl Config {
         Ok(policy)
     }
 
+    /// `TOKEN_ISSUER`: the tokens' `iss`, and the discovery document's `issuer`.
+    pub fn token_issuer(&self) -> String {
+        self.get("TOKEN_ISSUER").unwrap_or("phone-auth".into())
+    }
+
     pub fn token_settings(&self) -> Result<TokenSettings, ConfigError> {
         Ok(TokenSettings {
-            issuer: self.get("TOKEN_ISSUER").unwrap_or("phone-auth".into()),
+            issuer: self.token_issuer(),
             audience: self.get("TOKEN_AUDIENCE").unwrap_or("phone-auth".into()),
             access_ttl_seconds: self.number("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
             refresh_ttl_seconds: self.number("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
@@ -311,11 +316,27 @@ impl Config {
     }
 
     pub fn token_verifier(&self) -> Result<TokenVerifier, ConfigError> {
-        TokenVerifier::from_pem(
-            &self.multiline("TOKEN_PUBLIC_KEY")?,
+        Ok(TokenVerifier::new(
+            self.token_keys()?,
             &self.token_settings()?,
+        ))
+    }
+
+    /// `TOKEN_PUBLIC_KEY` (the current signing key's public half) and
+    /// `TOKEN_PREVIOUS_PUBLIC_KEYS` (optional, concatenated PEM blocks: keys
+    /// rotated out whose tokens may still be alive).
+    pub fn token_keys(&self) -> Result<TokenKeys, ConfigError> {
+        let previous = match self.get("TOKEN_PREVIOUS_PUBLIC_KEYS") {
+            Some(_) => Some(self.multiline("TOKEN_PREVIOUS_PUBLIC_KEYS")?),
+            None => None,
+        };
+        TokenKeys::from_pem(&self.multiline("TOKEN_PUBLIC_KEY")?, previous.as_deref()).map_err(
+            |e| match e {
+                KeyError::Malformed(name, _)
+                | KeyError::TooShort(name, _)
+                | KeyError::Duplicate(name, _) => ConfigError::Invalid(name, e.to_string()),
+            },
         )
-        .map_err(|e| ConfigError::Invalid("TOKEN_PUBLIC_KEY", e.to_string()))
     }
 
     pub fn sms_provider(&self) -> Result<SmsProvider, ConfigError> {

@@ -1,16 +1,30 @@
-//! Access and refresh tokens: Ed25519-signed JWTs (`alg: EdDSA`).
+//! Access and refresh tokens: RS256-signed JWTs (RSA 2048+, PKCS#1 v1.5, SHA-256).
 //!
-//! Asymmetric signing lets any other service verify a token with the public key
-//! alone; only the functions that mint tokens ever see the private key. The
-//! header's `kid` is the key's RFC 7638 JWK thumbprint, so keys can be rotated.
+//! Asymmetric signing lets any other service verify a token with the public
+//! key alone; only the functions that mint tokens ever see the private key.
+//! RS256 because it is the one algorithm every JWT library and API Gateway's
+//! native JWT authorizer accept (that authorizer takes RSA keys only). The
+//! header's `kid` is the key's RFC 7638 JWK thumbprint: verifiers pick the key
+//! by it, so a new signing key can be introduced while tokens signed by the
+//! previous ones still verify (`TokenKeys`, served as the JWKS).
+
+use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeySize, PublicKey};
+use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::phone::Phone;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Shorter RSA keys are refused at start (NIST SP 800-57: 2048 bits through 2030).
+const MIN_RSA_BITS: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,8 +47,12 @@ pub struct Claims {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("{0} is not a PEM-encoded Ed25519 {1} key")]
+    #[error("{0} is not a PEM-encoded RSA {1} key")]
     Malformed(&'static str, &'static str),
+    #[error("{0} holds a {1}-bit RSA key; at least {MIN_RSA_BITS} bits are required")]
+    TooShort(&'static str, usize),
+    #[error("{0} lists the key {1} twice")]
+    Duplicate(&'static str, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,24 +74,37 @@ pub struct TokenSettings {
     pub refresh_ttl_seconds: u64,
 }
 
+/// Signs tokens with the current private key, parsed once at cold start.
+///
+/// The JWS is assembled here rather than by `jsonwebtoken::encode`, which
+/// parses (and validates) the RSA private key again for every token: a few
+/// hundred microseconds of CPU per sign-in on a full core, many times that on
+/// a 128 MB function's share. The header never changes, so it is encoded once.
 pub struct TokenSigner {
-    key: EncodingKey,
-    header: Header,
+    key: RsaKeyPair,
+    /// `base64url({"alg":"RS256","typ":"JWT","kid":...})`.
+    header: String,
     settings: TokenSettings,
 }
 
 impl TokenSigner {
     pub fn from_pem(private_pem: &str, settings: TokenSettings) -> Result<Self, KeyError> {
-        let malformed = KeyError::Malformed("TOKEN_PRIVATE_KEY", "private (PKCS#8)");
+        const NAME: &str = "TOKEN_PRIVATE_KEY";
+        let malformed = KeyError::Malformed(NAME, "private (PKCS#8)");
         let der = pem::parse(private_pem).map_err(|_| malformed.clone())?;
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.contents())
-            .map_err(|_| malformed.clone())?;
-        let key = EncodingKey::from_ed_der(der.contents());
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(thumbprint(pair.public_key().as_ref()));
+        if der.tag() != "PRIVATE KEY" {
+            return Err(malformed);
+        }
+        let key = RsaKeyPair::from_pkcs8(der.contents()).map_err(|_| malformed)?;
+        let bits = key.public_modulus_len() * 8;
+        if bits < MIN_RSA_BITS {
+            return Err(KeyError::TooShort(NAME, bits));
+        }
+        let kid = Jwk::of(key.public_key()).kid;
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": kid });
         Ok(TokenSigner {
             key,
-            header,
+            header: B64.encode(header.to_string()),
             settings,
         })
     }
@@ -92,41 +123,160 @@ impl TokenSigner {
             exp: now + ttl,
             jti: format!("{:032x}", rand::rng().random::<u128>()),
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.key)
-            .expect("an Ed25519 key that parsed at init always signs")
+        let payload = serde_json::to_vec(&claims).expect("claims serialize");
+        let signing_input = format!("{}.{}", self.header, B64.encode(payload));
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .expect("an RSA key that parsed at init always signs");
+        format!("{signing_input}.{}", B64.encode(signature))
     }
 }
 
+/// One public key as a JSON Web Key (RFC 7517/7518), with its RFC 7638 thumbprint as `kid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Jwk {
+    pub kty: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    pub alg: &'static str,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+impl Jwk {
+    fn of(key: &PublicKey) -> Jwk {
+        let n = B64.encode(key.modulus().big_endian_without_leading_zero());
+        let e = B64.encode(key.exponent().big_endian_without_leading_zero());
+        // RFC 7638: the required members only, in lexicographic order, no whitespace.
+        let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+        Jwk {
+            kty: "RSA",
+            use_: "sig",
+            alg: "RS256",
+            kid: B64.encode(digest::digest(&digest::SHA256, canonical.as_bytes())),
+            n,
+            e,
+        }
+    }
+}
+
+/// The public keys tokens may be signed with: the current one and any
+/// previous ones still inside their tokens' lifetime. Verifiers accept each;
+/// `GET /.well-known/jwks.json` lists them.
+#[derive(Clone)]
+pub struct TokenKeys {
+    /// By `kid`, each with its JWK.
+    keys: BTreeMap<String, (Jwk, DecodingKey)>,
+    /// The current key's `kid`, listed first.
+    current: String,
+}
+
+impl TokenKeys {
+    /// `current_pem`: one SPKI PEM public key (`TOKEN_PUBLIC_KEY`);
+    /// `previous_pems`: zero or more, concatenated (`TOKEN_PREVIOUS_PUBLIC_KEYS`).
+    pub fn from_pem(current_pem: &str, previous_pems: Option<&str>) -> Result<Self, KeyError> {
+        let current = public_key("TOKEN_PUBLIC_KEY", current_pem)?;
+        let mut keys = BTreeMap::new();
+        let current_kid = current.0.kid.clone();
+        keys.insert(current_kid.clone(), current);
+        if let Some(previous) = previous_pems {
+            const NAME: &str = "TOKEN_PREVIOUS_PUBLIC_KEYS";
+            let malformed = || KeyError::Malformed(NAME, "public (SPKI)");
+            let blocks = pem::parse_many(previous).map_err(|_| malformed())?;
+            // parse_many skips text that is no PEM block: a value with none is a mistake.
+            if blocks.is_empty() && !previous.trim().is_empty() {
+                return Err(malformed());
+            }
+            for block in blocks {
+                let key = public_key_der(NAME, &block)?;
+                let kid = key.0.kid.clone();
+                if keys.insert(kid.clone(), key).is_some() {
+                    return Err(KeyError::Duplicate(NAME, kid));
+                }
+            }
+        }
+        Ok(TokenKeys {
+            keys,
+            current: current_kid,
+        })
+    }
+
+    /// The JWK Set document (RFC 7517 §5), the current key first.
+    pub fn jwks(&self) -> serde_json::Value {
+        let current = &self.keys[&self.current].0;
+        let others = self
+            .keys
+            .iter()
+            .filter(|(kid, _)| **kid != self.current)
+            .map(|(_, (jwk, _))| jwk);
+        serde_json::json!({ "keys": std::iter::once(current).chain(others).collect::<Vec<_>>() })
+    }
+
+    fn get(&self, kid: &str) -> Option<&DecodingKey> {
+        self.keys.get(kid).map(|(_, key)| key)
+    }
+}
+
+fn public_key(name: &'static str, text: &str) -> Result<(Jwk, DecodingKey), KeyError> {
+    let block = pem::parse(text).map_err(|_| KeyError::Malformed(name, "public (SPKI)"))?;
+    public_key_der(name, &block)
+}
+
+fn public_key_der(name: &'static str, block: &pem::Pem) -> Result<(Jwk, DecodingKey), KeyError> {
+    let malformed = KeyError::Malformed(name, "public (SPKI)");
+    if block.tag() != "PUBLIC KEY" {
+        return Err(malformed);
+    }
+    let key = PublicKey::from_der(block.contents()).map_err(|_| malformed)?;
+    let bits = key.modulus_len() * 8;
+    if bits < MIN_RSA_BITS {
+        return Err(KeyError::TooShort(name, bits));
+    }
+    let decoding = DecodingKey::from_rsa_raw_components(
+        key.modulus().big_endian_without_leading_zero(),
+        key.exponent().big_endian_without_leading_zero(),
+    );
+    Ok((Jwk::of(&key), decoding))
+}
+
 pub struct TokenVerifier {
-    key: DecodingKey,
+    keys: TokenKeys,
     validation: Validation,
 }
 
 impl TokenVerifier {
-    pub fn from_pem(public_pem: &str, settings: &TokenSettings) -> Result<Self, KeyError> {
-        let malformed = KeyError::Malformed("TOKEN_PUBLIC_KEY", "public (SPKI)");
-        let der = pem::parse(public_pem).map_err(|_| malformed.clone())?;
-        let raw = ed25519_public_from_spki(der.contents()).ok_or(malformed)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
+    pub fn new(keys: TokenKeys, settings: &TokenSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = 0;
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Ok(TokenVerifier {
-            key: DecodingKey::from_ed_der(raw),
-            validation,
-        })
+        TokenVerifier { keys, validation }
     }
 
     /// The phone the token was issued to, if the token is genuine, unexpired and of `kind`.
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Phone, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            },
-        )?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            })?;
         if data.claims.token_type != kind {
             return Err(TokenError::WrongKind(kind));
         }
@@ -134,46 +284,21 @@ impl TokenVerifier {
     }
 }
 
-/// A fresh Ed25519 key pair as (private PKCS#8 PEM, public SPKI PEM), for tests
-/// and local runs. Production keys come from the secret store.
+/// A fresh RSA 2048 key pair as (private PKCS#8 PEM, public SPKI PEM), for
+/// tests and local runs. Production keys come from the secret store.
 pub fn generate_key_pair() -> (String, String) {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("system randomness");
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("just generated");
-    let mut spki = SPKI_ED25519_PREFIX.to_vec();
-    spki.extend_from_slice(pair.public_key().as_ref());
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("system randomness");
+    let private = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).expect("encodes");
+    let public = pair.public_key().as_der().expect("encodes");
     (
-        pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec())),
-        pem::encode(&pem::Pem::new("PUBLIC KEY", spki)),
+        pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
+        pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
     )
-}
-
-/// DER prefix of an SPKI structure holding an Ed25519 key (RFC 8410); the raw
-/// 32-byte key follows it.
-const SPKI_ED25519_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-fn ed25519_public_from_spki(der: &[u8]) -> Option<&[u8]> {
-    der.strip_prefix(&SPKI_ED25519_PREFIX[..])
-        .filter(|raw| raw.len() == 32)
-}
-
-/// RFC 7638 thumbprint of the public key's JWK, base64url without padding.
-fn thumbprint(public_key: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let jwk = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        b64.encode(public_key)
-    );
-    b64.encode(digest::digest(&digest::SHA256, jwk.as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
 
     fn settings() -> TokenSettings {
         TokenSettings {
@@ -184,11 +309,15 @@ mod tests {
         }
     }
 
+    fn verifier(current: &str, previous: Option<&str>) -> TokenVerifier {
+        TokenVerifier::new(TokenKeys::from_pem(current, previous).unwrap(), &settings())
+    }
+
     fn pair() -> (TokenSigner, TokenVerifier) {
         let (private, public) = generate_key_pair();
         (
             TokenSigner::from_pem(&private, settings()).unwrap(),
-            TokenVerifier::from_pem(&public, &settings()).unwrap(),
+            verifier(&public, None),
         )
     }
 
@@ -224,7 +353,7 @@ mod tests {
         let header: serde_json::Value =
             serde_json::from_slice(&b64().decode(access.split('.').next().unwrap()).unwrap())
                 .unwrap();
-        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["alg"], "RS256");
         assert_eq!(header["kid"].as_str().unwrap().len(), 43);
     }
 
@@ -297,7 +426,7 @@ mod tests {
     #[test]
     fn other_issuers_and_audiences_are_refused() {
         let (private, public) = generate_key_pair();
-        let verifier = TokenVerifier::from_pem(&public, &settings()).unwrap();
+        let verifier = verifier(&public, None);
         for other in [
             TokenSettings {
                 issuer: "someone-else".into(),
@@ -322,7 +451,101 @@ mod tests {
         let (private, public) = generate_key_pair();
         assert!(TokenSigner::from_pem("not a key", settings()).is_err());
         assert!(TokenSigner::from_pem(&public, settings()).is_err());
-        assert!(TokenVerifier::from_pem(&private, &settings()).is_err());
-        assert!(TokenVerifier::from_pem("", &settings()).is_err());
+        assert!(TokenKeys::from_pem(&private, None).is_err());
+        assert!(TokenKeys::from_pem("", None).is_err());
+        assert!(TokenKeys::from_pem(&public, Some("junk")).is_err());
+        // Public keys are no secret: a 1024-bit one, refused as too short.
+        assert_eq!(
+            TokenKeys::from_pem(SHORT_PUBLIC_KEY, None).err(),
+            Some(KeyError::TooShort("TOKEN_PUBLIC_KEY", 1024))
+        );
+        assert_eq!(
+            TokenKeys::from_pem(&public, Some(SHORT_PUBLIC_KEY)).err(),
+            Some(KeyError::TooShort("TOKEN_PREVIOUS_PUBLIC_KEYS", 1024))
+        );
+        assert!(matches!(
+            TokenKeys::from_pem(&public, Some(&public)),
+            Err(KeyError::Duplicate(..))
+        ));
+    }
+
+    const SHORT_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDMXJAtHQsnJrE7qTcypFF7xu0F
+i8UpBDZOHgAyDScDhbcp0uMFjmQCp2IZoBUt1vpGsFehCE2VIObU+R8cU38SUhUF
+afnXVSdJ3I4v8kD6hxrDxevBr2iPlBADCDb9KafvelEozBz3wL1wKybT73zrrMkE
+BrBixpf4U4I+vAyq4QIDAQAB
+-----END PUBLIC KEY-----
+";
+
+    /// Rotation: tokens of a previous key verify while it is listed, and
+    /// stop once it is dropped; a kid nobody lists is refused.
+    #[test]
+    fn tokens_of_previous_keys_verify_while_their_key_is_listed() {
+        let (old_private, old_public) = generate_key_pair();
+        let (new_private, new_public) = generate_key_pair();
+        let old = TokenSigner::from_pem(&old_private, settings()).unwrap();
+        let new = TokenSigner::from_pem(&new_private, settings()).unwrap();
+        let old_token = old.issue(&phone(), TokenKind::Access, now());
+        let new_token = new.issue(&phone(), TokenKind::Access, now());
+
+        let during = verifier(&new_public, Some(&old_public));
+        assert_eq!(during.verify(&old_token, TokenKind::Access), Ok(phone()));
+        assert_eq!(during.verify(&new_token, TokenKind::Access), Ok(phone()));
+        let after = verifier(&new_public, None);
+        assert_eq!(
+            after.verify(&old_token, TokenKind::Access),
+            Err(TokenError::Invalid)
+        );
+
+        // The same signature under a header naming no key, or an unknown one.
+        let parts: Vec<&str> = old_token.split('.').collect();
+        for header in [
+            serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "nobody"}),
+        ] {
+            let token = format!(
+                "{}.{}.{}",
+                b64().encode(header.to_string()),
+                parts[1],
+                parts[2]
+            );
+            assert_eq!(
+                during.verify(&token, TokenKind::Access),
+                Err(TokenError::Invalid)
+            );
+        }
+    }
+
+    /// The JWKS lists every key, the current one first, each with the
+    /// thumbprint an independent implementation (jsonwebtoken's) computes.
+    #[test]
+    fn the_jwks_lists_the_current_key_first_with_rfc7638_kids() {
+        let (current_private, current) = generate_key_pair();
+        let (_, previous) = generate_key_pair();
+        let keys = TokenKeys::from_pem(&current, Some(&previous)).unwrap();
+        let jwks = keys.jwks();
+        let listed: Vec<jsonwebtoken::jwk::Jwk> =
+            serde_json::from_value(jwks["keys"].clone()).unwrap();
+        assert_eq!(listed.len(), 2);
+        for jwk in &listed {
+            assert_eq!(
+                jwk.common.key_id.as_deref(),
+                Some(
+                    &*jwk
+                        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                        .unwrap()
+                )
+            );
+        }
+        let token = TokenSigner::from_pem(&current_private, settings())
+            .unwrap()
+            .issue(&phone(), TokenKind::Access, now());
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid, listed[0].common.key_id);
+        // A verifier built from the JWKS alone accepts the token.
+        let key = DecodingKey::from_jwk(&listed[0]).unwrap();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&["phone-auth"]);
+        assert!(jsonwebtoken::decode::<Claims>(&token, &key, &validation).is_ok());
     }
 }

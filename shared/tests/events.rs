@@ -26,7 +26,7 @@ use lambda_http::{Body, Request};
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    Endpoint, GetCode, Refresh, Retrieve, SendCode, SetReferrer, aws_config, serve,
+    Endpoint, GetCode, Jwks, Refresh, Retrieve, SendCode, SetReferrer, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -117,6 +117,7 @@ struct Harness {
     refresh: Refresh,
     retrieve: Retrieve,
     set_referrer: SetReferrer,
+    jwks: Jwks,
 }
 
 impl Harness {
@@ -164,6 +165,7 @@ impl Harness {
             retrieve: Retrieve::from_config(&config, &aws).unwrap_or_else(|e| built("retrieve", e)),
             set_referrer: SetReferrer::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("set-referrer", e)),
+            jwks: Jwks::from_config(&config, &aws).unwrap_or_else(|e| built("jwks", e)),
             config,
             dynamo,
             users_table,
@@ -329,6 +331,7 @@ impl Harness {
             "refresh" => serve(&self.refresh, request).await,
             "retrieve" => serve(&self.retrieve, request).await,
             "set-referrer" => serve(&self.set_referrer, request).await,
+            "jwks" => serve(&self.jwks, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();

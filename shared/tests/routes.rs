@@ -29,8 +29,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, Endpoint, Function, GetCode, Refresh, Retrieve, SDK_OPERATION_TIMEOUT, SendCode,
-    SetReferrer,
+    ANSWER_MARGIN, Endpoint, Function, GetCode, Jwks, Refresh, Retrieve, SDK_OPERATION_TIMEOUT,
+    SendCode, SetReferrer,
 };
 use serde_json::{Map, Value, json};
 
@@ -43,12 +43,13 @@ fn build<E: Endpoint>(config: &Config, aws: &SdkConfig) -> Result<Method, Config
 }
 
 /// Binary name, the endpoint its `main` runs, and how to build that endpoint.
-const FUNCTIONS: [(&str, &str, Build); 5] = [
+const FUNCTIONS: [(&str, &str, Build); 6] = [
     ("get-code", "GetCode", build::<GetCode>),
     ("send-code", "SendCode", build::<SendCode>),
     ("refresh", "Refresh", build::<Refresh>),
     ("retrieve", "Retrieve", build::<Retrieve>),
     ("set-referrer", "SetReferrer", build::<SetReferrer>),
+    ("jwks", "Jwks", build::<Jwks>),
 ];
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
@@ -179,14 +180,23 @@ fn template_functions(template: &Value) -> BTreeMap<String, (String, Value)> {
     functions
 }
 
-/// (path, method) of the function's one HttpApi event.
-fn template_route(id: &str, function: &Value) -> (String, String) {
+/// (path, method) of each of the function's HttpApi events (its routes).
+fn template_routes(id: &str, function: &Value) -> Vec<(String, String)> {
     let events: Vec<&Value> = function["Properties"]["Events"]
         .as_object()
         .map(|e| e.values().collect())
         .unwrap_or_default();
-    assert_eq!(events.len(), 1, "{id}: exactly one event, its HTTP route");
-    let event = events[0];
+    assert!(
+        !events.is_empty(),
+        "{id}: at least one event, an HTTP route"
+    );
+    events
+        .into_iter()
+        .map(|event| route_of(id, event))
+        .collect()
+}
+
+fn route_of(id: &str, event: &Value) -> (String, String) {
     assert_eq!(
         event["Type"], "HttpApi",
         "{id}: the event is an HttpApi route"
@@ -616,8 +626,12 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
 
     let template_routes: BTreeMap<String, String> = functions
         .iter()
-        .map(|(binary, (id, resource))| {
-            let (path, method) = template_route(id, resource);
+        .flat_map(|(binary, (id, resource))| {
+            template_routes(id, resource)
+                .into_iter()
+                .map(move |route| (binary, id, route))
+        })
+        .map(|(binary, id, (path, method))| {
             assert_eq!(
                 method, "ANY",
                 "{id}: routes are ANY so a wrong method gets the function's own 405, as locally"
@@ -666,6 +680,7 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         ("Refresh", Refresh::NAME),
         ("Retrieve", Retrieve::NAME),
         ("SetReferrer", SetReferrer::NAME),
+        ("Jwks", Jwks::NAME),
     ]);
     for (binary, endpoint, _) in FUNCTIONS {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
@@ -1105,6 +1120,7 @@ fn sample_events_match_their_functions_route_and_method() {
         ("refresh", <Refresh as Endpoint>::METHOD),
         ("retrieve", <Retrieve as Endpoint>::METHOD),
         ("set-referrer", <SetReferrer as Endpoint>::METHOD),
+        ("jwks", <Jwks as Endpoint>::METHOD),
     ]);
     let events = root().join("events");
     let mut checked = 0;
@@ -1118,7 +1134,10 @@ fn sample_events_match_their_functions_route_and_method() {
         let (id, resource) = functions
             .get(&function)
             .unwrap_or_else(|| panic!("events/{function}/: no such function in template.yaml"));
-        let (path, _) = template_route(id, resource);
+        let paths: Vec<String> = template_routes(id, resource)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
         for file in std::fs::read_dir(&dir).unwrap() {
             let file = file.unwrap().path();
             let name = format!(
@@ -1130,10 +1149,10 @@ fn sample_events_match_their_functions_route_and_method() {
             // As API Gateway sends it: the route key without the slash, the
             // path as the client wrote it (the seed's clients add the slash).
             let raw_path = event["rawPath"].as_str().unwrap_or_default();
-            assert!(
-                raw_path == path || raw_path == format!("{path}/"),
-                "{name}: rawPath {raw_path:?} is not {path} or {path}/"
-            );
+            let path = paths
+                .iter()
+                .find(|path| raw_path == *path || raw_path == format!("{path}/"))
+                .unwrap_or_else(|| panic!("{name}: rawPath {raw_path:?} is none of {paths:?}"));
             assert_eq!(
                 event["requestContext"]["http"]["path"], raw_path,
                 "{name}: http.path is the raw path"

@@ -12,6 +12,7 @@ pub const SEND_CODE: &str = "/users/auth/send_code/";
 pub const REFRESH: &str = "/users/auth/refresh/";
 pub const RETRIEVE: &str = "/users/retrieve/";
 pub const SET_REFERRER: &str = "/users/set_referrer/";
+pub const JWKS: &str = "/.well-known/jwks.json";
 
 /// One HTTP API request event; `body` is sent as JSON text.
 pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Vec<u8> {
@@ -108,6 +109,10 @@ pub fn set_referrer(access: &str, invite_code: &str) -> Vec<u8> {
         Some(json!({ "invite_code": invite_code })),
         Some(access),
     )
+}
+
+pub fn jwks() -> Vec<u8> {
+    http("GET", JWKS, None, None)
 }
 
 /// Any request does for the empty function.

@@ -44,12 +44,13 @@ use stubs::SnsStub;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-pub const FUNCTIONS: [&str; 5] = [
+pub const FUNCTIONS: [&str; 6] = [
     "get-code",
     "send-code",
     "refresh",
     "retrieve",
     "set-referrer",
+    "jwks",
 ];
 pub const BASELINE: &str = "baseline";
 
@@ -373,7 +374,7 @@ async fn cold_phase(
             settings.cold_runs
         );
         for name in FUNCTIONS {
-            if tls && name == "refresh" {
+            if tls && matches!(name, "refresh" | "jwks") {
                 continue;
             }
             if !tls {
@@ -388,6 +389,7 @@ async fn cold_phase(
                     events::send_code(&phone, &code)
                 }
                 "refresh" => events::refresh(&reader.refresh),
+                "jwks" => events::jwks(),
                 "retrieve" => events::retrieve(&reader.access),
                 "set-referrer" => {
                     let joiner = helpers.sign_in(&phones.next()).await?;
@@ -430,6 +432,7 @@ async fn warm_phase(
                 })
                 .collect::<Res<_>>()?,
             "refresh" => users.iter().map(|u| events::refresh(&u.refresh)).collect(),
+            "jwks" => (0..n).map(|_| events::jwks()).collect(),
             "retrieve" => users.iter().map(|u| events::retrieve(&u.access)).collect(),
             "set-referrer" => users
                 .iter()

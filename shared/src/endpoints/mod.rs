@@ -2,6 +2,7 @@
 //! from configuration (`from_config`) and then serves many requests (`handle`).
 
 mod get_code;
+mod jwks;
 mod refresh;
 mod retrieve;
 mod send_code;
@@ -17,6 +18,7 @@ use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use get_code::GetCode;
+pub use jwks::Jwks;
 pub use refresh::Refresh;
 pub use retrieve::Retrieve;
 pub use send_code::SendCode;
