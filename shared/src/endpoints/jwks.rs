@@ -24,12 +24,21 @@ pub struct Jwks {
 
 impl Jwks {
     fn discovery(&self, request: &Request) -> serde_json::Value {
-        // The keys' URL beside this document's, as the client reached it
-        // (host, and stage prefix behind API Gateway).
-        let here = request.uri().to_string();
-        let base = here
-            .split_once("/.well-known/")
-            .map_or(here.as_str(), |(base, _)| base);
+        // The keys' URL beside this document's, as the client reached it:
+        // host, stage prefix behind API Gateway, and scheme from
+        // X-Forwarded-Proto, which API Gateway always sets (https); without
+        // it the request came straight over plain HTTP (cargo lambda watch).
+        let uri = request.uri();
+        let scheme = request
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|p| matches!(*p, "http" | "https"))
+            .unwrap_or("http");
+        let host = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path();
+        let prefix = path.split_once("/.well-known/").map_or("", |(p, _)| p);
+        let base = format!("{scheme}://{host}{prefix}");
         serde_json::json!({
             "issuer": self.issuer,
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
