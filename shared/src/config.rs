@@ -4,12 +4,10 @@
 
 use std::str::FromStr;
 
-use phonenumber::country;
-
 use crate::cors::Cors;
 use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
-use crate::phone::{Phone, PhonePolicy};
+use crate::phone::{Phone, PhonePolicy, Region};
 use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
 use crate::token::{KeyError, TokenKeys, TokenSettings, TokenSigner, TokenVerifier};
 
@@ -183,7 +181,7 @@ impl Config {
         let daily_budget = self.number("SMS_DAILY_BUDGET", defaults.daily_budget)?;
         const BY_REGION: &str = "SMS_DAILY_BUDGET_BY_REGION";
         let invalid = |why: String| ConfigError::Invalid(BY_REGION, why);
-        let mut region_daily_budgets: Vec<(country::Id, u64)> = Vec::new();
+        let mut region_daily_budgets: Vec<(Region, u64)> = Vec::new();
         let text = self.get("SMS_DAILY_BUDGET_BY_REGION").unwrap_or_default();
         for entry in text.split(',').filter(|_| !text.is_empty()) {
             let (code, budget) = entry.split_once('=').ok_or_else(|| {
@@ -192,14 +190,11 @@ impl Config {
                 ))
             })?;
             let (code, budget) = (code.trim(), budget.trim());
-            let region = (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()))
-                .then(|| country::Id::from_str(code).ok())
-                .flatten()
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "{code:?} is not an ISO 3166 region code in capitals (e.g. RU)"
-                    ))
-                })?;
+            let region = Region::parse(code).ok_or_else(|| {
+                invalid(format!(
+                    "{code:?} is not an ISO 3166 region code in capitals (e.g. RU)"
+                ))
+            })?;
             let budget: u64 = (!budget.is_empty() && budget.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| budget.parse().ok())
                 .flatten()
@@ -268,7 +263,7 @@ impl Config {
 
     pub fn phone_policy(&self) -> Result<PhonePolicy, ConfigError> {
         let region = |name: &'static str, code: &str| {
-            country::Id::from_str(&code.to_ascii_uppercase()).map_err(|_| {
+            Region::parse(&code.to_ascii_uppercase()).ok_or_else(|| {
                 ConfigError::Invalid(name, format!("{code:?} is not an ISO 3166 region code"))
             })
         };
@@ -469,7 +464,7 @@ mod tests {
             (900, 2_592_000)
         );
         assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
-        assert_eq!(c.phone_policy().unwrap().default_region, country::Id::RU);
+        assert_eq!(c.phone_policy().unwrap().default_region, Region::RU);
         assert!(c.phone_policy().unwrap().allowed_regions.is_empty());
         assert_eq!(
             (otp.max_failed_checks, otp.lockout_window_seconds),
@@ -502,12 +497,12 @@ mod tests {
         let ok = limits(&[("SMS_DAILY_BUDGET_BY_REGION", "RU=50000, KZ=2000")]).unwrap();
         assert_eq!(
             ok.region_daily_budgets,
-            vec![(country::Id::RU, 50_000), (country::Id::KZ, 2000)]
+            vec![(Region::RU, 50_000), (Region::KZ, 2000)]
         );
         assert_eq!(
             limits(&[("SMS_DAILY_BUDGET_BY_REGION", "KZ=0")])
                 .unwrap()
-                .region_budget(country::Id::KZ),
+                .region_budget(Region::KZ),
             Some(0)
         );
         for bad in [

@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use phonenumber::country;
-
-use crate::phone::Phone;
+use crate::phone::{Phone, Region};
 
 pub const HOUR: u64 = 3600;
 pub const DAY: u64 = 86_400;
@@ -99,7 +97,7 @@ pub struct SendLimits {
     pub daily_budget: u64,
     /// SMS per UTC day per country; countries not listed have no budget of
     /// their own (only the service's).
-    pub region_daily_budgets: Vec<(country::Id, u64)>,
+    pub region_daily_budgets: Vec<(Region, u64)>,
 }
 
 pub const DEFAULT_MAX_SENDS_PER_IP: u64 = 50;
@@ -137,14 +135,14 @@ impl Counters {
 }
 
 impl SendLimits {
-    pub fn region_budget(&self, region: country::Id) -> Option<u64> {
+    pub fn region_budget(&self, region: Region) -> Option<u64> {
         self.region_daily_budgets
             .iter()
             .find(|(id, _)| *id == region)
             .map(|(_, budget)| *budget)
     }
 
-    pub fn counters(&self, source: Source, region: Option<country::Id>, now: u64) -> Counters {
+    pub fn counters(&self, source: Source, region: Option<Region>, now: u64) -> Counters {
         let hour_end = (now / HOUR + 1) * HOUR;
         let day_end = (now / DAY + 1) * DAY;
         let day = utc_date(now / DAY);
@@ -328,13 +326,13 @@ mod tests {
     #[test]
     fn counters_are_keyed_by_source_hour_and_utc_day() {
         let limits = SendLimits {
-            region_daily_budgets: vec![(country::Id::KZ, 2000)],
+            region_daily_budgets: vec![(Region::KZ, 2000)],
             ..SendLimits::default()
         };
         // 2026-11-22 23:59:59 UTC
         let now = 1_795_305_600 + DAY - 1;
         let source = Source::from_text(Some("203.0.113.7"));
-        let c = limits.counters(source, Some(country::Id::KZ), now);
+        let c = limits.counters(source, Some(Region::KZ), now);
         assert_eq!(c.source.key, "IP#203.0.113.7#2026-11-22T23");
         assert_eq!((c.source.limit, c.source.window_end), (50, now + 1));
         let region = c.region.clone().unwrap();
@@ -344,12 +342,12 @@ mod tests {
         assert_eq!((c.service.limit, c.service.window_end), (10_000, now + 1));
         assert_eq!(c.all().count(), 3);
         // A second later every window is a new one.
-        let next = limits.counters(source, Some(country::Id::KZ), now + 1);
+        let next = limits.counters(source, Some(Region::KZ), now + 1);
         assert_eq!(next.source.key, "IP#203.0.113.7#2026-11-23T00");
         assert_eq!(next.service.key, "SMS#2026-11-23");
         assert_eq!(next.source.window_end, now + 1 + HOUR);
         // A country without a budget of its own has no region counter.
-        let ru = limits.counters(source, Some(country::Id::RU), now);
+        let ru = limits.counters(source, Some(Region::RU), now);
         assert_eq!(ru.region, None);
         assert_eq!(ru.all().count(), 2);
         assert_eq!(c.source.retry_after(now), 1);

@@ -2,17 +2,73 @@
 //! so "8 (900) 123-45-67", "79001234567" and "+7 900 123 45 67" are the same user.
 
 use std::fmt;
+use std::str::FromStr;
 
 use phonenumber::{Mode, country};
+
+/// A country or territory with a numbering plan of its own, by its ISO 3166-1
+/// alpha-2 code (`RU`, `KZ`, `GB`; `GG` is Guernsey inside the UK's +44).
+/// The one region type of the domain: budgets, SMS languages and the
+/// allowed-countries list use it, whichever library validates numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region([u8; 2]);
+
+impl Region {
+    pub const RU: Region = Region(*b"RU");
+    pub const BY: Region = Region(*b"BY");
+    pub const KZ: Region = Region(*b"KZ");
+    pub const KG: Region = Region(*b"KG");
+
+    /// Two capital letters naming a region that has a numbering plan; None
+    /// for anything else (`ru`, `XX`, `RUS`).
+    pub fn parse(code: &str) -> Option<Region> {
+        let letters: [u8; 2] = code.as_bytes().try_into().ok()?;
+        if !letters.iter().all(u8::is_ascii_uppercase) {
+            return None;
+        }
+        country::Id::from_str(code).ok()?;
+        Some(Region(letters))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("two ASCII capitals")
+    }
+
+    fn id(self) -> country::Id {
+        country::Id::from_str(self.as_str()).expect("checked by Region::parse")
+    }
+
+    fn from_id(id: country::Id) -> Option<Region> {
+        Region::parse(id.as_ref())
+    }
+}
+
+impl AsRef<str> for Region {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// How numbers typed without a leading `+` are read, and which countries may sign in.
 #[derive(Debug, Clone)]
 pub struct PhonePolicy {
     /// Region used for numbers typed without a country code (e.g. `RU` reads
     /// `8 900 123-45-67` and `79001234567` as `+79001234567`).
-    pub default_region: country::Id,
+    pub default_region: Region,
     /// Empty means every country. Limiting it is the usual defence against SMS pumping.
-    pub allowed_regions: Vec<country::Id>,
+    pub allowed_regions: Vec<Region>,
 }
 
 impl PhonePolicy {
@@ -56,7 +112,7 @@ impl Phone {
         if trimmed.is_empty() || trimmed.len() > 32 || !trimmed.chars().all(allowed) {
             return Err(PhoneError::Invalid);
         }
-        let number = phonenumber::parse(Some(policy.default_region), trimmed)
+        let number = phonenumber::parse(Some(policy.default_region.id()), trimmed)
             .map_err(|_| PhoneError::Invalid)?;
         if !phonenumber::is_valid(&number) {
             return Err(PhoneError::Invalid);
@@ -71,7 +127,11 @@ impl Phone {
             _ => return Err(PhoneError::TypeNotAllowed),
         }
         if !policy.allowed_regions.is_empty() {
-            let region = number.country().id().ok_or(PhoneError::RegionNotAllowed)?;
+            let region = number
+                .country()
+                .id()
+                .and_then(Region::from_id)
+                .ok_or(PhoneError::RegionNotAllowed)?;
             if !policy.allowed_regions.contains(&region) {
                 return Err(PhoneError::RegionNotAllowed);
             }
@@ -91,8 +151,8 @@ impl Phone {
     /// The country the number belongs to (`+7 701…` is KZ, `+7 900…` RU),
     /// for the SMS's language and the per-country SMS budget. Reads libphonenumber's metadata again:
     /// microseconds, once per get_code.
-    pub fn region(&self) -> Option<country::Id> {
-        phonenumber::parse(None, &self.0).ok()?.country().id()
+    pub fn region(&self) -> Option<Region> {
+        Region::from_id(phonenumber::parse(None, &self.0).ok()?.country().id()?)
     }
 }
 
@@ -108,7 +168,7 @@ mod tests {
 
     fn ru() -> PhonePolicy {
         PhonePolicy {
-            default_region: country::Id::RU,
+            default_region: Region::RU,
             allowed_regions: vec![],
         }
     }
@@ -217,17 +277,31 @@ mod tests {
     #[test]
     fn a_phone_knows_its_country_even_within_a_shared_calling_code() {
         let region = |input: &str| Phone::parse(input, &ru()).unwrap().region();
-        assert_eq!(region("+79001234567"), Some(country::Id::RU));
-        assert_eq!(region("+77011234567"), Some(country::Id::KZ));
-        assert_eq!(region("+447400123456"), Some(country::Id::GB));
+        let code = |input: &str| region(input).map(|r| r.to_string());
+        assert_eq!(region("+79001234567"), Some(Region::RU));
+        assert_eq!(region("+77011234567"), Some(Region::KZ));
+        assert_eq!(code("+447400123456").as_deref(), Some("GB"));
         // 07911 is a Guernsey range within the UK plan.
-        assert_eq!(region("+447911123456"), Some(country::Id::GG));
+        assert_eq!(code("+447911123456").as_deref(), Some("GG"));
+    }
+
+    #[test]
+    fn a_region_is_two_capitals_with_a_numbering_plan() {
+        for code in ["RU", "KZ", "GB", "GG", "US"] {
+            assert_eq!(
+                Region::parse(code).map(|r| r.to_string()),
+                Some(code.into())
+            );
+        }
+        for bad in ["", "R", "ru", "Ru", "RUS", "XX", "001", "R1", " RU"] {
+            assert_eq!(Region::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
     fn allowed_regions_limit_who_can_sign_in() {
         let policy = PhonePolicy {
-            allowed_regions: vec![country::Id::RU],
+            allowed_regions: vec![Region::RU],
             ..ru()
         };
         assert!(Phone::parse("+79001234567", &policy).is_ok());

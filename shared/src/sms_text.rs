@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use phonenumber::country;
+use crate::phone::Region;
 
 /// The languages a message can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +31,9 @@ impl Lang {
 
     /// Russian where it is an official language (and SMS Aero's home
     /// market); English everywhere else.
-    pub fn for_region(region: Option<country::Id>) -> Lang {
-        use country::Id::*;
+    pub fn for_region(region: Option<Region>) -> Lang {
         match region {
-            Some(RU | BY | KZ | KG) => Lang::Ru,
+            Some(Region::RU | Region::BY | Region::KZ | Region::KG) => Lang::Ru,
             _ => Lang::En,
         }
     }
@@ -298,10 +297,12 @@ mod tests {
 
     #[test]
     fn the_language_follows_the_region_unless_the_request_names_one() {
-        assert_eq!(Lang::for_region(Some(country::Id::RU)), Lang::Ru);
-        assert_eq!(Lang::for_region(Some(country::Id::KZ)), Lang::Ru);
-        assert_eq!(Lang::for_region(Some(country::Id::BY)), Lang::Ru);
-        assert_eq!(Lang::for_region(Some(country::Id::GB)), Lang::En);
+        let region = |code: &str| Region::parse(code);
+        assert_eq!(Lang::for_region(region("RU")), Lang::Ru);
+        assert_eq!(Lang::for_region(region("KZ")), Lang::Ru);
+        assert_eq!(Lang::for_region(region("BY")), Lang::Ru);
+        assert_eq!(Lang::for_region(region("KG")), Lang::Ru);
+        assert_eq!(Lang::for_region(region("GB")), Lang::En);
         assert_eq!(Lang::for_region(None), Lang::En);
         assert_eq!(Lang::parse(" RU "), Some(Lang::Ru));
         assert_eq!(Lang::parse("en"), Some(Lang::En));

@@ -510,7 +510,7 @@ fn file_names_state_status_and_code() {
 /// A world phone as the API would accept it.
 fn parse_phone(e164: &str) -> Phone {
     let any_region = phone_auth::phone::PhonePolicy {
-        default_region: phonenumber::country::Id::RU,
+        default_region: phone_auth::phone::Region::RU,
         allowed_regions: vec![],
     };
     Phone::parse(e164, &any_region).unwrap_or_else(|e| panic!("world phone {e164}: {e}"))

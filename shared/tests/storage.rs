@@ -16,11 +16,10 @@ use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::{Counter, SendLimits, Source};
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
-use phone_auth::phone::Phone;
+use phone_auth::phone::{Phone, Region};
 use phone_auth::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
 };
-use phonenumber::country;
 use support::{Namespaced, dynamo, env, now, unique_phone};
 use tokio::sync::Barrier;
 
@@ -913,7 +912,7 @@ fn small_limits(limit: u64) -> SendLimits {
     SendLimits {
         max_per_source_per_hour: limit,
         daily_budget: limit,
-        region_daily_budgets: vec![(country::Id::KZ, limit)],
+        region_daily_budgets: vec![(Region::KZ, limit)],
     }
 }
 
@@ -926,7 +925,7 @@ fn counters_at(namespace: &Namespaced<OtpTable>, limit: u64, at: u64) -> Vec<Cou
         rand::random::<u16>()
     )));
     small_limits(limit)
-        .counters(source, Some(country::Id::KZ), at)
+        .counters(source, Some(Region::KZ), at)
         .all()
         .map(|c| namespace.key(c))
         .collect()
@@ -989,7 +988,7 @@ async fn every_budget_is_full_again_in_its_next_window() {
     let source = Source::from_text(Some("198.51.100.7"));
     let at = |at: u64| -> Vec<Counter> {
         limits
-            .counters(source, Some(country::Id::KZ), at)
+            .counters(source, Some(Region::KZ), at)
             .all()
             .map(|c| ns.key(c))
             .collect()

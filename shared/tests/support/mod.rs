@@ -251,7 +251,7 @@ pub fn assert_error((status, body): (u16, Value), expected_status: u16, code: &s
 /// A phone as the API would accept it (tests cannot make an unvalidated one).
 pub fn parse_phone(e164: &str) -> phone_auth::phone::Phone {
     let any_region = phone_auth::phone::PhonePolicy {
-        default_region: phonenumber::country::Id::RU,
+        default_region: phone_auth::phone::Region::RU,
         allowed_regions: vec![],
     };
     phone_auth::phone::Phone::parse(e164, &any_region)
