@@ -91,6 +91,23 @@ impl Config {
         Ok(depth)
     }
 
+    /// `AWS_REGION` (Lambda sets it; so do the local scripts): the region of
+    /// every AWS client.
+    pub fn aws_region(&self) -> Result<String, ConfigError> {
+        self.required("AWS_REGION")
+    }
+
+    /// `AWS_ENDPOINT_URL_DYNAMODB`: where local runs and tests send
+    /// DynamoDB requests. Empty counts as unset, as everywhere.
+    pub fn dynamodb_endpoint_url(&self) -> Option<String> {
+        self.get("AWS_ENDPOINT_URL_DYNAMODB")
+    }
+
+    /// `AWS_ENDPOINT_URL_SNS`: the same for SNS.
+    pub fn sns_endpoint_url(&self) -> Option<String> {
+        self.get("AWS_ENDPOINT_URL_SNS")
+    }
+
     pub fn users_table(&self) -> Result<String, ConfigError> {
         self.required("USERS_TABLE")
     }

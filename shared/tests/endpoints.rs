@@ -775,8 +775,8 @@ async fn unreachable_storage_is_503_too() {
     // A closed port: every DynamoDB call fails to connect.
     let unreachable = [("OTPS_TABLE", "t")];
     let config = config(&unreachable);
-    let aws = phone_auth::endpoints::aws_config()
-        .await
+    let aws = phone_auth::endpoints::aws_config(&phone_auth::config::Config::from_env())
+        .expect("AWS_REGION is set")
         .into_builder()
         .build();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(

@@ -143,8 +143,8 @@ impl Harness {
         env("AWS_ENDPOINT_URL_DYNAMODB");
         // DynamoDB keeps its service-specific endpoint from the environment
         // (AWS_ENDPOINT_URL_DYNAMODB); every other service, here SNS, goes to moto.
-        let aws = aws_config()
-            .await
+        let aws = aws_config(&Config::from_env())
+            .expect("AWS_REGION is set")
             .into_builder()
             .endpoint_url(env("MOTO_ENDPOINT"))
             .build();

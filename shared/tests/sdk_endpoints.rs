@@ -55,7 +55,8 @@ fn outcome<E: std::error::Error>(result: Result<impl std::fmt::Debug, E>) -> Str
 #[tokio::test]
 #[ignore = "run by endpoints_for in a child process with a controlled environment"]
 async fn resolved_endpoints_in_this_process() {
-    let aws = phone_auth::endpoints::aws_config().await;
+    let aws = phone_auth::endpoints::aws_config(&phone_auth::config::Config::from_env())
+        .expect("AWS_REGION is set");
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws)
         .get_item()
         .table_name("t")

@@ -53,6 +53,7 @@ impl Jwks {
 impl Endpoint for Jwks {
     const NAME: &str = "jwks";
     const METHOD: Method = Method::GET;
+    const USES_AWS: bool = false;
 
     fn from_config(config: &Config, _aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Jwks {

@@ -11,8 +11,12 @@ mod set_referrer;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{AppName, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
+use aws_types::sdk_config::SharedCredentialsProvider;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -36,6 +40,9 @@ pub trait Endpoint: Send + Sync + Sized {
     /// function made a request.
     const NAME: &str;
     const METHOD: Method;
+    /// Whether the function calls AWS. One that does not (refresh) gets no
+    /// SDK configuration and so can build no AWS client.
+    const USES_AWS: bool = true;
 
     /// Builds clients and keys. Runs once per cold start and does no network I/O.
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError>;
@@ -119,52 +126,86 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// AWS SDK configuration shared by every client of a function: region and
-/// credentials from the Lambda environment (no discovery traffic), and
-/// timeouts well inside the function's own.
+/// AWS SDK configuration shared by every client of a function, built from
+/// the Lambda environment rather than by the SDK's default chain
+/// (`aws_config::defaults(..).load()`), which looks for profile files and
+/// builds SSO, STS, ECS and IMDS providers at every cold start:
 ///
-/// An empty service endpoint variable (`AWS_ENDPOINT_URL_DYNAMODB=""`) counts
-/// as unset: template.yaml declares the endpoints `sam local` points at its
-/// peers with empty values (SAM's `--env-vars` overrides only declared
-/// variables), and the SDK on its own would take "" as the endpoint and panic
-/// at the first request (shared/tests/sdk_endpoints.rs).
-pub async fn aws_config() -> SdkConfig {
+/// * region: `AWS_REGION` (Lambda's);
+/// * credentials: the SDK's environment provider (Lambda gives the role's
+///   session in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`),
+///   behind the SDK's usual lazy identity cache;
+/// * timeouts well inside the function's own, the SDK's standard retries;
+/// * endpoints: `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_SNS` (local
+///   runs and tests), an empty value counting as unset: template.yaml
+///   declares them empty so that `sam local` can point them at its peers
+///   (SAM's `--env-vars` overrides only declared variables), and the SDK on
+///   its own would take "" as the endpoint and panic at the first request
+///   (shared/tests/sdk_endpoints.rs). Nothing else (no `AWS_ENDPOINT_URL`,
+///   no `~/.aws` files) is read.
+///
+/// No I/O: the clients made from it open their connections on first use.
+pub fn aws_config(config: &Config) -> Result<SdkConfig, ConfigError> {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(SDK_OPERATION_TIMEOUT)
         .build();
-    let loaded = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let endpoints = EndpointUrls {
+        dynamodb: config.dynamodb_endpoint_url(),
+        sns: config.sns_endpoint_url(),
+    };
+    Ok(SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(config.aws_region()?))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .identity_cache(IdentityCache::lazy().build())
         .timeout_config(timeouts)
-        .load()
-        .await;
-    let settings = EmptyIsUnset(loaded.clone());
-    loaded.into_builder().service_config(settings).build()
+        .retry_config(RetryConfig::standard())
+        .service_config(endpoints)
+        .build())
 }
 
-/// The SDK's per-service settings (`AWS_ENDPOINT_URL_<SERVICE>` and the
-/// like, from the environment), with empty values left out.
+/// The per-service settings the SDK's clients ask for: only the endpoint
+/// URLs of the two services, when set.
 #[derive(Debug)]
-struct EmptyIsUnset(SdkConfig);
+struct EndpointUrls {
+    dynamodb: Option<String>,
+    sns: Option<String>,
+}
 
-impl LoadServiceConfig for EmptyIsUnset {
+impl LoadServiceConfig for EndpointUrls {
     fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
-        self.0
-            .service_config()?
-            .load_config(key)
-            .filter(|value| !value.trim().is_empty())
+        match (key.env(), key.service_id()) {
+            ("AWS_ENDPOINT_URL", "DynamoDB") => self.dynamodb.clone(),
+            ("AWS_ENDPOINT_URL", "SNS") => self.sns.clone(),
+            _ => None,
+        }
     }
+}
+
+/// What a cold start builds, from configuration alone: the SDK
+/// configuration (only for a function that calls AWS), the endpoint and its
+/// CORS rules. Configuration is read here, once.
+pub fn build<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigError> {
+    let aws = if E::USES_AWS {
+        aws_config(config)?
+            .into_builder()
+            .app_name(AppName::new(E::NAME).expect("function names are valid app names"))
+            .build()
+    } else {
+        // No region, credentials or HTTP client: nothing could be sent with it.
+        SdkConfig::builder().build()
+    };
+    Function::from_config(config, &aws)
 }
 
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let aws = aws_config()
-        .await
-        .into_builder()
-        .app_name(AppName::new(E::NAME).expect("function names are valid app names"))
-        .build();
-    let function = Function::<E>::from_config(&Config::from_env(), &aws).inspect_err(|err| {
+    let function = build::<E>(&Config::from_env()).inspect_err(|err| {
         tracing::error!(error = %err, "configuration error");
     })?;
     let function = &function;
@@ -193,6 +234,35 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(Response::new(Body::Empty))
         }
+    }
+
+    /// Refresh calls no AWS service: it starts without any AWS setting (it
+    /// builds no SDK configuration, so it cannot build a client), while a
+    /// function that calls DynamoDB needs its region.
+    #[test]
+    fn only_functions_that_call_aws_build_an_aws_configuration() {
+        let (private, public) = crate::token::generate_key_pair();
+        let vars = [
+            ("TOKEN_PRIVATE_KEY", private),
+            ("TOKEN_PUBLIC_KEY", public),
+            ("USERS_TABLE", "users".to_string()),
+        ];
+        let config = |extra: &[(&str, &str)]| {
+            let mut vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Config::from_lookup(move |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        assert!(build::<Refresh>(&config(&[])).is_ok());
+        assert_eq!(
+            build::<Retrieve>(&config(&[])).err(),
+            Some(ConfigError::Missing("AWS_REGION"))
+        );
+        assert!(build::<Retrieve>(&config(&[("AWS_REGION", "eu-central-1")])).is_ok());
     }
 
     fn post_with_deadline(seconds_left: u64) -> Request {

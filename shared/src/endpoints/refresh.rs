@@ -29,6 +29,7 @@ struct AccessToken {
 impl Endpoint for Refresh {
     const NAME: &str = "refresh";
     const METHOD: Method = Method::POST;
+    const USES_AWS: bool = false;
 
     fn from_config(config: &Config, _aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Refresh {

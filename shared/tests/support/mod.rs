@@ -63,7 +63,8 @@ pub fn config(overrides: &[(&str, &str)]) -> Config {
 
 pub async fn aws() -> SdkConfig {
     env("AWS_ENDPOINT_URL_DYNAMODB");
-    phone_auth::endpoints::aws_config().await
+    phone_auth::endpoints::aws_config(&phone_auth::config::Config::from_env())
+        .expect("AWS_REGION is set")
 }
 
 pub async fn endpoint<E: Endpoint>(overrides: &[(&str, &str)]) -> E {
