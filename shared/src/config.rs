@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use crate::adapters::aws_http::TrustedRoots;
 use crate::cors::Cors;
 use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
@@ -95,6 +96,19 @@ impl Config {
     /// every AWS client.
     pub fn aws_region(&self) -> Result<String, ConfigError> {
         self.required("AWS_REGION")
+    }
+
+    /// `SSL_CERT_FILE`: the root certificates (PEM) the AWS clients trust
+    /// instead of Amazon Trust Services' (adapters::aws_http), e.g. a local
+    /// TLS proxy's CA, or the system bundle where AWS's endpoints are
+    /// certified by another CA. The file is read here, once.
+    pub fn trusted_roots(&self) -> Result<TrustedRoots, ConfigError> {
+        let Some(path) = self.get("SSL_CERT_FILE") else {
+            return Ok(TrustedRoots::amazon());
+        };
+        let invalid = |why: String| ConfigError::Invalid("SSL_CERT_FILE", format!("{path}: {why}"));
+        let pem = std::fs::read(&path).map_err(|e| invalid(e.to_string()))?;
+        TrustedRoots::from_pem(pem).map_err(invalid)
     }
 
     /// `AWS_ENDPOINT_URL_DYNAMODB`: where local runs and tests send

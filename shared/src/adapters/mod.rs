@@ -5,6 +5,7 @@
 //! error code (an SNS `InvalidParameter` message, or the raw body that
 //! `DisplayErrorContext` prints, contains the phone number).
 
+pub mod aws_http;
 pub mod dynamo;
 pub mod sms;
 

@@ -28,6 +28,7 @@ pub use retrieve::Retrieve;
 pub use send_code::SendCode;
 pub use set_referrer::SetReferrer;
 
+use crate::adapters::aws_http::https_client;
 use crate::config::{Config, ConfigError};
 use crate::cors::Cors;
 use crate::error::ApiError;
@@ -136,6 +137,9 @@ impl From<StoreError> for ApiError {
 ///   session in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`),
 ///   behind the SDK's usual lazy identity cache;
 /// * timeouts well inside the function's own, the SDK's standard retries;
+/// * the SDK's HTTPS client trusting Amazon Trust Services' roots, or
+///   `SSL_CERT_FILE`'s certificates (adapters::aws_http: the system store
+///   cost 4 ms per cold start);
 /// * endpoints: `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_SNS` (local
 ///   runs and tests), an empty value counting as unset: template.yaml
 ///   declares them empty so that `sam local` can point them at its peers
@@ -164,6 +168,7 @@ pub fn aws_config(config: &Config) -> Result<SdkConfig, ConfigError> {
         .identity_cache(IdentityCache::lazy().build())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard())
+        .http_client(https_client(&config.trusted_roots()?))
         .service_config(endpoints)
         .build())
 }
