@@ -145,6 +145,25 @@ async fn sms_aero_refusals_are_errors() {
     }
 }
 
+/// An unreachable SMS Aero is an error naming what failed, never the number.
+#[tokio::test]
+async fn sms_aero_out_of_reach_is_a_connection_error() {
+    let aero = SmsAero::new(
+        "http://127.0.0.1:9/v2".into(),
+        "owner@example.com".into(),
+        "secret-key".into(),
+        "PhoneAuth".into(),
+    );
+    let err = aero
+        .send(&support::parse_phone("+79001234567"), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SMS not sent: SMS Aero request failed: connection failed"
+    );
+}
+
 #[tokio::test]
 async fn the_provider_is_chosen_by_configuration() {
     let aws = aws().await;

@@ -1,8 +1,17 @@
 //! The three SMS senders, chosen by `SMS_PROVIDER`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sns::types::MessageAttributeValue;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lambda_http::http::{HeaderValue, Request, StatusCode, header};
 
 use super::{aws_error_kind, mask_digits};
 use crate::config::{Config, ConfigError, SmsProvider};
@@ -71,27 +80,15 @@ impl SmsSender for SnsSms {
     }
 }
 
-/// A reqwest error as its kind only (its text can carry the URL and body).
-fn http_error_kind(err: &reqwest::Error) -> &'static str {
-    if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "unreadable body"
-    } else if err.is_status() {
-        "error status"
-    } else {
-        "HTTP error"
-    }
-}
-
 /// SMS Aero (https://smsaero.ru) HTTP API v2: `POST {base}/sms/send` with basic auth.
+///
+/// Over the HTTP stack the AWS SDK already links (hyper, rustls on aws-lc),
+/// not a second one (reqwest had its own TLS verifier and client).
 pub struct SmsAero {
-    http: reqwest::Client,
+    // Boxed: hyper's client is a few hundred bytes, AnySms's SNS variant 56.
+    http: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
     base_url: String,
-    email: String,
-    api_key: String,
+    authorization: HeaderValue,
     sign: String,
 }
 
@@ -108,20 +105,72 @@ struct SmsAeroResponse {
     message: Option<String>,
 }
 
+/// A whole request, answer read, may take this long.
+const SMSAERO_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl SmsAero {
+    /// Trusts the system's certificate store (SMS Aero is not an AWS
+    /// endpoint), or `SSL_CERT_FILE`'s certificates when it is set; read
+    /// here, at init, only in a function configured for SMS Aero.
     pub fn new(base_url: String, email: String, api_key: String, sign: String) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("TLS backend initialises");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(Duration::from_secs(2)));
+        tcp.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            // http:// only for a local stand-in (tests); the default is https.
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("{email}:{api_key}"));
+        let mut authorization = HeaderValue::from_str(&format!("Basic {credentials}"))
+            .expect("base64 is a valid header value");
+        authorization.set_sensitive(true);
         SmsAero {
-            http,
+            http: Box::new(Client::builder(TokioExecutor::new()).build(https)),
             base_url: base_url.trim_end_matches('/').to_string(),
-            email,
-            api_key,
+            authorization,
             sign,
         }
+    }
+
+    /// The answer's status and body, or what went wrong, by kind only (an
+    /// error's text can carry the URL).
+    async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, Bytes), &'static str> {
+        let request = Request::post(format!("{}/sms/send", self.base_url))
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| "request could not be built")?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "HTTP error"
+                }
+            })?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| "unreadable body")?;
+            Ok((status, body.to_bytes()))
+        };
+        tokio::time::timeout(SMSAERO_TIMEOUT, exchange)
+            .await
+            .unwrap_or(Err("timeout"))
     }
 }
 
@@ -134,20 +183,10 @@ impl SmsSender for SmsAero {
             sign: &self.sign,
         })
         .expect("request serializes");
-        let response = self
-            .http
-            .post(format!("{}/sms/send", self.base_url))
-            .basic_auth(&self.email, Some(&self.api_key))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+        let (status, bytes) = self
+            .post(body)
             .await
-            .map_err(|e| SmsError(format!("SMS Aero request failed: {}", http_error_kind(&e))))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| SmsError(format!("SMS Aero response: {}", http_error_kind(&e))))?;
+            .map_err(|kind| SmsError(format!("SMS Aero request failed: {kind}")))?;
         let parsed: Option<SmsAeroResponse> = serde_json::from_slice(&bytes).ok();
         match parsed {
             Some(SmsAeroResponse { success: true, .. }) if status.is_success() => Ok(()),
