@@ -19,9 +19,8 @@
 
 use std::sync::{LazyLock, OnceLock};
 
-use bytes::Bytes;
 use prost::Message;
-use rlibphonenumber::{PhoneMetadataCollection, PhoneNumber, PhoneNumberUtil};
+use rlibphonenumber::{PhoneMetadata, PhoneMetadataCollection, PhoneNumber, PhoneNumberUtil};
 
 use super::Region;
 
@@ -31,52 +30,14 @@ use super::Region;
 /// decode only some of them.
 static METADATA: &[u8] = include_bytes!("../../phone-metadata/PhoneNumberMetadata.bin");
 
-/// `PhoneMetadataCollection` with each territory's rules left encoded.
-#[derive(Clone, PartialEq, Message)]
-struct EncodedCollection {
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    metadata: Vec<Bytes>,
-}
-
-/// The two fields of a territory's `PhoneMetadata` needed to pick it.
-#[derive(Clone, PartialEq, Message)]
-struct Head {
-    #[prost(string, required, tag = "9")]
-    id: String,
-    #[prost(int32, optional, tag = "10")]
-    country_code: Option<i32>,
-}
-
-/// One territory of the metadata: `RU`, or `001` for a non-geographic
-/// service such as +800; its calling code; its rules, still encoded.
-struct Territory {
-    id: String,
-    calling_code: i32,
-    rules: Bytes,
-}
-
-/// Every territory, in the metadata's order. Reading the index costs tens of
-/// microseconds: the rules themselves are skipped, not copied.
-static TERRITORIES: LazyLock<Vec<Territory>> = LazyLock::new(|| {
-    let collection = EncodedCollection::decode(Bytes::from_static(METADATA))
-        .expect("the built-in phone metadata decodes");
-    collection
-        .metadata
-        .into_iter()
-        .map(|rules| {
-            let head = Head::decode(rules.clone()).expect("the built-in phone metadata decodes");
-            Territory {
-                id: head.id,
-                calling_code: head.country_code.unwrap_or_default(),
-                rules,
-            }
-        })
-        .collect()
-});
+// INDEX: each territory's id (`RU`, or `001` for a non-geographic service
+// such as +800), calling code and bytes in METADATA, found by build.rs, so
+// that a cold start neither walks nor touches the territories it does not use.
+include!(concat!(env!("OUT_DIR"), "/phone_index.rs"));
 
 /// Whether libphonenumber has a numbering plan for the region `code` (`RU`).
 pub(super) fn has_plan(code: &str) -> bool {
-    TERRITORIES.iter().any(|t| t.id == code)
+    INDEX.iter().any(|(id, ..)| *id == code)
 }
 
 /// A `PhoneNumberUtil` over some territories.
@@ -87,12 +48,12 @@ pub(super) struct Plans {
 impl Plans {
     /// Every territory sharing a calling code with one of `regions`.
     pub(super) fn for_regions(regions: &[Region]) -> Plans {
-        let codes: Vec<i32> = TERRITORIES
+        let codes: Vec<i32> = INDEX
             .iter()
-            .filter(|t| regions.iter().any(|r| r.as_str() == t.id))
-            .map(|t| t.calling_code)
+            .filter(|(id, ..)| regions.iter().any(|r| r.as_str() == *id))
+            .map(|(_, code, ..)| *code)
             .collect();
-        Plans::of(|t| codes.contains(&t.calling_code))
+        Plans::of(|code| codes.contains(&code))
     }
 
     /// Every territory.
@@ -100,12 +61,12 @@ impl Plans {
         Plans::of(|_| true)
     }
 
-    fn of(include: impl Fn(&Territory) -> bool) -> Plans {
-        let metadata = TERRITORIES
+    fn of(include: impl Fn(i32) -> bool) -> Plans {
+        let metadata = INDEX
             .iter()
-            .filter(|t| include(t))
-            .map(|t| {
-                rlibphonenumber::PhoneMetadata::decode(t.rules.clone())
+            .filter(|(_, code, ..)| include(*code))
+            .map(|(_, _, start, end)| {
+                PhoneMetadata::decode(&METADATA[*start..*end])
                     .expect("the built-in phone metadata decodes")
             })
             .collect();
@@ -150,4 +111,27 @@ pub(super) fn read_with<'a>(
     }
     let all = all();
     all.parse(input, default).map(|number| (all, number))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// build.rs's index covers the whole file, and each range decodes to the
+    /// territory it names.
+    #[test]
+    fn the_build_time_index_matches_the_metadata() {
+        let whole = PhoneMetadataCollection::decode(METADATA).unwrap();
+        assert_eq!(INDEX.len(), whole.metadata.len());
+        assert!(INDEX.len() > 240, "{}", INDEX.len());
+        for ((id, code, start, end), territory) in INDEX.iter().zip(&whole.metadata) {
+            let decoded = PhoneMetadata::decode(&METADATA[*start..*end]).unwrap();
+            assert_eq!(&decoded, territory);
+            assert_eq!(
+                (*id, Some(*code)),
+                (decoded.id.as_str(), decoded.country_code)
+            );
+        }
+        assert!(has_plan("RU") && has_plan("GG") && !has_plan("XX") && !has_plan("001x"));
+    }
 }
