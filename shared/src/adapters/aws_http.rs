@@ -17,7 +17,11 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
-use aws_types::sdk_config::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -35,9 +39,12 @@ pub struct TrustedRoots {
 
 impl TrustedRoots {
     /// Amazon Trust Services' roots: what AWS service endpoints chain to.
+    /// Not parsed here: a test checks them once and for all.
     pub fn amazon() -> Self {
-        TrustedRoots::from_pem(AMAZON_TRUST_SERVICES.as_bytes().to_vec())
-            .expect("the compiled-in Amazon roots are valid")
+        TrustedRoots {
+            pem: AMAZON_TRUST_SERVICES.as_bytes().to_vec(),
+            count: 5,
+        }
     }
 
     /// The certificates of a PEM file. Refused unless it holds at least one
@@ -81,7 +88,7 @@ pub fn https_client(roots: &TrustedRoots) -> SharedHttpClient {
         .with_trust_store(trust)
         .build()
         .expect("a TLS context needs nothing that can fail");
-    Builder::new().build_with_connector_fn(move |settings, components| {
+    let client = Builder::new().build_with_connector_fn(move |settings, components| {
         let mut connector = ConnectorBuilder::default()
             .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
             .tls_context(context.clone());
@@ -91,7 +98,32 @@ pub fn https_client(roots: &TrustedRoots) -> SharedHttpClient {
         }
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
-    })
+    });
+    SharedHttpClient::new(NoWarmUp(client))
+}
+
+/// The SDK's client, less its warm-up: when an SDK client is built, the
+/// SDK's HTTPS client builds a connector and throws it away
+/// (`validate_base_client_config`), only so that the system certificate
+/// store is loaded then rather than at the first request. These roots are
+/// compiled in or already read, so that would only build and drop a TLS
+/// configuration per AWS client at every cold start; the first request
+/// builds (and keeps) its connector as it always did.
+#[derive(Debug)]
+struct NoWarmUp(SharedHttpClient);
+
+impl HttpClient for NoWarmUp {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +159,8 @@ mod tests {
                 "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5",
             ]
         );
-        assert_eq!(TrustedRoots::amazon().len(), 5);
+        let parsed = TrustedRoots::from_pem(AMAZON_TRUST_SERVICES.as_bytes().to_vec()).unwrap();
+        assert_eq!(parsed, TrustedRoots::amazon());
     }
 
     #[test]
