@@ -20,7 +20,8 @@
 //! `BENCH_COLD_RUNS`, `BENCH_WARM_INVOCATIONS`, optionally `BENCH_DYNAMODB_TLS`
 //! (an `https://` endpoint in front of DynamoDB Local) with `BENCH_TLS_CA` (its
 //! CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
-//! `USERS_TABLE`, `OTPS_TABLE`, `OTP_HMAC_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
+//! `USERS_TABLE`, `OTPS_TABLE`, `SESSIONS_TABLE`, `OTP_HMAC_KEY`, `REFRESH_TOKEN_KEY`,
+//! `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
 
 mod events;
 mod http1;
@@ -124,7 +125,9 @@ impl Settings {
         for name in [
             "USERS_TABLE",
             "OTPS_TABLE",
+            "SESSIONS_TABLE",
             "OTP_HMAC_KEY",
+            "REFRESH_TOKEN_KEY",
             "TOKEN_PRIVATE_KEY",
             "TOKEN_PUBLIC_KEY",
         ] {
