@@ -1085,10 +1085,11 @@ impl SessionStore for SessionTable {
                         sessions.push(decode::<SessionItem>(item)?.into());
                     }
                 }
-                if let Some(mut left) = output.unprocessed_keys {
-                    if let Some(left) = left.remove(&self.table) {
-                        keys = left.keys;
-                    }
+                if let Some(left) = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                {
+                    keys = left.keys;
                 }
             }
         }
