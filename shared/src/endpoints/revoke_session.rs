@@ -3,7 +3,7 @@
 
 use aws_config::SdkConfig;
 use lambda_http::http::Method;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::{Endpoint, caller, no_content};
 use crate::adapters::dynamo::SessionTable;
@@ -22,10 +22,13 @@ pub struct RevokeSession<S = SessionTable> {
     pub verifier: TokenVerifier,
 }
 
-/// The `{id}` of the path, as the client wrote it (with or without the
-/// final slash). Read from the path itself rather than API Gateway's
-/// `pathParameters`, which a local run does not fill in.
+/// The `{id}` of the route: API Gateway's `pathParameters.id`, or, where no
+/// one filled that in (a local run), the segment after the route's fixed
+/// part, with or without the final slash.
 fn session_id(request: &Request) -> Option<SessionId> {
+    if let Some(id) = request.path_parameters_ref().and_then(|p| p.first("id")) {
+        return SessionId::parse(id.trim_end_matches('/'));
+    }
     let rest = request.uri().path().strip_prefix(PREFIX)?;
     SessionId::parse(rest.strip_suffix('/').unwrap_or(rest))
 }
@@ -65,5 +68,43 @@ impl Endpoint for RevokeSession {
 
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         self.revoke(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn at(path: &str, parameter: Option<&str>) -> Request {
+        let mut request = Request::new(Body::Empty);
+        *request.uri_mut() = path.parse().unwrap();
+        match parameter {
+            Some(id) => {
+                request.with_path_parameters(HashMap::from([("id".to_string(), id.to_string())]))
+            }
+            None => request,
+        }
+    }
+
+    #[test]
+    fn the_id_comes_from_api_gateway_or_the_path() {
+        let sid = SessionId::generate();
+        let id = sid.as_str();
+        for request in [
+            at(&format!("/users/sessions/{id}/"), None),
+            at(&format!("/users/sessions/{id}"), None),
+            // Behind a custom domain's base path, API Gateway's parameter counts.
+            at(&format!("/v1/users/sessions/{id}/"), Some(id)),
+        ] {
+            assert_eq!(session_id(&request), Some(sid.clone()));
+        }
+        for request in [
+            at("/users/sessions/", None),
+            at(&format!("/users/sessions/{id}/extra"), None),
+            at(&format!("/users/sessions/{id}/"), Some("nope")),
+        ] {
+            assert_eq!(session_id(&request), None);
+        }
     }
 }
