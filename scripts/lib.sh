@@ -83,13 +83,15 @@ ensure_local_secrets() {
     openssl pkey -in "$dir/token-rsa-private.pem" -pubout -out "$dir/token-rsa-public.pem"
   fi
   [ -f "$dir/otp-hmac-key" ] || openssl rand -hex 32 >"$dir/otp-hmac-key"
-  export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY
+  [ -f "$dir/refresh-token-key" ] || openssl rand -hex 32 >"$dir/refresh-token-key"
+  export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY REFRESH_TOKEN_KEY
   TOKEN_PRIVATE_KEY=$(cat "$dir/token-rsa-private.pem")
   TOKEN_PUBLIC_KEY=$(cat "$dir/token-rsa-public.pem")
   OTP_HMAC_KEY=$(cat "$dir/otp-hmac-key")
+  REFRESH_TOKEN_KEY=$(cat "$dir/refresh-token-key")
 }
 
-create_tables() { # DYNAMODB_PORT PREFIX -> exports USERS_TABLE, OTPS_TABLE
+create_tables() { # DYNAMODB_PORT PREFIX -> exports USERS_TABLE, OTPS_TABLE, SESSIONS_TABLE
   local line
   while IFS= read -r line; do export "${line?}"; done < <(
     python3 "$ROOT/scripts/create_tables.py" --endpoint "http://127.0.0.1:$1" --prefix "$2"

@@ -13,11 +13,13 @@ import json, os
 print(json.dumps({"Parameters": {
     "USERS_TABLE": "sam-UsersTable",
     "OTPS_TABLE": "sam-OtpsTable",
+    "SESSIONS_TABLE": "sam-SessionsTable",
     "AWS_ENDPOINT_URL_DYNAMODB": "http://dynamodb:8000",
     "AWS_ENDPOINT_URL_SNS": "http://moto:5000",
     "SMS_PROVIDER": "sns",
     "TOKEN_PRIVATE_KEY": os.environ["TOKEN_PRIVATE_KEY"],
     "TOKEN_PUBLIC_KEY": os.environ["TOKEN_PUBLIC_KEY"],
     "OTP_HMAC_KEY": os.environ["OTP_HMAC_KEY"],
+    "REFRESH_TOKEN_KEY": os.environ["REFRESH_TOKEN_KEY"],
 }}, indent=2))
 PY

@@ -37,8 +37,9 @@ fi
 say "end-to-end: the function binaries under cargo lambda watch (8 instances each; three more servers with small limits), DynamoDB requests recorded"
 ensure_local_secrets
 API_PORT=$(free_port)
-# Build the five functions up front, so the first concurrent requests do not wait on the compiler.
-cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks
+# Build the functions up front, so the first concurrent requests do not wait on the compiler.
+cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
+  -p logout -p logout-all -p list-sessions -p revoke-session
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -52,7 +53,7 @@ wait_for_http "http://127.0.0.1:$RECORD_PORT" 20 "$STATE/record-$RECORD_PORT.log
 # The functions' own CORS (cargo lambda's permissive default layer is off, as
 # there is none behind API Gateway), for one allowed origin.
 export E2E_CORS_ORIGIN="http://127.0.0.1:$(free_port)"
-# serve_functions PORT VAR=VALUE...: the five functions under cargo lambda
+# serve_functions PORT VAR=VALUE...: the functions under cargo lambda
 # watch on PORT, with these variables on top of the environment.
 serve_functions() {
   local port=$1; shift

@@ -84,10 +84,11 @@ def test_route_settings_name_declared_routes(cfn):
 
 
 def test_every_function_may_be_invoked_by_its_route(cfn):
-    """SAM writes the invoke permission's source ARN from the route path."""
-    paths = set(http_api(cfn)["paths"])
+    """SAM writes the invoke permission's source ARN from the route path
+    (a path parameter as `*`)."""
+    paths = {re.sub(r"\{[^}/]+\}", "*", path) for path in http_api(cfn)["paths"]}
     permissions = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"]
-    arns = {p["Properties"]["SourceArn"]["Fn::Sub"][0].rsplit("/*", 1)[1] for p in permissions}
+    arns = {p["Properties"]["SourceArn"]["Fn::Sub"][0].split("}/*", 1)[1] for p in permissions}
     assert arns == paths
 
 
@@ -270,6 +271,10 @@ def test_the_deploy_role_reaches_the_stacks_own_names(cfn):
     sam = load("template.yaml")["Resources"]
     assert sam["UsersTable"]["Properties"]["TableName"] == {"Fn::Sub": "${AWS::StackName}-users"}
     assert sam["OtpHmacKeySecret"]["Properties"]["Name"] == {"Fn::Sub": "${SecretsPrefix}/${Stage}/otp-hmac-key"}
+    assert sam["SessionsTable"]["Properties"]["TableName"] == {"Fn::Sub": "${AWS::StackName}-sessions"}
+    assert sam["RefreshTokenKeySecret"]["Properties"]["Name"] == {
+        "Fn::Sub": "${SecretsPrefix}/${Stage}/refresh-token-key"
+    }
     assert sam["FunctionEnvironmentKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}-functions"}
 
 
@@ -326,7 +331,7 @@ def functions(cfn):
 
 
 def test_every_function_environment_is_encrypted_with_the_stacks_own_key(cfn):
-    assert len(functions(cfn)) == 6
+    assert len(functions(cfn)) == 10
     for logical_id, function in functions(cfn).items():
         assert function["Properties"].get("KmsKeyArn") == {"Fn::GetAtt": ["FunctionEnvironmentKey", "Arn"]}, logical_id
     key = cfn["Resources"]["FunctionEnvironmentKey"]
@@ -432,7 +437,7 @@ def test_a_failed_first_create_leaves_no_orphan_table():
     sam = load("template.yaml")["Resources"]
     assert sam["UsersTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
     assert sam["UsersTable"]["UpdateReplacePolicy"] == "Retain"
-    for name in ("UsersTable", "OtpsTable"):
+    for name in ("UsersTable", "OtpsTable", "SessionsTable"):
         assert "SSESpecification" not in sam[name]["Properties"], "AWS-owned key (docs/deploy.md)"
     samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
     for name, environment in samconfig.items():

@@ -9,6 +9,7 @@ use crate::cors::Cors;
 use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy, Region};
+use crate::session::{RefreshKey, SessionPolicy};
 use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
 use crate::token::{KeyError, TokenKeys, TokenSettings, TokenSigner, TokenVerifier};
 
@@ -130,15 +131,49 @@ impl Config {
         self.required("OTPS_TABLE")
     }
 
+    pub fn sessions_table(&self) -> Result<String, ConfigError> {
+        self.required("SESSIONS_TABLE")
+    }
+
     pub fn otp_hmac_key(&self) -> Result<Vec<u8>, ConfigError> {
-        let key = self.required("OTP_HMAC_KEY")?;
-        if key.len() < 32 {
+        hmac_key("OTP_HMAC_KEY", self.required("OTP_HMAC_KEY")?)
+    }
+
+    /// `REFRESH_TOKEN_KEY`: the MAC key of refresh tokens. Changing it ends
+    /// every session (their tokens stop verifying).
+    pub fn refresh_key(&self) -> Result<RefreshKey, ConfigError> {
+        let key = hmac_key("REFRESH_TOKEN_KEY", self.required("REFRESH_TOKEN_KEY")?)?;
+        Ok(RefreshKey::new(&key))
+    }
+
+    /// `SESSION_IDLE_DAYS`, `SESSION_MAX_DAYS`, `REFRESH_REUSE_GRACE_SECONDS`.
+    pub fn session_policy(&self) -> Result<SessionPolicy, ConfigError> {
+        const DAY: u64 = 86_400;
+        let defaults = SessionPolicy::default();
+        let idle_days: u64 = self.number("SESSION_IDLE_DAYS", defaults.idle_seconds / DAY)?;
+        let max_days: u64 = self.number("SESSION_MAX_DAYS", defaults.max_seconds / DAY)?;
+        if idle_days == 0 || max_days == 0 || idle_days > max_days || max_days > 3650 {
             return Err(ConfigError::Invalid(
-                "OTP_HMAC_KEY",
-                "must be at least 32 characters of random data".into(),
+                "SESSION_IDLE_DAYS/SESSION_MAX_DAYS",
+                "both at least 1 day, the idle lifetime at most the absolute one, at most 3650"
+                    .into(),
             ));
         }
-        Ok(key.into_bytes())
+        let reuse_grace_seconds =
+            self.number("REFRESH_REUSE_GRACE_SECONDS", defaults.reuse_grace_seconds)?;
+        // Longer than an access token's lifetime would let a stolen previous
+        // token be exchanged long after its holder moved on.
+        if reuse_grace_seconds > 300 {
+            return Err(ConfigError::Invalid(
+                "REFRESH_REUSE_GRACE_SECONDS",
+                "at most 300 (a retry after a lost answer comes within seconds)".into(),
+            ));
+        }
+        Ok(SessionPolicy {
+            idle_seconds: idle_days * DAY,
+            max_seconds: max_days * DAY,
+            reuse_grace_seconds,
+        })
     }
 
     pub fn otp_policy(&self) -> Result<OtpPolicy, ConfigError> {
@@ -328,7 +363,6 @@ impl Config {
             issuer: self.token_issuer(),
             audience: self.get("TOKEN_AUDIENCE").unwrap_or("phone-auth".into()),
             access_ttl_seconds: self.number("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
-            refresh_ttl_seconds: self.number("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
         })
     }
 
@@ -459,6 +493,17 @@ impl Config {
     }
 }
 
+/// A server-side HMAC key: at least 32 characters of random data.
+fn hmac_key(name: &'static str, key: String) -> Result<Vec<u8>, ConfigError> {
+    if key.len() < 32 {
+        return Err(ConfigError::Invalid(
+            name,
+            "must be at least 32 characters of random data".into(),
+        ));
+    }
+    Ok(key.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,9 +535,14 @@ mod tests {
             (4, 300, 3, 60)
         );
         let tokens = c.token_settings().unwrap();
+        assert_eq!(tokens.access_ttl_seconds, 900);
         assert_eq!(
-            (tokens.access_ttl_seconds, tokens.refresh_ttl_seconds),
-            (900, 2_592_000)
+            c.session_policy().unwrap(),
+            SessionPolicy {
+                idle_seconds: 30 * 86_400,
+                max_seconds: 90 * 86_400,
+                reuse_grace_seconds: 10,
+            }
         );
         assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
         assert_eq!(c.phone_policy().unwrap().default_region, Region::RU);
@@ -669,6 +719,22 @@ mod tests {
             c.otp_hmac_key(),
             Err(ConfigError::Invalid("OTP_HMAC_KEY", _))
         ));
+        assert!(matches!(
+            config(&[("REFRESH_TOKEN_KEY", "short")]).refresh_key(),
+            Err(ConfigError::Invalid("REFRESH_TOKEN_KEY", _))
+        ));
+        assert!(matches!(
+            config(&[]).refresh_key(),
+            Err(ConfigError::Missing("REFRESH_TOKEN_KEY"))
+        ));
+        for bad in [
+            [("SESSION_IDLE_DAYS", "0")],
+            [("SESSION_IDLE_DAYS", "91")],
+            [("SESSION_MAX_DAYS", "x")],
+            [("REFRESH_REUSE_GRACE_SECONDS", "301")],
+        ] {
+            assert!(config(&bad).session_policy().is_err(), "{bad:?}");
+        }
         assert!(matches!(
             c.phone_policy(),
             Err(ConfigError::Invalid("PHONE_ALLOWED_REGIONS", _))

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::limits::{Budget, LimitRefusal};
 use crate::otp::SendRefusal;
 use crate::phone::PhoneError;
+use crate::session::InvalidRefreshToken;
 use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,18 @@ pub enum ApiError {
     MissingToken,
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("the refresh token is malformed or was not issued by this service; sign in again")]
+    RefreshTokenInvalid,
+    #[error("this session was signed out; sign in again")]
+    SessionRevoked,
+    #[error("this session has expired; sign in again")]
+    SessionExpired,
+    #[error(
+        "this refresh token was already used; the session is signed out for safety, sign in again"
+    )]
+    RefreshTokenReused,
+    #[error("no such session")]
+    SessionNotFound,
     #[error("user not found")]
     UserNotFound,
     #[error("invite code not found")]
@@ -83,6 +96,12 @@ impl From<SendRefusal> for ApiError {
                 retry_after: retry_after.max(1),
             },
         }
+    }
+}
+
+impl From<InvalidRefreshToken> for ApiError {
+    fn from(_: InvalidRefreshToken) -> Self {
+        ApiError::RefreshTokenInvalid
     }
 }
 
@@ -137,6 +156,11 @@ impl ApiError {
             Token(TokenError::Expired) => (StatusCode::UNAUTHORIZED, "token_expired"),
             Token(TokenError::WrongKind(_)) => (StatusCode::UNAUTHORIZED, "wrong_token_type"),
             Token(TokenError::Invalid) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            RefreshTokenInvalid => (StatusCode::UNAUTHORIZED, "refresh_token_invalid"),
+            SessionRevoked => (StatusCode::UNAUTHORIZED, "session_revoked"),
+            SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
+            RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+            SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found"),
             UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
             InviteCodeNotFound => (StatusCode::NOT_FOUND, "invite_code_not_found"),
             OwnInviteCode => (StatusCode::BAD_REQUEST, "own_invite_code"),

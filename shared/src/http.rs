@@ -74,6 +74,16 @@ pub fn source_ip(request: &Request) -> Option<&str> {
     }
 }
 
+/// What a new session keeps about the client: its User-Agent and source
+/// address, truncated (`session::ClientInfo`).
+pub fn client_info(request: &Request) -> crate::session::ClientInfo {
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok());
+    crate::session::ClientInfo::new(user_agent, source_ip(request))
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,6 +1,7 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
-//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`token`].
+//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`session`],
+//!   [`token`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod otp;
 pub mod phone;
 pub mod referral;
+pub mod session;
 pub mod sms;
 pub mod sms_text;
 pub mod store;

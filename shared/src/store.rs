@@ -7,6 +7,7 @@ use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
+use crate::session::{RefreshToken, Session, SessionId, UserId};
 
 /// Storage could not answer (network, throttling, service error). Maps to 503.
 #[derive(Debug, thiserror::Error)]
@@ -158,4 +159,71 @@ pub trait UserStore: Send + Sync {
         chain_top: &Phone,
         now: u64,
     ) -> impl Future<Output = Result<ReferrerWrite, StoreError>> + Send;
+}
+
+/// How the one conditional write of a refresh ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The session moved to the next generation; here as written.
+    Rotated(Session),
+    /// The condition failed: the session as it was then (None: no such
+    /// item), for [`judge_failed_rotation`](crate::session::judge_failed_rotation).
+    Refused(Option<Session>),
+}
+
+/// How a revocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// This request revoked it.
+    Revoked,
+    /// It was revoked before (by another request, or an earlier try of this one).
+    AlreadyRevoked,
+    /// No such session, or not the given owner's.
+    NotFound,
+}
+
+/// Sessions (crate::session): one item per session. Each write is one
+/// conditional request, so parallel refreshes and revocations cannot both
+/// pass a rule.
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session; false if its id is taken (128 random bits:
+    /// never, but the write refuses to overwrite rather than trust that).
+    fn create(&self, session: &Session) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves the session from `token.generation` to the next one, on
+    /// condition that it is at that generation, not revoked and not expired
+    /// at `now`; the use moves its idle expiry to `idle_expires_at` (the
+    /// session still ends at its absolute expiry if that comes first:
+    /// [`Session::is_expired`]). Refused: the session as the write found it,
+    /// from the same request (no read before it, none after).
+    fn rotate(
+        &self,
+        token: &RefreshToken,
+        idle_expires_at: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+
+    /// Marks the session revoked at `now` unless it already is; with
+    /// `owner`, only if it belongs to them (anyone else's is `NotFound`).
+    fn revoke(
+        &self,
+        sid: &SessionId,
+        owner: Option<&UserId>,
+        now: u64,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+
+    /// Every session of `user` still stored (revoked and expired ones too,
+    /// until TTL removes them), in no particular order. Found through an
+    /// index, which is eventually consistent: a session created a moment ago
+    /// may be missing; what is listed is read consistently.
+    fn sessions_of(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Vec<Session>, StoreError>> + Send;
+
+    /// The ids of `user`'s sessions, from the index alone (for revoking them all).
+    fn session_ids_of(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
 }

@@ -1,4 +1,5 @@
-//! Access and refresh tokens: RS256-signed JWTs (RSA 2048+, PKCS#1 v1.5, SHA-256).
+//! Access tokens: RS256-signed JWTs (RSA 2048+, PKCS#1 v1.5, SHA-256).
+//! (Refresh tokens are opaque and live in `session`.)
 //!
 //! Asymmetric signing lets any other service verify a token with the public
 //! key alone; only the functions that mint tokens ever see the private key.
@@ -20,12 +21,17 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::phone::Phone;
+use crate::session::{SessionId, UserId};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Shorter RSA keys are refused at start (NIST SP 800-57: 2048 bits through 2030).
 const MIN_RSA_BITS: usize = 2048;
 
+/// The `token_type` claim. This service mints only access JWTs now;
+/// refresh JWTs minted before sessions existed stay alive up to 30 days
+/// after that deploy, and this claim is what keeps one of them from ever
+/// passing as an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
@@ -43,6 +49,11 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// The session the token was issued for (`session::SessionId`): lets
+    /// the session list mark the caller's own. Stateless: no verifier looks
+    /// the session up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,13 +76,12 @@ pub enum TokenError {
     Invalid,
 }
 
-/// Issuer, audience and lifetimes shared by signer and verifier.
+/// Issuer, audience and lifetime shared by signer and verifier.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub access_ttl_seconds: u64,
-    pub refresh_ttl_seconds: u64,
 }
 
 /// Signs tokens with the current private key, parsed once at cold start.
@@ -109,19 +119,27 @@ impl TokenSigner {
         })
     }
 
+    /// The access token of `user`'s session `sid`.
+    pub fn issue_access(&self, user: &UserId, sid: &SessionId, now: u64) -> String {
+        self.sign(user.as_str(), TokenKind::Access, Some(sid), now)
+    }
+
+    /// A token of `kind` without a session, valid for the access lifetime:
+    /// for tests of the token rules (a refresh JWT as old clients hold).
     pub fn issue(&self, phone: &Phone, kind: TokenKind, now: u64) -> String {
-        let ttl = match kind {
-            TokenKind::Access => self.settings.access_ttl_seconds,
-            TokenKind::Refresh => self.settings.refresh_ttl_seconds,
-        };
+        self.sign(phone.as_str(), kind, None, now)
+    }
+
+    fn sign(&self, sub: &str, kind: TokenKind, sid: Option<&SessionId>, now: u64) -> String {
         let claims = Claims {
-            sub: phone.as_str().to_string(),
+            sub: sub.to_string(),
             token_type: kind,
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
             iat: now,
-            exp: now + ttl,
+            exp: now + self.settings.access_ttl_seconds,
             jti: format!("{:032x}", rand::rng().random::<u128>()),
+            sid: sid.map(|sid| sid.as_str().to_string()),
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialize");
         let signing_input = format!("{}.{}", self.header, B64.encode(payload));
@@ -263,6 +281,12 @@ impl TokenVerifier {
 
     /// The phone the token was issued to, if the token is genuine, unexpired and of `kind`.
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Phone, TokenError> {
+        self.verify_claims(token, kind)
+            .map(|claims| Phone::from_trusted(claims.sub))
+    }
+
+    /// The claims of a genuine, unexpired token of `kind`.
+    pub fn verify_claims(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let key = header
@@ -280,7 +304,7 @@ impl TokenVerifier {
         if data.claims.token_type != kind {
             return Err(TokenError::WrongKind(kind));
         }
-        Ok(Phone::from_trusted(data.claims.sub))
+        Ok(data.claims)
     }
 }
 
@@ -305,7 +329,6 @@ mod tests {
             issuer: "phone-auth".into(),
             audience: "phone-auth".into(),
             access_ttl_seconds: 900,
-            refresh_ttl_seconds: 30 * 24 * 3600,
         }
     }
 
@@ -350,6 +373,18 @@ mod tests {
                 .unwrap();
         assert_eq!(claims.exp - claims.iat, 900);
         assert_eq!(claims.token_type, TokenKind::Access);
+        assert_eq!(claims.sid, None);
+        let sid = SessionId::generate();
+        let user = crate::session::UserId::of_phone(&phone());
+        let with_session = signer.issue_access(&user, &sid, t);
+        let claims = verifier
+            .verify_claims(&with_session, TokenKind::Access)
+            .unwrap();
+        assert_eq!(
+            (claims.sid.as_deref(), claims.exp - claims.iat),
+            (Some(sid.as_str()), 900)
+        );
+        assert_eq!(claims.sub, phone().as_str());
         let header: serde_json::Value =
             serde_json::from_slice(&b64().decode(access.split('.').next().unwrap()).unwrap())
                 .unwrap();

@@ -91,6 +91,41 @@ impl Api {
         (phone, access, invite)
     }
 
+    /// A sign-in of `phone` (new or returning): its `{"access", "refresh"}`.
+    async fn sign_in(&self, phone: &str) -> Value {
+        let code = self.get_code(phone).await;
+        let (status, tokens) = self.send_code(phone, &code).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    async fn refresh(&self, refresh: &Value) -> (u16, Value) {
+        self.post("/users/auth/refresh/", json!({ "refresh": refresh }), None)
+            .await
+    }
+
+    /// The status of a request that answers 204 with no body on success.
+    async fn no_content(&self, request: reqwest::RequestBuilder) -> (u16, Option<Value>) {
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        if status == 204 {
+            return (status, None);
+        }
+        (status, Some(response.json().await.expect("a JSON error")))
+    }
+
+    async fn sessions(&self, access: &str) -> Vec<Value> {
+        let (status, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/users/sessions/", self.base))
+                    .bearer_auth(access),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["sessions"].as_array().unwrap().clone()
+    }
+
     async fn set_referrer(&self, access: &str, code: &str) -> (u16, Value) {
         self.post(
             "/users/set_referrer/",
@@ -150,8 +185,9 @@ async fn the_whole_contract_over_http() {
     assert_eq!(status, 200);
     assert_eq!(
         refreshed.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["access"]
+        ["access", "refresh"]
     );
+    assert_ne!(refreshed["refresh"], tokens["refresh"]);
 
     let (inviter_phone, _, inviter_code) = api.sign_up().await;
     let profile = api.profile(refreshed["access"].as_str().unwrap()).await;
@@ -245,7 +281,7 @@ async fn bad_requests_get_json_errors_over_http() {
                 .post(url("/users/auth/refresh/"))
                 .body("{\"refresh\": \"nope\"}"),
             401,
-            "invalid_token",
+            "refresh_token_invalid",
         ),
         (api.http.get(url("/users/retrieve/")), 401, "missing_token"),
         (
@@ -486,8 +522,37 @@ async fn every_route_answers_with_and_without_the_final_slash() {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (401, Some("invalid_token"))
+        (401, Some("refresh_token_invalid"))
     );
+    // The session routes, without the slash (with it: the session tests).
+    let listed = api
+        .send(
+            api.http
+                .get(format!("{}/users/sessions", api.base))
+                .bearer_auth(access),
+        )
+        .await;
+    assert_eq!(listed.0, 200, "{}", listed.1);
+    let sid = listed.1["sessions"][0]["id"].as_str().unwrap().to_string();
+    let deleted = api
+        .http
+        .delete(format!("{}/users/sessions/{sid}", api.base))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    for path in ["/users/auth/logout", "/users/auth/logout_all"] {
+        let response = api
+            .http
+            .post(format!("{}{path}", api.base))
+            .bearer_auth(access)
+            .json(&json!({ "refresh": tokens["refresh"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{path}");
+    }
 }
 
 /// The SMS text follows the phone's country (Russian for +7, English for
@@ -534,6 +599,7 @@ async fn browsers_preflights_are_answered_for_allowed_origins_only() {
         ("/users/auth/send_code", "POST"),
         ("/users/retrieve/", "GET"),
         ("/users/set_referrer/", "POST"),
+        ("/users/sessions/AAAAAAAAAAAAAAAAAAAAAA/", "DELETE"),
     ] {
         let preflight = |origin: &str| {
             api.http
@@ -736,4 +802,151 @@ async fn wrong_codes_lock_the_phone_for_both_endpoints() {
     );
     let refused = api.ask_code(&phone).await;
     assert_refused(&refused, 429, "phone_locked", 86_400);
+}
+
+// ------------------------------------------------------------------ sessions
+
+fn code_of(answer: (u16, Value)) -> (u16, Option<String>) {
+    (answer.0, answer.1["code"].as_str().map(str::to_string))
+}
+
+/// Refresh rotates; a token rotated out two refreshes ago (past any grace
+/// period's reach: it is not the previous one) revokes the whole session, so
+/// the current token stops working too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_reused_refresh_token_revokes_its_session_over_http() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let first = api.sign_in(&phone).await;
+    let (status, second) = api.refresh(&first["refresh"]).await;
+    assert_eq!(status, 200, "{second}");
+    // The previous token within the grace period: the same current pair, no rotation.
+    let (status, again) = api.refresh(&first["refresh"]).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refresh"], second["refresh"]);
+    let (status, third) = api.refresh(&second["refresh"]).await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(
+        api.profile(third["access"].as_str().unwrap()).await["phone"],
+        phone
+    );
+
+    assert_eq!(
+        code_of(api.refresh(&first["refresh"]).await),
+        (401, Some("refresh_token_reused".into()))
+    );
+    assert_eq!(
+        code_of(api.refresh(&third["refresh"]).await),
+        (401, Some("session_revoked".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn logout_and_logout_all_end_sessions_over_http() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let phone_session = api.sign_in(&phone).await;
+    let laptop_session = api.sign_in(&phone).await;
+    let tablet_session = api.sign_in(&phone).await;
+
+    let logout = |refresh: Value| {
+        api.no_content(
+            api.http
+                .post(format!("{}/users/auth/logout/", api.base))
+                .json(&json!({ "refresh": refresh })),
+        )
+    };
+    assert_eq!(logout(phone_session["refresh"].clone()).await, (204, None));
+    assert_eq!(logout(phone_session["refresh"].clone()).await, (204, None));
+    assert_eq!(
+        code_of(api.refresh(&phone_session["refresh"]).await),
+        (401, Some("session_revoked".into()))
+    );
+    let (status, body) = logout(json!("forged.1.token")).await;
+    assert_eq!(
+        (status, body.unwrap()["code"].clone()),
+        (401, json!("refresh_token_invalid"))
+    );
+    // The laptop still refreshes, until logout_all (from the tablet).
+    let (status, laptop) = api.refresh(&laptop_session["refresh"]).await;
+    assert_eq!(status, 200, "{laptop}");
+    let tablet_access = tablet_session["access"].as_str().unwrap();
+    let logout_all = api
+        .http
+        .post(format!("{}/users/auth/logout_all/", api.base));
+    assert_eq!(
+        api.no_content(logout_all.try_clone().unwrap().bearer_auth(tablet_access))
+            .await,
+        (204, None)
+    );
+    for refresh in [&laptop["refresh"], &tablet_session["refresh"]] {
+        assert_eq!(
+            code_of(api.refresh(refresh).await),
+            (401, Some("session_revoked".into()))
+        );
+    }
+    let (status, body) = api.no_content(logout_all).await;
+    assert_eq!(
+        (status, body.unwrap()["code"].clone()),
+        (401, json!("missing_token"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn sessions_are_listed_and_revoked_one_by_one_over_http() {
+    let api = Api::new();
+    let phone = unique_phone();
+    let older = api.sign_in(&phone).await;
+    let newer = api.sign_in(&phone).await;
+    let access = newer["access"].as_str().unwrap();
+    let listed = api.sessions(access).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // Newest first (by the second: these two may share one); a refresh
+    // token begins with its session's id.
+    assert!(listed[0]["created_at"].as_u64() >= listed[1]["created_at"].as_u64());
+    let sid = |tokens: &Value| {
+        tokens["refresh"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let by_id = |id: &str| listed.iter().find(|s| s["id"] == id).unwrap().clone();
+    assert_eq!(by_id(&sid(&newer))["current"], true);
+    assert_eq!(by_id(&sid(&older))["current"], false);
+    assert_eq!(listed[0]["ip"], "127.0.0.0", "truncated to its /24");
+    let older_id = sid(&older);
+    let older_id = older_id.as_str();
+    let delete = |id: &str, access: &str| {
+        api.no_content(
+            api.http
+                .delete(format!("{}/users/sessions/{id}/", api.base))
+                .bearer_auth(access.to_string()),
+        )
+    };
+    // Someone else cannot revoke it: 404, as for no session at all.
+    let stranger = api.sign_in(&unique_phone()).await;
+    let (status, body) = delete(older_id, stranger["access"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body.unwrap()["code"].clone()),
+        (404, json!("session_not_found"))
+    );
+    let (status, body) = delete("not-a-session", access).await;
+    assert_eq!(
+        (status, body.unwrap()["code"].clone()),
+        (404, json!("session_not_found"))
+    );
+    assert_eq!(delete(older_id, access).await, (204, None));
+    assert_eq!(
+        code_of(api.refresh(&older["refresh"]).await),
+        (401, Some("session_revoked".into()))
+    );
+    let listed = api.sessions(access).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["current"], true);
 }

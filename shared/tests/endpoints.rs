@@ -436,46 +436,47 @@ async fn malformed_codes_cost_no_attempt() {
 // ------------------------------------------------------------------ tokens
 
 #[tokio::test]
-async fn refresh_gives_a_new_access_token_and_only_for_refresh_tokens() {
+async fn refresh_rotates_the_pair_and_takes_only_refresh_tokens() {
     let (phone, access, refresh) = sign_up().await;
     let endpoint = endpoint::<Refresh>(&[]).await;
     let (status, body) = call(&endpoint, post(json!({ "refresh": refresh }))).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{body}");
     let new_access = body["access"].as_str().unwrap();
     assert_eq!(profile(new_access).await.1["phone"], phone.as_str());
+    let new_refresh = body["refresh"].as_str().unwrap();
+    assert_ne!(new_refresh, refresh);
+    assert!(
+        !new_refresh.contains(&phone[1..]),
+        "no phone in {new_refresh}"
+    );
 
-    assert_error(
-        call(&endpoint, post(json!({ "refresh": access }))).await,
-        401,
-        "wrong_token_type",
-    );
-    let expired = signer().issue(
-        &support::parse_phone(&phone),
-        TokenKind::Refresh,
-        now() - 31 * 24 * 3600,
-    );
-    assert_error(
-        call(&endpoint, post(json!({ "refresh": expired }))).await,
-        401,
-        "token_expired",
-    );
-    assert_error(
-        call(&endpoint, post(json!({ "refresh": "x.y.z" }))).await,
-        401,
-        "invalid_token",
-    );
+    // The token rule: an access token is never a refresh token, nor is a
+    // refresh JWT of the kind minted before sessions (still alive in old
+    // clients), nor anything else that is not ours.
+    let legacy = signer().issue(&support::parse_phone(&phone), TokenKind::Refresh, now());
+    for wrong in [access.as_str(), legacy.as_str(), "x.y.z", ""] {
+        assert_error(
+            call(&endpoint, post(json!({ "refresh": wrong }))).await,
+            401,
+            "refresh_token_invalid",
+        );
+    }
 }
 
 #[tokio::test]
 async fn the_profile_needs_a_genuine_access_token() {
-    let (_, access, refresh) = sign_up().await;
+    let (phone, access, refresh) = sign_up().await;
     let retrieve = endpoint::<Retrieve>(&[]).await;
     assert_error(
         call(&retrieve, request(Method::GET, "", None)).await,
         401,
         "missing_token",
     );
-    assert_eq!(profile(&refresh).await.1["code"], "wrong_token_type");
+    // The opaque refresh token is no JWT at all; a refresh JWT of the kind
+    // minted before sessions is one, of the wrong type.
+    assert_eq!(profile(&refresh).await.1["code"], "invalid_token");
+    let legacy = signer().issue(&support::parse_phone(&phone), TokenKind::Refresh, now());
+    assert_eq!(profile(&legacy).await.1["code"], "wrong_token_type");
     let mut tampered = access.clone();
     tampered.replace_range(tampered.len() - 4.., "AAAA");
     assert_eq!(profile(&tampered).await.1["code"], "invalid_token");

@@ -12,9 +12,13 @@
 //! +79990000101..110, see `World`), so events do not depend on each other or
 //! on earlier runs. Tokens cannot be stored in the files (they expire and are
 //! signed by a per-run key), so files hold placeholders replaced here:
-//! `{{ACCESS_TOKEN:<phone>}}`, `{{REFRESH_TOKEN:<phone>}}` and
+//! `{{ACCESS_TOKEN:<phone>}}` (of the phone's world session),
+//! `{{REFRESH_TOKEN:<phone>}}` (its session's current one),
+//! `{{OLD_REFRESH_TOKEN:<phone>}}` (its session's previous generation, rotated
+//! out an hour ago), `{{SESSION_ID:<phone>}}` and
 //! `{{EXPIRED_ACCESS_TOKEN:<phone>}}` (docs/deploy.md shows how to fill them
-//! in for `sam local invoke`).
+//! in for `sam local invoke`). Each world user has one session; REFERRED's is
+//! revoked.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,15 +27,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::Method;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request};
-use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    Endpoint, GetCode, Jwks, Refresh, Retrieve, SendCode, SetReferrer, aws_config, serve,
+    Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve, RevokeSession,
+    SendCode, SetReferrer, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::store::{NewUser, OtpStore, User, UserStore};
+use phone_auth::session::{RefreshKey, Session, SessionId, UserId};
+use phone_auth::store::{NewUser, OtpStore, SessionStore, User, UserStore};
 use phone_auth::token::{TokenKind, TokenSigner};
 use rand::RngExt;
 use serde_json::Value;
@@ -87,6 +93,15 @@ impl World {
     fn users() -> [(&'static str, &'static str); 3] {
         [Self::REFERRER, Self::NEWCOMER, Self::REFERRED]
     }
+
+    /// The world session of a user: a fixed id per phone (its last three digits).
+    fn session_id(phone: &str) -> SessionId {
+        let id = format!("EvtSessionOfUser{}AAA", &phone[phone.len() - 3..]);
+        SessionId::parse(&id).expect("world session ids are canonical")
+    }
+
+    /// The generation each world session is at (refreshed twice: 3).
+    const SESSION_GENERATION: u64 = 3;
 }
 
 /// `map_err` for a DynamoDB call of the test itself.
@@ -112,12 +127,19 @@ struct Harness {
     otps_table: String,
     otps: OtpTable,
     users: UserTable,
+    sessions: SessionTable,
+    sessions_table: String,
+    refresh_key: RefreshKey,
     get_code: GetCode,
     send_code: SendCode,
     refresh: Refresh,
     retrieve: Retrieve,
     set_referrer: SetReferrer,
     jwks: Jwks,
+    logout: Logout,
+    logout_all: LogoutAll,
+    list_sessions: ListSessions,
+    revoke_session: RevokeSession,
 }
 
 impl Harness {
@@ -126,9 +148,15 @@ impl Harness {
         let hmac = format!("events-test-{:032x}", rand::rng().random::<u128>());
         let users_table = env("USERS_TABLE");
         let otps_table = env("OTPS_TABLE");
+        let sessions_table = env("SESSIONS_TABLE");
         let vars: HashMap<&str, String> = HashMap::from([
             ("USERS_TABLE", users_table.clone()),
             ("OTPS_TABLE", otps_table.clone()),
+            ("SESSIONS_TABLE", sessions_table.clone()),
+            (
+                "REFRESH_TOKEN_KEY",
+                format!("events-refresh-{:032x}", rand::rng().random::<u128>()),
+            ),
             ("TOKEN_PRIVATE_KEY", private),
             ("TOKEN_PUBLIC_KEY", public),
             ("OTP_HMAC_KEY", hmac),
@@ -158,6 +186,11 @@ impl Harness {
             hasher: CodeHasher::new(&config.otp_hmac_key().unwrap_or_else(|e| built("hasher", e))),
             otps: OtpTable::new(dynamo.clone(), otps_table.clone()),
             users: UserTable::new(dynamo.clone(), users_table.clone()),
+            sessions: SessionTable::new(dynamo.clone(), sessions_table.clone()),
+            sessions_table,
+            refresh_key: config
+                .refresh_key()
+                .unwrap_or_else(|e| built("refresh key", e)),
             get_code: GetCode::from_config(&config, &aws).unwrap_or_else(|e| built("get-code", e)),
             send_code: SendCode::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("send-code", e)),
@@ -166,6 +199,13 @@ impl Harness {
             set_referrer: SetReferrer::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("set-referrer", e)),
             jwks: Jwks::from_config(&config, &aws).unwrap_or_else(|e| built("jwks", e)),
+            logout: Logout::from_config(&config, &aws).unwrap_or_else(|e| built("logout", e)),
+            logout_all: LogoutAll::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("logout-all", e)),
+            list_sessions: ListSessions::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("list-sessions", e)),
+            revoke_session: RevokeSession::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("revoke-session", e)),
             config,
             dynamo,
             users_table,
@@ -175,6 +215,13 @@ impl Harness {
 
     fn token(&self, phone: &str, kind: TokenKind, now: u64) -> String {
         self.signer.issue(&parse_phone(phone), kind, now)
+    }
+
+    /// An access token of the phone's world session.
+    fn access_token(&self, phone: &str, now: u64) -> String {
+        let user = UserId::of_phone(&parse_phone(phone));
+        self.signer
+            .issue_access(&user, &World::session_id(phone), now)
     }
 
     /// Removes every trace of the world's phones, then writes the world again.
@@ -270,6 +317,39 @@ impl Harness {
                 other => return Err(format!("could not seed user {phone}: {other:?}")),
             }
         }
+        // One session per world user, refreshed twice an hour ago; REFERRED's revoked.
+        let policy = self.config.session_policy().map_err(|e| e.to_string())?;
+        for (phone, _) in World::users() {
+            let sid = World::session_id(phone);
+            self.dynamo
+                .delete_item()
+                .table_name(&self.sessions_table)
+                .key("sid", s(sid.as_str()))
+                .send()
+                .await
+                .map_err(failed(format!("deleting the session of {phone}")))?;
+            let started = policy.start(
+                UserId::of_phone(&parse_phone(phone)),
+                phone_auth::session::ClientInfo::new(Some("curl/8.5.0"), Some("203.0.113.10")),
+                now - 7200,
+            );
+            let session = Session {
+                sid,
+                generation: World::SESSION_GENERATION,
+                rotated_at: now - 3600,
+                last_used_at: now - 3600,
+                revoked_at: (phone == World::REFERRED.0).then_some(now - 60),
+                ..started
+            };
+            if !self
+                .sessions
+                .create(&session)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("could not seed the session of {phone}"));
+            }
+        }
         // REFERRED names REFERRER through the endpoint itself, as a client would.
         let mut request = Request::new(Body::from(format!(
             r#"{{"invite_code": "{}"}}"#,
@@ -278,12 +358,9 @@ impl Harness {
         *request.method_mut() = Method::POST;
         request.headers_mut().insert(
             "authorization",
-            format!(
-                "Bearer {}",
-                self.token(World::REFERRED.0, TokenKind::Access, now)
-            )
-            .parse()
-            .expect("token is a valid header value"),
+            format!("Bearer {}", self.access_token(World::REFERRED.0, now))
+                .parse()
+                .expect("token is a valid header value"),
         );
         let response = serve(&self.set_referrer, request).await;
         if response.status() != 200 {
@@ -312,8 +389,16 @@ impl Harness {
                 .split_once(':')
                 .ok_or_else(|| format!("placeholder {{{{{placeholder}}}}} names no phone"))?;
             out.push_str(&match name {
-                "ACCESS_TOKEN" => self.token(phone, TokenKind::Access, now),
-                "REFRESH_TOKEN" => self.token(phone, TokenKind::Refresh, now),
+                "ACCESS_TOKEN" => self.access_token(phone, now),
+                "REFRESH_TOKEN" => self
+                    .refresh_key
+                    .token(&World::session_id(phone), World::SESSION_GENERATION),
+                "OLD_REFRESH_TOKEN" => self
+                    .refresh_key
+                    .token(&World::session_id(phone), World::SESSION_GENERATION - 1),
+                "SESSION_ID" => World::session_id(phone).as_str().to_string(),
+                // A refresh JWT as minted before sessions: never an access token.
+                "LEGACY_REFRESH_JWT" => self.token(phone, TokenKind::Refresh, now),
                 // Issued a day ago: long past any access token lifetime and clock leeway.
                 "EXPIRED_ACCESS_TOKEN" => self.token(phone, TokenKind::Access, now - 86_400),
                 other => return Err(format!("unknown placeholder {other}")),
@@ -332,9 +417,17 @@ impl Harness {
             "retrieve" => serve(&self.retrieve, request).await,
             "set-referrer" => serve(&self.set_referrer, request).await,
             "jwks" => serve(&self.jwks, request).await,
+            "logout" => serve(&self.logout, request).await,
+            "logout-all" => serve(&self.logout_all, request).await,
+            "list-sessions" => serve(&self.list_sessions, request).await,
+            "revoke-session" => serve(&self.revoke_session, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();
+        // 204 answers nothing.
+        if status == 204 && response.body().is_empty() {
+            return Ok((status, Value::Null));
+        }
         let body = serde_json::from_slice(response.body().as_ref())
             .map_err(|e| format!("answer {status} is not JSON: {e}"))?;
         Ok((status, body))
@@ -464,6 +557,10 @@ async fn every_event_gets_the_answer_its_file_name_states() {
         "refresh",
         "retrieve",
         "set-referrer",
+        "logout",
+        "logout-all",
+        "list-sessions",
+        "revoke-session",
     ] {
         assert!(
             functions.contains(function),
@@ -475,7 +572,9 @@ async fn every_event_gets_the_answer_its_file_name_states() {
             .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         assert!(
-            names.iter().any(|n| n.starts_with("200-")),
+            names
+                .iter()
+                .any(|n| n.starts_with("200-") || n.starts_with("204-")),
             "events/{function}/ has no success event"
         );
         assert!(

@@ -339,3 +339,53 @@ fn metric_filter(resource: &str) -> (Vec<String>, String) {
         .collect();
     (path, right.trim().trim_matches('"').to_string())
 }
+
+/// Reuse detection writes the security event template.yaml's metric filter
+/// counts for RefreshTokenReusedAlarm, naming the session, never the token
+/// or the user's phone.
+#[tokio::test]
+async fn a_reused_refresh_token_is_logged_as_a_security_event_without_secrets() {
+    use phone_auth::session::{ClientInfo, Session, SessionPolicy, UserId};
+    use phone_auth::store::SessionStore;
+    use support::memory::MemorySessions;
+
+    let logs = logs();
+    let phone = unique_phone();
+    let sessions = MemorySessions::default();
+    let t = now();
+    let session = Session {
+        generation: 3,
+        rotated_at: t - 3600,
+        ..SessionPolicy::default().start(
+            UserId::of_phone(&parse_phone(&phone)),
+            ClientInfo::default(),
+            t - 7200,
+        )
+    };
+    sessions.create(&session).await.unwrap();
+    let old = refresh_key().token(&session.sid, 2);
+    let refresh = refresh_over(sessions);
+    assert_error(
+        answer(refresh.refresh(post(json!({ "refresh": old }))).await),
+        401,
+        "refresh_token_reused",
+    );
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let (path, value) = metric_filter("RefreshTokenReusedMetricFilter");
+    let line = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            path.iter().fold(line, |v, key| &v[key.as_str()]) == &serde_json::json!(value)
+                && line["fields"]["sid"] == session.sid.as_str()
+        })
+        .unwrap_or_else(|| {
+            panic!("no log line has {path:?} = {value:?} for this session:\n{text}")
+        });
+    let line = line.to_string();
+    let mac = old.rsplit('.').next().unwrap();
+    for secret in [phone.as_str(), &phone[1..], old.as_str(), mac] {
+        assert!(!line.contains(secret), "{secret} in {line}");
+    }
+}

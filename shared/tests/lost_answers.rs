@@ -382,3 +382,92 @@ async fn a_referrer_is_reported_set() {
     .await;
     assert_eq!(listed, expected, "listed once");
 }
+
+// ------------------------------------------------------------------ sessions
+
+mod sessions {
+    use phone_auth::adapters::dynamo::SessionTable;
+    use phone_auth::session::{ClientInfo, Session, SessionPolicy, UserId};
+    use phone_auth::store::{Revocation, SessionStore};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn sessions() -> (LosingAnswers, SessionTable) {
+        let http = LosingAnswers::new();
+        let client = losing_client(&http).await;
+        (http, SessionTable::new(client, env("SESSIONS_TABLE")))
+    }
+
+    fn session(at: u64) -> Session {
+        let user = UserId::of_phone(&phone());
+        SessionPolicy::default().start(user, ClientInfo::default(), at)
+    }
+
+    async fn losing_one<T>(
+        http: &LosingAnswers,
+        operation: &str,
+        write: impl Future<Output = T>,
+    ) -> T {
+        http.lose_after(operation, 0);
+        let result = write.await;
+        assert!(http.lost_all_planned(), "no {operation} was sent");
+        assert_eq!(http.sent(), 2, "the SDK sent the {operation} again");
+        result
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_put_was_resent_is_created_once() {
+        let (http, table) = sessions().await;
+        let s = session(now());
+        assert!(
+            losing_one(&http, "PutItem", table.create(&s))
+                .await
+                .unwrap()
+        );
+        assert_eq!(table.sessions_of(&s.user).await.unwrap(), vec![s]);
+    }
+
+    /// The rotation's answer is lost; the resent request finds the session
+    /// one generation on, rotated this very second: the grace period's case,
+    /// so the client gets the pair its first request made, and nothing is
+    /// revoked.
+    #[tokio::test]
+    async fn a_refresh_whose_rotation_was_resent_gets_the_new_pair() {
+        let (http, table) = sessions().await;
+        let s = session(now() - 3600);
+        table.create(&s).await.unwrap();
+        let refresh = support::refresh_over(table.clone());
+        let token = support::refresh_key().token(&s.sid, 1);
+        let (status, body) = losing_one(&http, "UpdateItem", async {
+            support::answer(
+                refresh
+                    .refresh(support::post(json!({ "refresh": token })))
+                    .await,
+            )
+        })
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["refresh"],
+            support::refresh_key().token(&s.sid, 2).as_str()
+        );
+        let stored = table.sessions_of(&s.user).await.unwrap().remove(0);
+        assert_eq!((stored.generation, stored.revoked_at), (2, None));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_that_was_resent_reports_the_session_revoked() {
+        let (http, table) = sessions().await;
+        let s = session(now());
+        table.create(&s).await.unwrap();
+        let revoked = losing_one(
+            &http,
+            "UpdateItem",
+            table.revoke(&s.sid, Some(&s.user), now()),
+        )
+        .await;
+        // Its own first sending revoked it: not NotFound (which would be a 404).
+        assert_eq!(revoked.unwrap(), Revocation::AlreadyRevoked);
+    }
+}

@@ -28,8 +28,8 @@ use std::time::Duration;
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, Endpoint, GetCode, Jwks, Refresh, Retrieve, SDK_OPERATION_TIMEOUT, SendCode,
-    SetReferrer,
+    ANSWER_MARGIN, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve,
+    RevokeSession, SDK_OPERATION_TIMEOUT, SendCode, SetReferrer,
 };
 use serde_json::{Map, Value, json};
 
@@ -47,13 +47,17 @@ fn build<E: Endpoint>(config: &Config) -> Result<Method, ConfigError> {
 const SET_BY_LAMBDA: [(&str, &str); 1] = [("AWS_REGION", "us-east-1")];
 
 /// Binary name, the endpoint its `main` runs, and how to build that endpoint.
-const FUNCTIONS: [(&str, &str, Build); 6] = [
+const FUNCTIONS: [(&str, &str, Build); 10] = [
     ("get-code", "GetCode", build::<GetCode>),
     ("send-code", "SendCode", build::<SendCode>),
     ("refresh", "Refresh", build::<Refresh>),
     ("retrieve", "Retrieve", build::<Retrieve>),
     ("set-referrer", "SetReferrer", build::<SetReferrer>),
     ("jwks", "Jwks", build::<Jwks>),
+    ("logout", "Logout", build::<Logout>),
+    ("logout-all", "LogoutAll", build::<LogoutAll>),
+    ("list-sessions", "ListSessions", build::<ListSessions>),
+    ("revoke-session", "RevokeSession", build::<RevokeSession>),
 ];
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
@@ -63,6 +67,7 @@ fn secret_for(variable: &str, reference: &str, keys: &(String, String)) -> Resul
         "TOKEN_PRIVATE_KEY" => ("/token-private-key", keys.0.clone()),
         "TOKEN_PUBLIC_KEY" => ("/token-public-key", keys.1.clone()),
         "OTP_HMAC_KEY" => ("<OtpHmacKeySecret>", "k".repeat(64)),
+        "REFRESH_TOKEN_KEY" => ("<RefreshTokenKeySecret>", "r".repeat(64)),
         "SMSAERO_EMAIL" => ("/smsaero:SecretString:email", "sms@example.com".into()),
         "SMSAERO_API_KEY" => ("/smsaero:SecretString:api_key", "api-key".into()),
         _ => return Err(format!("{variable} is not a secret but reads {reference}")),
@@ -92,10 +97,11 @@ const SDK_ENDPOINTS: [(&str, &str); 2] = [
     ("AWS_ENDPOINT_URL_SNS", "sns:"),
 ];
 
-const SECRET_VARIABLES: [&str; 5] = [
+const SECRET_VARIABLES: [&str; 6] = [
     "TOKEN_PRIVATE_KEY",
     "TOKEN_PUBLIC_KEY",
     "OTP_HMAC_KEY",
+    "REFRESH_TOKEN_KEY",
     "SMSAERO_EMAIL",
     "SMSAERO_API_KEY",
 ];
@@ -678,6 +684,10 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         ("Retrieve", Retrieve::NAME),
         ("SetReferrer", SetReferrer::NAME),
         ("Jwks", Jwks::NAME),
+        ("Logout", Logout::NAME),
+        ("LogoutAll", LogoutAll::NAME),
+        ("ListSessions", ListSessions::NAME),
+        ("RevokeSession", RevokeSession::NAME),
     ]);
     for (binary, endpoint, _) in FUNCTIONS {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
@@ -1093,6 +1103,40 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
     );
 }
 
+/// Whether API Gateway sends `raw_path` to the route `path`: the same
+/// segments, with or without a final slash, a `{name}` segment standing for
+/// any one non-empty segment.
+fn route_matches(path: &str, raw_path: &str) -> bool {
+    let raw = raw_path.strip_suffix('/').unwrap_or(raw_path);
+    let (route, raw): (Vec<&str>, Vec<&str>) =
+        (path.split('/').collect(), raw.split('/').collect());
+    route.len() == raw.len()
+        && route
+            .iter()
+            .zip(&raw)
+            .all(|(r, p)| *r == *p || (r.starts_with('{') && r.ends_with('}') && !p.is_empty()))
+}
+
+/// The sessions table has exactly the index the adapter queries, on the
+/// attributes it writes.
+#[test]
+fn the_sessions_table_index_is_the_one_the_adapter_queries() {
+    let template = template();
+    let table = &template["Resources"]["SessionsTable"]["Properties"];
+    let indexes: Vec<&str> = table["GlobalSecondaryIndexes"]
+        .as_array()
+        .expect("SessionsTable has a GSI")
+        .iter()
+        .map(|i| i["IndexName"].as_str().unwrap())
+        .collect();
+    assert_eq!(indexes, [phone_auth::adapters::dynamo::USER_INDEX]);
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        "expires_at"
+    );
+    assert_eq!(table["KeySchema"][0]["AttributeName"], "sid");
+}
+
 /// The users table has exactly the indexes the adapter queries.
 #[test]
 fn the_users_table_indexes_are_the_ones_the_adapter_queries() {
@@ -1124,6 +1168,10 @@ fn sample_events_match_their_functions_route_and_method() {
         ("retrieve", <Retrieve as Endpoint>::METHOD),
         ("set-referrer", <SetReferrer as Endpoint>::METHOD),
         ("jwks", <Jwks as Endpoint>::METHOD),
+        ("logout", <Logout as Endpoint>::METHOD),
+        ("logout-all", <LogoutAll as Endpoint>::METHOD),
+        ("list-sessions", <ListSessions as Endpoint>::METHOD),
+        ("revoke-session", <RevokeSession as Endpoint>::METHOD),
     ]);
     let events = root().join("events");
     let mut checked = 0;
@@ -1154,7 +1202,7 @@ fn sample_events_match_their_functions_route_and_method() {
             let raw_path = event["rawPath"].as_str().unwrap_or_default();
             let path = paths
                 .iter()
-                .find(|path| raw_path == *path || raw_path == format!("{path}/"))
+                .find(|path| route_matches(path, raw_path))
                 .unwrap_or_else(|| panic!("{name}: rawPath {raw_path:?} is none of {paths:?}"));
             assert_eq!(
                 event["requestContext"]["http"]["path"], raw_path,

@@ -20,7 +20,8 @@
 //! `BENCH_COLD_RUNS`, `BENCH_WARM_INVOCATIONS`, optionally `BENCH_DYNAMODB_TLS`
 //! (an `https://` endpoint in front of DynamoDB Local) with `BENCH_TLS_CA` (its
 //! CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
-//! `USERS_TABLE`, `OTPS_TABLE`, `OTP_HMAC_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
+//! `USERS_TABLE`, `OTPS_TABLE`, `SESSIONS_TABLE`, `OTP_HMAC_KEY`, `REFRESH_TOKEN_KEY`,
+//! `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
 
 mod events;
 mod http1;
@@ -124,7 +125,9 @@ impl Settings {
         for name in [
             "USERS_TABLE",
             "OTPS_TABLE",
+            "SESSIONS_TABLE",
             "OTP_HMAC_KEY",
+            "REFRESH_TOKEN_KEY",
             "TOKEN_PRIVATE_KEY",
             "TOKEN_PUBLIC_KEY",
         ] {
@@ -358,7 +361,7 @@ async fn cold_phase(
     tls: bool,
 ) -> Res<BTreeMap<String, Vec<ColdSample>>> {
     let mut samples: BTreeMap<String, Vec<ColdSample>> = BTreeMap::new();
-    // A user for retrieve and refresh, and a chain top for set_referrer (depth 1).
+    // A user for retrieve, and a chain top for set_referrer (depth 1).
     let reader = helpers.sign_in(&phones.next()).await?;
     let top = helpers.sign_in(&phones.next()).await?;
     let top_code = helpers.invite_code(&top).await?;
@@ -374,7 +377,7 @@ async fn cold_phase(
             settings.cold_runs
         );
         for name in FUNCTIONS {
-            if tls && matches!(name, "refresh" | "jwks") {
+            if tls && name == "jwks" {
                 continue;
             }
             if !tls {
@@ -388,7 +391,13 @@ async fn cold_phase(
                     let code = helpers.request_code(&phone).await?;
                     events::send_code(&phone, &code)
                 }
-                "refresh" => events::refresh(&reader.refresh),
+                // A session of its own each round: a refresh token works
+                // once (rotation); presented again, it would be answered
+                // from the grace period, then refused as reuse.
+                "refresh" => {
+                    let fresh = helpers.sign_in(&phones.next()).await?;
+                    events::refresh(&fresh.refresh)
+                }
                 "jwks" => events::jwks(),
                 "retrieve" => events::retrieve(&reader.access),
                 "set-referrer" => {

@@ -21,17 +21,24 @@
 //!   - a budget's counter (key `IP#<source>#<hour>`, `REGION#<cc>#<day>`,
 //!     `SMS#<day>`; never a phone, which starts with `+`): `taken`, and
 //!     `expires_at` at the end of its window.
+//! * Sessions table, key `sid`: `user`, `gen`, `created_at`, `last_used_at`,
+//!   `rotated_at`, `user_agent`, `ip`, `idle_expires_at`, `expires_at` (the
+//!   TTL attribute: the absolute expiry), `revoked_at` once revoked.
+//!   - GSI `user-index` (`user`, `created_at`), keys only: a user's sessions.
+//!     A refresh updates no key attribute of the index, so it costs the index
+//!     nothing; the list reads the sessions themselves (consistently) by id.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -42,11 +49,14 @@ use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
+use crate::session::{RefreshToken, Session, SessionId, UserId};
 use crate::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
+    SessionStore, StoreError, User, UserStore,
 };
 
 pub const REFERRER_INDEX: &str = "referrer-index";
+pub const USER_INDEX: &str = "user-index";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -826,5 +836,263 @@ impl UserStore for UserTable {
         }
         // The top's condition failed or a parallel transaction touched the same items.
         Ok(ReferrerWrite::ChainMoved)
+    }
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[derive(Serialize, Deserialize)]
+struct SessionItem {
+    sid: String,
+    user: String,
+    #[serde(rename = "gen")]
+    generation: u64,
+    created_at: u64,
+    last_used_at: u64,
+    rotated_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    idle_expires_at: u64,
+    expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<u64>,
+}
+
+impl From<&Session> for SessionItem {
+    fn from(session: &Session) -> Self {
+        SessionItem {
+            sid: session.sid.as_str().to_string(),
+            user: session.user.as_str().to_string(),
+            generation: session.generation,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            rotated_at: session.rotated_at,
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            idle_expires_at: session.idle_expires_at,
+            expires_at: session.expires_at,
+            revoked_at: session.revoked_at,
+        }
+    }
+}
+
+impl From<SessionItem> for Session {
+    fn from(item: SessionItem) -> Self {
+        Session {
+            sid: SessionId::from_stored(item.sid),
+            user: UserId::from_stored(item.user),
+            generation: item.generation,
+            created_at: item.created_at,
+            last_used_at: item.last_used_at,
+            rotated_at: item.rotated_at,
+            user_agent: item.user_agent,
+            ip: item.ip,
+            idle_expires_at: item.idle_expires_at,
+            expires_at: item.expires_at,
+            revoked_at: item.revoked_at,
+        }
+    }
+}
+
+fn session_item(item: Option<&Item>) -> Result<Option<Session>, StoreError> {
+    item.filter(|i| !i.is_empty())
+        .map(|i| decode::<SessionItem>(i.clone()).map(Session::from))
+        .transpose()
+}
+
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET_MAX: usize = 100;
+
+#[derive(Clone, Debug)]
+pub struct SessionTable {
+    client: Client,
+    table: String,
+}
+
+impl SessionTable {
+    pub fn new(client: Client, table: String) -> Self {
+        SessionTable { client, table }
+    }
+}
+
+impl SessionStore for SessionTable {
+    async fn create(&self, session: &Session) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(&SessionItem::from(session))))
+            .condition_expression("attribute_not_exists(sid)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                // 128 random bits never collide: an item there with this
+                // user and time is this request's own, written by a try
+                // whose answer was lost.
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(session_item(failed.item())?.is_some_and(|old| {
+                        old.user == session.user && old.created_at == session.created_at
+                    }))
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn rotate(
+        &self,
+        token: &RefreshToken,
+        idle_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("sid", s(token.sid.as_str()))
+            .update_expression(
+                "SET #gen = #gen + :one, rotated_at = :now, last_used_at = :now, \
+                 idle_expires_at = :idle",
+            )
+            .condition_expression(
+                "#gen = :gen AND attribute_not_exists(revoked_at) \
+                 AND idle_expires_at > :now AND expires_at > :now",
+            )
+            .expression_attribute_names("#gen", "gen")
+            .expression_attribute_values(":gen", n(token.generation))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":idle", n(idle_expires_at))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => match session_item(output.attributes())? {
+                Some(rotated) => Ok(Rotation::Rotated(rotated)),
+                None => Err(StoreError("the rotation returned no item".into())),
+            },
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Rotation::Refused(session_item(failed.item())?))
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn revoke(
+        &self,
+        sid: &SessionId,
+        owner: Option<&UserId>,
+        now: u64,
+    ) -> Result<Revocation, StoreError> {
+        let mut condition =
+            String::from("attribute_exists(sid) AND attribute_not_exists(revoked_at)");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("sid", s(sid.as_str()))
+            .update_expression("SET revoked_at = :now")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(owner) = owner {
+            condition.push_str(" AND #user = :user");
+            request = request
+                .expression_attribute_names("#user", "user")
+                .expression_attribute_values(":user", s(owner.as_str()));
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(_) => Ok(Revocation::Revoked),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(match session_item(failed.item())? {
+                        None => Revocation::NotFound,
+                        Some(old) if owner.is_some_and(|o| *o != old.user) => Revocation::NotFound,
+                        Some(old) if old.revoked_at.is_some() => Revocation::AlreadyRevoked,
+                        Some(_) => Revocation::NotFound,
+                    })
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(USER_INDEX)
+            .key_condition_expression("#user = :user")
+            .expression_attribute_names("#user", "user")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .into_paginator()
+            .items()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            if let Some(Ok(sid)) = item.get("sid").map(|v| v.as_s()) {
+                ids.push(SessionId::from_stored(sid.clone()));
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
+        let ids = self.session_ids_of(user).await?;
+        let mut sessions = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET_MAX) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|sid| HashMap::from([("sid".to_string(), s(sid.as_str()))]))
+                .collect();
+            // DynamoDB may leave keys unprocessed under load; ask again for
+            // those, a few times, then give up (503) rather than list a part.
+            for attempt in 0.. {
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt == 5 {
+                    return Err(StoreError(
+                        "sessions left unprocessed by BatchGetItem".into(),
+                    ));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set");
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(mut found) = output.responses {
+                    for item in found.remove(&self.table).unwrap_or_default() {
+                        sessions.push(decode::<SessionItem>(item)?.into());
+                    }
+                }
+                if let Some(left) = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                {
+                    keys = left.keys;
+                }
+            }
+        }
+        Ok(sessions)
     }
 }

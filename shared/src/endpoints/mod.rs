@@ -3,8 +3,12 @@
 
 mod get_code;
 mod jwks;
+mod list_sessions;
+mod logout;
+mod logout_all;
 mod refresh;
 mod retrieve;
+mod revoke_session;
 mod send_code;
 mod set_referrer;
 
@@ -18,13 +22,17 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
-use lambda_http::http::{Method, header};
+use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use get_code::GetCode;
 pub use jwks::Jwks;
+pub use list_sessions::ListSessions;
+pub use logout::Logout;
+pub use logout_all::LogoutAll;
 pub use refresh::Refresh;
 pub use retrieve::Retrieve;
+pub use revoke_session::RevokeSession;
 pub use send_code::SendCode;
 pub use set_referrer::SetReferrer;
 
@@ -32,7 +40,10 @@ use crate::adapters::aws_http::https_client;
 use crate::config::{Config, ConfigError};
 use crate::cors::Cors;
 use crate::error::ApiError;
+use crate::http::bearer_token;
+use crate::session::{SessionId, UserId};
 use crate::store::StoreError;
+use crate::token::{TokenKind, TokenVerifier};
 
 pub trait Endpoint: Send + Sync + Sized {
     /// The function's name: its binary (`functions/<NAME>`), and the app name
@@ -41,7 +52,7 @@ pub trait Endpoint: Send + Sync + Sized {
     /// function made a request.
     const NAME: &str;
     const METHOD: Method;
-    /// Whether the function calls AWS. One that does not (refresh) gets no
+    /// Whether the function calls AWS. One that does not (jwks) gets no
     /// SDK configuration and so can build no AWS client.
     const USES_AWS: bool = true;
 
@@ -118,6 +129,33 @@ impl<E: Endpoint> Function<E> {
         };
         self.cors.decorate(origin.as_ref(), response)
     }
+}
+
+/// Who calls a bearer route: the user, and the session their access token
+/// was issued for (None for tokens minted before sessions existed).
+pub(crate) struct Caller {
+    pub user: UserId,
+    pub sid: Option<SessionId>,
+}
+
+pub(crate) fn caller(verifier: &TokenVerifier, request: &Request) -> Result<Caller, ApiError> {
+    let claims = verifier.verify_claims(bearer_token(request)?, TokenKind::Access)?;
+    Ok(Caller {
+        user: UserId::from_subject(&claims.sub),
+        sid: claims.sid.as_deref().and_then(SessionId::parse),
+    })
+}
+
+/// 204, for the routes that answer nothing. No body, so no Content-Type;
+/// never cached, like every answer of this API.
+pub(crate) fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -241,7 +279,7 @@ mod tests {
         }
     }
 
-    /// Refresh calls no AWS service: it starts without any AWS setting (it
+    /// Jwks calls no AWS service: it starts without any AWS setting (it
     /// builds no SDK configuration, so it cannot build a client), while a
     /// function that calls DynamoDB needs its region.
     #[test]
@@ -262,7 +300,7 @@ mod tests {
                 vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
         };
-        assert!(build::<Refresh>(&config(&[])).is_ok());
+        assert!(build::<Jwks>(&config(&[])).is_ok());
         assert_eq!(
             build::<Retrieve>(&config(&[])).err(),
             Some(ConfigError::Missing("AWS_REGION"))

@@ -1,34 +1,40 @@
 //! `POST /users/auth/send_code/` `{"phone", "password"}` → checks the code,
-//! creates the user on first sign-in, returns `{"access", "refresh"}`.
+//! creates the user on first sign-in, starts a session, returns
+//! `{"access", "refresh"}`.
 
 use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::Endpoint;
-use crate::adapters::dynamo::{OtpTable, UserTable};
+use super::refresh::TokenPair;
+use crate::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
-use crate::http::{json_body, now};
+use crate::http::{client_info, json_body, now};
 use crate::invite::InviteCode;
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
-use crate::store::{Attempt, NewUser, OtpStore, User, UserStore};
-use crate::token::{TokenKind, TokenSigner};
+use crate::session::{RefreshKey, SessionPolicy, UserId};
+use crate::store::{Attempt, NewUser, OtpStore, SessionStore, User, UserStore};
+use crate::token::TokenSigner;
 
 /// Invite-code collisions are rare (62^6 codes); a few fresh draws always suffice.
 const MAX_CREATE_TRIES: usize = 5;
 
-pub struct SendCode<O = OtpTable, U = UserTable> {
+pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable> {
     pub otps: O,
     pub users: U,
+    pub sessions: S,
     /// Where new users' invite codes come from: `InviteCode::generate`. Tests
     /// give a tiny pool here, so that uniqueness visibly rests on storage's
     /// conditional write (62^6 random codes would never collide in a test).
     pub invite_codes: fn() -> InviteCode,
     pub hasher: CodeHasher,
     pub signer: TokenSigner,
+    pub refresh_key: RefreshKey,
+    pub session_policy: SessionPolicy,
     pub otp_policy: OtpPolicy,
     pub phone_policy: PhonePolicy,
 }
@@ -41,13 +47,11 @@ struct SendCodeRequest {
     password: String,
 }
 
-#[derive(Serialize)]
-struct TokenPair {
-    access: String,
-    refresh: String,
-}
+/// A fresh session id never collides (128 random bits); a refused create is
+/// tried again with another, a bounded number of times.
+const MAX_SESSION_TRIES: usize = 3;
 
-impl<O: OtpStore, U: UserStore> SendCode<O, U> {
+impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
     /// The request over any ports: what `handle` runs in the function, and
     /// what tests run over in-memory or scripted ones.
     pub async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
@@ -90,11 +94,21 @@ impl<O: OtpStore, U: UserStore> SendCode<O, U> {
         {
             return Err(ApiError::CodeInvalid);
         }
-        let tokens = TokenPair {
-            access: self.signer.issue(&phone, TokenKind::Access, now),
-            refresh: self.signer.issue(&phone, TokenKind::Refresh, now),
-        };
-        Ok(json_response(StatusCode::OK, &tokens))
+        // The session last, once the code is used: if this write fails
+        // (503), no session exists that nobody holds a token of; the code is
+        // spent, and the client asks for a new one.
+        let client = client_info(&request);
+        for _ in 0..MAX_SESSION_TRIES {
+            let session = self
+                .session_policy
+                .start(UserId::of_phone(&phone), client.clone(), now);
+            if self.sessions.create(&session).await? {
+                let tokens = TokenPair::of(&session, &self.signer, &self.refresh_key, now);
+                return Ok(json_response(StatusCode::OK, &tokens));
+            }
+        }
+        tracing::error!("could not store a session after {MAX_SESSION_TRIES} tries");
+        Err(ApiError::Unavailable)
     }
 
     /// The user for `phone`, created with a fresh unique invite code on first sign-in.
@@ -127,10 +141,13 @@ impl Endpoint for SendCode {
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(SendCode {
             otps: OtpTable::new(dynamo.clone(), config.otps_table()?),
-            users: UserTable::new(dynamo, config.users_table()?),
+            users: UserTable::new(dynamo.clone(), config.users_table()?),
+            sessions: SessionTable::new(dynamo, config.sessions_table()?),
             invite_codes: InviteCode::generate,
             hasher: CodeHasher::new(&config.otp_hmac_key()?),
             signer: config.token_signer()?,
+            refresh_key: config.refresh_key()?,
+            session_policy: config.session_policy()?,
             otp_policy: config.otp_policy()?,
             phone_policy: config.phone_policy()?,
         })

@@ -12,9 +12,11 @@ use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use phone_auth::phone::Phone;
+use phone_auth::session::{RefreshToken, Session, SessionId, UserId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
+    SessionStore, StoreError, User, UserStore,
 };
 
 // ---------------------------------------------------------------- one-time codes
@@ -351,6 +353,92 @@ impl UserStore for MemoryUsers {
         users.by_phone.get_mut(phone).unwrap().referrer = Some(referrer.clone());
         users.referred.push(phone.clone());
         Ok(ReferrerWrite::Set)
+    }
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// Sessions by id, each write one atomic step under the lock with the
+/// adapter's conditions (the DynamoDB requests of `SessionTable`).
+#[derive(Clone, Default)]
+pub struct MemorySessions(Arc<Mutex<HashMap<SessionId, Session>>>);
+
+impl MemorySessions {
+    pub fn get(&self, sid: &SessionId) -> Option<Session> {
+        self.0.lock().unwrap().get(sid).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Session> {
+        self.0.lock().unwrap().values().cloned().collect()
+    }
+}
+
+impl SessionStore for MemorySessions {
+    async fn create(&self, session: &Session) -> Result<bool, StoreError> {
+        let mut sessions = self.0.lock().unwrap();
+        if sessions.contains_key(&session.sid) {
+            return Ok(false);
+        }
+        sessions.insert(session.sid.clone(), session.clone());
+        Ok(true)
+    }
+
+    async fn rotate(
+        &self,
+        token: &RefreshToken,
+        idle_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let mut sessions = self.0.lock().unwrap();
+        let Some(session) = sessions.get_mut(&token.sid) else {
+            return Ok(Rotation::Refused(None));
+        };
+        if session.generation != token.generation || !session.is_live(now) {
+            return Ok(Rotation::Refused(Some(session.clone())));
+        }
+        session.generation += 1;
+        session.rotated_at = now;
+        session.last_used_at = now;
+        session.idle_expires_at = idle_expires_at;
+        Ok(Rotation::Rotated(session.clone()))
+    }
+
+    async fn revoke(
+        &self,
+        sid: &SessionId,
+        owner: Option<&UserId>,
+        now: u64,
+    ) -> Result<Revocation, StoreError> {
+        let mut sessions = self.0.lock().unwrap();
+        let Some(session) = sessions.get_mut(sid) else {
+            return Ok(Revocation::NotFound);
+        };
+        if owner.is_some_and(|owner| *owner != session.user) {
+            return Ok(Revocation::NotFound);
+        }
+        if session.revoked_at.is_some() {
+            return Ok(Revocation::AlreadyRevoked);
+        }
+        session.revoked_at = Some(now);
+        Ok(Revocation::Revoked)
+    }
+
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
+        let sessions = self.0.lock().unwrap();
+        Ok(sessions
+            .values()
+            .filter(|s| s.user == *user)
+            .cloned()
+            .collect())
+    }
+
+    async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
+        Ok(self
+            .sessions_of(user)
+            .await?
+            .into_iter()
+            .map(|s| s.sid)
+            .collect())
     }
 }
 

@@ -15,13 +15,16 @@ use lambda_http::http::{Method, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use phone_auth::config::Config;
-use phone_auth::endpoints::{Endpoint, GetCode, SendCode, SetReferrer, serve};
+use phone_auth::endpoints::{
+    Endpoint, GetCode, ListSessions, Logout, LogoutAll, Refresh, RevokeSession, SendCode,
+    SetReferrer, serve,
+};
 use phone_auth::error::ApiError;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::CodeHasher;
 use phone_auth::sms::SmsSender;
-use phone_auth::store::{CounterStore, OtpStore, StoreError, UserStore};
+use phone_auth::store::{CounterStore, OtpStore, SessionStore, StoreError, UserStore};
 use phone_auth::token::{TokenKind, TokenSigner};
 use rand::RngExt;
 use serde_json::Value;
@@ -33,15 +36,16 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// One key pair and HMAC key for the whole test binary.
-fn secrets() -> &'static (String, String, String) {
-    static SECRETS: OnceLock<(String, String, String)> = OnceLock::new();
+/// One key pair, OTP HMAC key and refresh-token key for the whole test binary.
+fn secrets() -> &'static (String, String, String, String) {
+    static SECRETS: OnceLock<(String, String, String, String)> = OnceLock::new();
     SECRETS.get_or_init(|| {
         let (private, public) = phone_auth::token::generate_key_pair();
         (
             private,
             public,
             format!("test-hmac-key-{:032x}", rand::rng().random::<u128>()),
+            format!("test-refresh-key-{:032x}", rand::rng().random::<u128>()),
         )
     })
 }
@@ -49,11 +53,12 @@ fn secrets() -> &'static (String, String, String) {
 /// Configuration as the functions would read it, from the process environment
 /// (tables, endpoints), per-run secrets, and `overrides`.
 pub fn config(overrides: &[(&str, &str)]) -> Config {
-    let (private, public, hmac) = secrets().clone();
+    let (private, public, hmac, refresh) = secrets().clone();
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.insert("TOKEN_PRIVATE_KEY".into(), private);
     vars.insert("TOKEN_PUBLIC_KEY".into(), public);
     vars.insert("OTP_HMAC_KEY".into(), hmac);
+    vars.insert("REFRESH_TOKEN_KEY".into(), refresh);
     vars.insert("SMS_PROVIDER".into(), "log".into());
     for (key, value) in overrides {
         vars.insert(key.to_string(), value.to_string());
@@ -144,17 +149,81 @@ impl<C: CounterStore> CounterStore for Namespaced<C> {
     }
 }
 
-pub fn send_code_over<O: OtpStore, U: UserStore>(otps: O, users: U) -> SendCode<O, U> {
+/// send_code over in-memory sessions (what most tests of codes and users need).
+pub fn send_code_over<O: OtpStore, U: UserStore>(
+    otps: O,
+    users: U,
+) -> SendCode<O, U, memory::MemorySessions> {
+    send_code_with_sessions(otps, users, memory::MemorySessions::default())
+}
+
+pub fn send_code_with_sessions<O: OtpStore, U: UserStore, S: SessionStore>(
+    otps: O,
+    users: U,
+    sessions: S,
+) -> SendCode<O, U, S> {
     let config = config(&[]);
     SendCode {
         otps,
         users,
+        sessions,
         invite_codes: InviteCode::generate,
         hasher: hasher(),
         signer: config.token_signer().unwrap(),
+        refresh_key: config.refresh_key().unwrap(),
+        session_policy: config.session_policy().unwrap(),
         otp_policy: config.otp_policy().unwrap(),
         phone_policy: config.phone_policy().unwrap(),
     }
+}
+
+pub fn refresh_over<S: SessionStore>(sessions: S) -> Refresh<S> {
+    let config = config(&[]);
+    Refresh {
+        sessions,
+        refresh_key: config.refresh_key().unwrap(),
+        signer: config.token_signer().unwrap(),
+        policy: config.session_policy().unwrap(),
+    }
+}
+
+pub fn logout_over<S: SessionStore>(sessions: S) -> Logout<S> {
+    Logout {
+        sessions,
+        refresh_key: config(&[]).refresh_key().unwrap(),
+    }
+}
+
+pub fn logout_all_over<S: SessionStore>(sessions: S) -> LogoutAll<S> {
+    LogoutAll {
+        sessions,
+        verifier: config(&[]).token_verifier().unwrap(),
+    }
+}
+
+pub fn list_sessions_over<S: SessionStore>(sessions: S) -> ListSessions<S> {
+    ListSessions {
+        sessions,
+        verifier: config(&[]).token_verifier().unwrap(),
+    }
+}
+
+pub fn revoke_session_over<S: SessionStore>(sessions: S) -> RevokeSession<S> {
+    RevokeSession {
+        sessions,
+        verifier: config(&[]).token_verifier().unwrap(),
+    }
+}
+
+/// This binary's refresh-token key.
+pub fn refresh_key() -> phone_auth::session::RefreshKey {
+    config(&[]).refresh_key().unwrap()
+}
+
+/// An access token of `phone`'s session `sid`.
+pub fn session_access_token(phone: &str, sid: &phone_auth::session::SessionId) -> String {
+    let user = phone_auth::session::UserId::of_phone(&parse_phone(phone));
+    signer().issue_access(&user, sid, now())
 }
 
 pub fn set_referrer_over<U: UserStore>(users: U) -> SetReferrer<U> {

@@ -14,9 +14,11 @@ use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
+use phone_auth::session::{RefreshToken, Session, SessionId, UserId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
+    SessionStore, StoreError, User, UserStore,
 };
 use tokio::sync::Barrier;
 
@@ -50,6 +52,11 @@ const CALLS: &[&str] = &[
     "referrals_of",
     "set_referrer",
     "send",
+    "create_session",
+    "rotate",
+    "revoke",
+    "sessions_of",
+    "session_ids_of",
 ];
 
 /// The steps of one test, shared by all its scripted ports; counts every call.
@@ -243,5 +250,42 @@ impl<P: SmsSender> SmsSender for Scripted<P> {
             .await
             .map_err(|StoreError(reason)| SmsError(reason))?;
         self.port.send(phone, text).await
+    }
+}
+
+impl<P: SessionStore> SessionStore for Scripted<P> {
+    async fn create(&self, session: &Session) -> Result<bool, StoreError> {
+        self.script.enter("create_session").await?;
+        self.port.create(session).await
+    }
+
+    async fn rotate(
+        &self,
+        token: &RefreshToken,
+        idle_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        self.script.enter("rotate").await?;
+        self.port.rotate(token, idle_expires_at, now).await
+    }
+
+    async fn revoke(
+        &self,
+        sid: &SessionId,
+        owner: Option<&UserId>,
+        now: u64,
+    ) -> Result<Revocation, StoreError> {
+        self.script.enter("revoke").await?;
+        self.port.revoke(sid, owner, now).await
+    }
+
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
+        self.script.enter("sessions_of").await?;
+        self.port.sessions_of(user).await
+    }
+
+    async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
+        self.script.enter("session_ids_of").await?;
+        self.port.session_ids_of(user).await
     }
 }
