@@ -98,24 +98,29 @@ struct Case {
     origin: String,
 }
 
+/// Every number type the old library has an example for.
+const OLD_KINDS: [phonenumber::Type; 10] = {
+    use phonenumber::Type;
+    [
+        Type::FixedLine,
+        Type::Mobile,
+        Type::TollFree,
+        Type::PremiumRate,
+        Type::SharedCost,
+        Type::PersonalNumber,
+        Type::Voip,
+        Type::Pager,
+        Type::Uan,
+        Type::Voicemail,
+    ]
+};
+
 /// Every example number of both libraries, as (territory, type, E.164).
 fn examples(util: &PhoneNumberUtil) -> Vec<(String, String, String)> {
     let mut examples = Vec::new();
     // The old library's own examples.
     for metadata in phonenumber::metadata::DATABASE.iter() {
-        use phonenumber::Type;
-        for kind in [
-            Type::FixedLine,
-            Type::Mobile,
-            Type::TollFree,
-            Type::PremiumRate,
-            Type::SharedCost,
-            Type::PersonalNumber,
-            Type::Voip,
-            Type::Pager,
-            Type::Uan,
-            Type::Voicemail,
-        ] {
+        for kind in OLD_KINDS {
             if let Some(example) = metadata.descriptors().get(kind).and_then(|d| d.example()) {
                 let e164 = format!("+{}{example}", metadata.country_code());
                 examples.push((metadata.id().to_string(), format!("{kind:?}"), e164));
@@ -210,7 +215,6 @@ fn cases(util: &PhoneNumberUtil) -> Vec<Case> {
 /// The patterns of every territory of each calling code, as the old
 /// library's metadata (9.0.33) has them.
 fn old_rules() -> BTreeMap<u16, Vec<String>> {
-    use phonenumber::Type;
     let mut rules: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     for metadata in phonenumber::metadata::DATABASE.iter() {
         let d = metadata.descriptors();
@@ -224,18 +228,7 @@ fn old_rules() -> BTreeMap<u16, Vec<String>> {
                 .unwrap_or_default(),
             d.general().national_number().as_str().to_string(),
         ];
-        for kind in [
-            Type::FixedLine,
-            Type::Mobile,
-            Type::TollFree,
-            Type::PremiumRate,
-            Type::SharedCost,
-            Type::PersonalNumber,
-            Type::Voip,
-            Type::Pager,
-            Type::Uan,
-            Type::Voicemail,
-        ] {
+        for kind in OLD_KINDS {
             territory.push(
                 d.get(kind)
                     .map(|d| d.national_number().as_str().to_string())

@@ -294,19 +294,20 @@ async fn rotate_err(store: &SessionTable, session: &Session) -> Result<Rotation,
 /// generation 3, rotated long before any grace period.
 async fn refreshed_an_hour_ago(store: &SessionTable) -> (String, Session) {
     let phone = unique_phone();
-    let t = now();
-    let session = Session {
+    let session = two_refreshes_ago(UserId::of_phone(&parse_phone(&phone)), now());
+    assert!(store.create(&session).await.unwrap());
+    (phone, session)
+}
+
+/// `user`'s session at `t`: started two hours before, refreshed twice, the
+/// last time an hour ago (generation 3, long past any grace period).
+fn two_refreshes_ago(user: UserId, t: u64) -> Session {
+    Session {
         generation: 3,
         rotated_at: t - 3600,
         last_used_at: t - 3600,
-        ..policy().start(
-            UserId::of_phone(&parse_phone(&phone)),
-            ClientInfo::default(),
-            t - 7200,
-        )
-    };
-    assert!(store.create(&session).await.unwrap());
-    (phone, session)
+        ..policy().start(user, ClientInfo::default(), t - 7200)
+    }
 }
 
 fn refresh_body(session: &Session, generation: u64) -> Value {
@@ -582,12 +583,7 @@ async fn bad_refresh_tokens_are_refused_before_any_storage_request() {
 #[tokio::test]
 async fn twenty_refreshes_meeting_at_the_write_rotate_once_in_memory() {
     let sessions = MemorySessions::default();
-    let t = now();
-    let session = Session {
-        generation: 3,
-        rotated_at: t - 3600,
-        ..policy().start(user(), ClientInfo::default(), t - 7200)
-    };
+    let session = two_refreshes_ago(user(), now());
     sessions.create(&session).await.unwrap();
     let script = Script::default();
     let all: Vec<usize> = (1..=20).collect();
@@ -611,11 +607,7 @@ async fn twenty_refreshes_meeting_at_the_write_rotate_once_in_memory() {
 async fn a_storage_failure_at_any_step_is_a_503_and_leaves_the_session_as_it_was() {
     let sessions = MemorySessions::default();
     let t = now();
-    let session = Session {
-        generation: 3,
-        rotated_at: t - 3600,
-        ..policy().start(user(), ClientInfo::default(), t - 7200)
-    };
+    let session = two_refreshes_ago(user(), t);
     sessions.create(&session).await.unwrap();
 
     // The rotation itself fails: nothing changed, the same token works after.
