@@ -182,6 +182,23 @@ pub enum Revocation {
     NotFound,
 }
 
+impl Revocation {
+    /// What a revocation that storage refused means, from the session as it
+    /// was (`None`: there is none): someone else's session is `NotFound`,
+    /// like a missing one, so that ids cannot be probed.
+    pub fn refused(found: Option<&Session>, owner: Option<&UserId>) -> Revocation {
+        match found {
+            Some(session)
+                if owner.is_none_or(|owner| *owner == session.user)
+                    && session.revoked_at.is_some() =>
+            {
+                Revocation::AlreadyRevoked
+            }
+            _ => Revocation::NotFound,
+        }
+    }
+}
+
 /// Sessions (crate::session): one item per session. Each write is one
 /// conditional request, so parallel refreshes and revocations cannot both
 /// pass a rule.

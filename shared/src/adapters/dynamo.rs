@@ -1011,14 +1011,9 @@ impl SessionStore for SessionTable {
         match request.condition_expression(condition).send().await {
             Ok(_) => Ok(Revocation::Revoked),
             Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(match session_item(failed.item())? {
-                        None => Revocation::NotFound,
-                        Some(old) if owner.is_some_and(|o| *o != old.user) => Revocation::NotFound,
-                        Some(old) if old.revoked_at.is_some() => Revocation::AlreadyRevoked,
-                        Some(_) => Revocation::NotFound,
-                    })
-                }
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(
+                    Revocation::refused(session_item(failed.item())?.as_ref(), owner),
+                ),
                 _ => Err(unavailable(err)),
             },
         }

@@ -410,17 +410,18 @@ impl SessionStore for MemorySessions {
         now: u64,
     ) -> Result<Revocation, StoreError> {
         let mut sessions = self.0.lock().unwrap();
-        let Some(session) = sessions.get_mut(sid) else {
-            return Ok(Revocation::NotFound);
-        };
-        if owner.is_some_and(|owner| *owner != session.user) {
-            return Ok(Revocation::NotFound);
+        match sessions.get_mut(sid) {
+            // The condition DynamoDB's write carries: it exists, is the
+            // owner's, and is not revoked yet.
+            Some(session)
+                if owner.is_none_or(|owner| *owner == session.user)
+                    && session.revoked_at.is_none() =>
+            {
+                session.revoked_at = Some(now);
+                Ok(Revocation::Revoked)
+            }
+            found => Ok(Revocation::refused(found.as_deref(), owner)),
         }
-        if session.revoked_at.is_some() {
-            return Ok(Revocation::AlreadyRevoked);
-        }
-        session.revoked_at = Some(now);
-        Ok(Revocation::Revoked)
     }
 
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
