@@ -9,6 +9,9 @@ cd "$ROOT"
 "$ROOT/scripts/setup.sh"
 trap stop_background EXIT INT TERM
 
+# A clean build needs several GB; say how much there is, so a full disk is
+# recognised as such rather than as a linker crash.
+say "free disk space where the build goes: $(df -h --output=avail "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | tail -1 || df -h --output=avail "$ROOT" | tail -1)"
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
