@@ -13,8 +13,8 @@ cd "$ROOT"
 OUT="$ROOT/target/bench"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LAMBDA_DIR="$OUT/lambda"
-FUNCTIONS=(get-code send-code refresh retrieve set-referrer jwks logout logout-all list-sessions revoke-session baseline)
-PACKAGES=(-p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks -p logout -p logout-all -p list-sessions -p revoke-session -p bench-baseline)
+FUNCTIONS=(get-code send-code refresh retrieve set-referrer jwks logout logout-all list-sessions revoke-session delete-account baseline)
+PACKAGES=(-p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account -p bench-baseline)
 
 "$ROOT/scripts/setup.sh"
 trap stop_background EXIT INT TERM

@@ -55,7 +55,10 @@ def test_pyjwt_verifies_access_tokens_with_the_served_jwks():
         audience=os.environ.get("E2E_TOKEN_AUDIENCE", "phone-auth"),
         options={"require": ["exp", "iss", "aud", "sub"]},
     )
-    assert claims["sub"] == phone
+    # `sub` is the user's own id (the profile's `id`), never the phone.
+    _, _, profile = call("GET", "/users/retrieve/", bearer=tokens["access"])
+    assert profile["phone"] == phone
+    assert claims["sub"] == str(profile["id"]) != phone
     assert claims["token_type"] == "access"
     # The token's kid is listed, with its own thumbprint as kid.
     header = jwt.get_unverified_header(tokens["access"])
@@ -69,7 +72,7 @@ def test_pyjwt_refuses_a_tampered_token_and_another_algorithm():
     key = jwt.PyJWKClient(document["jwks_uri"]).get_signing_key_from_jwt(tokens["access"])
     head, payload, signature = tokens["access"].split(".")
     claims = jwt.decode(tokens["access"], key, algorithms=["RS256"], options={"verify_aud": False})
-    claims["sub"] = "+79990000000"
+    claims["sub"] = "42"
     forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(f"{head}.{forged}.{signature}", key, algorithms=["RS256"], options={"verify_aud": False})

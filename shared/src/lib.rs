@@ -1,7 +1,7 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
 //! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`session`],
-//!   [`token`].
+//!   [`token`], [`user`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
@@ -23,3 +23,4 @@ pub mod sms;
 pub mod sms_text;
 pub mod store;
 pub mod token;
+pub mod user;

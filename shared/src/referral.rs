@@ -5,16 +5,17 @@
 //! its top. Walking the chain to its top and then writing "my referrer is X"
 //! on the condition that the top still has no referrer is enough to keep the
 //! graph a forest even when writes race (see `UserStore::set_referrer`).
-
-use crate::phone::Phone;
+//! A deleted user's tombstone keeps its link, so a circle cannot be closed
+//! through somebody who left either. Users are named by any `Id` (storage
+//! uses [`UserId`](crate::user::UserId)).
 
 /// Where a walk up the referrer chain ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainEnd {
+pub enum ChainEnd<Id> {
     /// The chain reaches the user who wants to join it: joining would close a circle.
     Cycle,
     /// The chain's top: the one user in it without a referrer.
-    Top(Phone),
+    Top(Id),
 }
 
 /// Default for `REFERRAL_MAX_DEPTH`: each link walked is one strongly
@@ -33,15 +34,16 @@ pub enum WalkError<E> {
 /// Walks from `referrer` up through each user's referrer until the top, or
 /// until it meets `me`, looking at most `max_depth` users. `referrer_of`
 /// looks up one link.
-pub async fn walk_to_top<E, F, Fut>(
-    me: &Phone,
-    referrer: &Phone,
+pub async fn walk_to_top<Id, E, F, Fut>(
+    me: &Id,
+    referrer: &Id,
     max_depth: usize,
     mut referrer_of: F,
-) -> Result<ChainEnd, WalkError<E>>
+) -> Result<ChainEnd<Id>, WalkError<E>>
 where
-    F: FnMut(Phone) -> Fut,
-    Fut: Future<Output = Result<Option<Phone>, E>>,
+    Id: Clone + Eq,
+    F: FnMut(Id) -> Fut,
+    Fut: Future<Output = Result<Option<Id>, E>>,
 {
     let mut current = referrer.clone();
     for _ in 0..max_depth {
@@ -64,12 +66,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn p(s: &str) -> Phone {
-        Phone::from_trusted(s.to_string())
+    fn p(s: &str) -> String {
+        s.to_string()
     }
 
-    async fn walk(links: &[(&str, &str)], me: &str, referrer: &str) -> ChainEnd {
-        let links: HashMap<Phone, Phone> = links.iter().map(|(a, b)| (p(a), p(b))).collect();
+    async fn walk(links: &[(&str, &str)], me: &str, referrer: &str) -> ChainEnd<String> {
+        let links: HashMap<String, String> = links.iter().map(|(a, b)| (p(a), p(b))).collect();
         walk_to_top(&p(me), &p(referrer), DEFAULT_MAX_CHAIN_DEPTH, |user| {
             std::future::ready(Ok::<_, ()>(links.get(&user).cloned()))
         })
@@ -116,7 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn corrupted_loop_in_storage_stops() {
-        let links: HashMap<Phone, Phone> = [(p("X"), p("Y")), (p("Y"), p("X"))].into();
+        let links: HashMap<String, String> = [(p("X"), p("Y")), (p("Y"), p("X"))].into();
         let result = walk_to_top(&p("A"), &p("X"), 100, |u| {
             std::future::ready(Ok::<_, ()>(links.get(&u).cloned()))
         })
@@ -127,8 +129,8 @@ mod tests {
     #[tokio::test]
     async fn the_walk_stops_at_the_depth_limit() {
         // D joins C: C, B and A are looked at (depth 3).
-        let links: HashMap<Phone, Phone> = [(p("C"), p("B")), (p("B"), p("A"))].into();
-        let lookup = |u: Phone| std::future::ready(Ok::<_, ()>(links.get(&u).cloned()));
+        let links: HashMap<String, String> = [(p("C"), p("B")), (p("B"), p("A"))].into();
+        let lookup = |u: String| std::future::ready(Ok::<_, ()>(links.get(&u).cloned()));
         assert_eq!(
             walk_to_top(&p("D"), &p("C"), 3, lookup).await,
             Ok(ChainEnd::Top(p("A")))
@@ -142,7 +144,7 @@ mod tests {
     #[tokio::test]
     async fn lookup_errors_surface() {
         let result = walk_to_top(&p("A"), &p("B"), 10, |_| {
-            std::future::ready(Err::<Option<Phone>, _>("down"))
+            std::future::ready(Err::<Option<String>, _>("down"))
         })
         .await;
         assert_eq!(result, Err(WalkError::Lookup("down")));

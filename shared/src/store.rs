@@ -7,25 +7,30 @@ use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
-use crate::session::{RefreshToken, Session, SessionId, UserId};
+use crate::session::{RefreshToken, Session, SessionId};
+use crate::user::UserId;
 
 /// Storage could not answer (network, throttling, service error). Maps to 503.
 #[derive(Debug, thiserror::Error)]
 #[error("storage unavailable: {0}")]
 pub struct StoreError(pub String);
 
+/// A user as signed up. A deleted user is no `User`: storage keeps only a
+/// tombstone (their id, retired invite code and referrer link), which
+/// [`UserStore::get`] does not return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    pub id: UserId,
     pub phone: Phone,
     pub invite_code: InviteCode,
     pub referrer: Option<Referrer>,
     pub created_at: u64,
 }
 
-/// Who referred a user, fixed once set.
+/// Who referred a user, fixed once set (and kept when either is deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrer {
-    pub phone: Phone,
+    pub id: UserId,
     pub invite_code: InviteCode,
 }
 
@@ -49,9 +54,11 @@ pub enum Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewUser {
     Created(User),
-    /// Someone created this phone's user first (a parallel sign-in).
+    /// The phone is someone's already (a parallel sign-in created them first).
     PhoneTaken,
-    /// The generated invite code is already someone's; try another.
+    /// The generated id is already someone's (or a tombstone's); draw another.
+    IdTaken,
+    /// The generated invite code is already someone's, or retired; draw another.
     InviteCodeTaken,
 }
 
@@ -113,6 +120,11 @@ pub trait OtpStore: Send + Sync {
         phone: &Phone,
         code_hash: &[u8],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Erases the phone's pending code, if any (its account is being
+    /// deleted). Its send window and lockout counts stay until they expire:
+    /// deleting an account must not reset the limits on its phone.
+    fn erase_code(&self, phone: &Phone) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The budgets' counters ([`crate::limits`]), each one atomic conditional
@@ -127,38 +139,61 @@ pub trait CounterStore: Send + Sync {
     fn give_back(&self, counter: &Counter) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Users, their phones and their invite codes. Each phone and each invite
+/// code has one owner, each enforced by a conditional write in the
+/// transaction that creates the user; a deleted user leaves a tombstone that
+/// keeps their id, their invite code (retired: never issued again, never
+/// found) and their referrer link (the no-circle rule walks through it).
 pub trait UserStore: Send + Sync {
-    fn get(&self, phone: &Phone) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    /// The id of the user who owns `phone`, read consistently.
+    fn id_of(
+        &self,
+        phone: &Phone,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 
-    /// Creates the user and claims the invite code in one atomic write.
+    /// The user, read consistently; None if there is none or it was deleted.
+    fn get(&self, id: UserId) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+
+    /// Creates the user, claims its phone and its invite code, in one atomic write.
     fn create(&self, user: &User) -> impl Future<Output = Result<NewUser, StoreError>> + Send;
 
+    /// The owner of an invite code in use; None if unknown or retired.
     fn owner_of(
         &self,
         code: &InviteCode,
-    ) -> impl Future<Output = Result<Option<Phone>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 
-    /// One link of the referrer chain, read consistently.
+    /// One link of the referrer chain, read consistently; through tombstones too.
     fn referrer_of(
         &self,
-        phone: &Phone,
-    ) -> impl Future<Output = Result<Option<Phone>, StoreError>> + Send;
+        id: UserId,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 
-    /// Phones of everyone who entered `phone`'s invite code, oldest first.
+    /// Phones of everyone (not deleted) who entered `id`'s invite code, oldest first.
     fn referrals_of(
         &self,
-        phone: &Phone,
+        id: UserId,
     ) -> impl Future<Output = Result<Vec<Phone>, StoreError>> + Send;
 
-    /// Sets `phone`'s referrer if it has none, on condition that `chain_top`
-    /// still has no referrer of its own.
+    /// Sets `id`'s referrer if it has none (and is not deleted), on
+    /// condition that `chain_top` still has no referrer of its own.
     fn set_referrer(
         &self,
-        phone: &Phone,
+        id: UserId,
         referrer: &Referrer,
-        chain_top: &Phone,
+        chain_top: UserId,
         now: u64,
     ) -> impl Future<Output = Result<ReferrerWrite, StoreError>> + Send;
+
+    /// Turns the user into a tombstone at `now`, in one atomic write: their
+    /// phone is erased and free to sign up again (as somebody new), their
+    /// invite code retired. False if they were already deleted (or never
+    /// existed): a retried deletion finds its work done.
+    fn delete(
+        &self,
+        user: &User,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// How the one conditional write of a refresh ended.
@@ -243,4 +278,9 @@ pub trait SessionStore: Send + Sync {
         &self,
         user: &UserId,
     ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
+
+    /// Deletes the session's record, whatever its state (its account is
+    /// being deleted: the user agent and address go with it). Nothing if
+    /// it is gone already.
+    fn erase(&self, sid: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

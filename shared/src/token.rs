@@ -20,8 +20,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use crate::phone::Phone;
-use crate::session::{SessionId, UserId};
+use crate::session::SessionId;
+use crate::user::UserId;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -41,7 +41,8 @@ pub enum TokenKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user's phone in E.164 form: the user's identity in this service.
+    /// The user's id ([`UserId`], decimal): never the phone, which is
+    /// personal data and may change hands.
     pub sub: String,
     pub token_type: TokenKind,
     pub iss: String,
@@ -121,13 +122,13 @@ impl TokenSigner {
 
     /// The access token of `user`'s session `sid`.
     pub fn issue_access(&self, user: &UserId, sid: &SessionId, now: u64) -> String {
-        self.sign(user.as_str(), TokenKind::Access, Some(sid), now)
+        self.sign(&user.to_string(), TokenKind::Access, Some(sid), now)
     }
 
     /// A token of `kind` without a session, valid for the access lifetime:
     /// for tests of the token rules (a refresh JWT as old clients hold).
-    pub fn issue(&self, phone: &Phone, kind: TokenKind, now: u64) -> String {
-        self.sign(phone.as_str(), kind, None, now)
+    pub fn issue(&self, user: &UserId, kind: TokenKind, now: u64) -> String {
+        self.sign(&user.to_string(), kind, None, now)
     }
 
     fn sign(&self, sub: &str, kind: TokenKind, sid: Option<&SessionId>, now: u64) -> String {
@@ -264,6 +265,13 @@ fn public_key_der(name: &'static str, block: &pem::Pem) -> Result<(Jwk, Decoding
     Ok((Jwk::of(&key), decoding))
 }
 
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserId,
+    pub claims: Claims,
+}
+
 pub struct TokenVerifier {
     keys: TokenKeys,
     validation: Validation,
@@ -279,14 +287,16 @@ impl TokenVerifier {
         TokenVerifier { keys, validation }
     }
 
-    /// The phone the token was issued to, if the token is genuine, unexpired and of `kind`.
-    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Phone, TokenError> {
-        self.verify_claims(token, kind)
-            .map(|claims| Phone::from_trusted(claims.sub))
+    /// The user a genuine, unexpired token of `kind` was issued to, and its
+    /// claims. A genuine token whose `sub` names no user id (one minted
+    /// before users had ids, when `sub` was the phone) is invalid.
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Verified, TokenError> {
+        let claims = self.claims(token, kind)?;
+        let user = UserId::from_subject(&claims.sub).ok_or(TokenError::Invalid)?;
+        Ok(Verified { user, claims })
     }
 
-    /// The claims of a genuine, unexpired token of `kind`.
-    pub fn verify_claims(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+    fn claims(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let key = header
@@ -351,8 +361,8 @@ mod tests {
             .as_secs()
     }
 
-    fn phone() -> Phone {
-        Phone::from_trusted("+79001234567".into())
+    fn user() -> UserId {
+        UserId::new(79001234567).unwrap()
     }
 
     fn b64() -> base64::engine::GeneralPurpose {
@@ -363,10 +373,18 @@ mod tests {
     fn access_and_refresh_round_trip_with_their_lifetimes() {
         let (signer, verifier) = pair();
         let t = now();
-        let access = signer.issue(&phone(), TokenKind::Access, t);
-        let refresh = signer.issue(&phone(), TokenKind::Refresh, t);
-        assert_eq!(verifier.verify(&access, TokenKind::Access), Ok(phone()));
-        assert_eq!(verifier.verify(&refresh, TokenKind::Refresh), Ok(phone()));
+        let access = signer.issue(&user(), TokenKind::Access, t);
+        let refresh = signer.issue(&user(), TokenKind::Refresh, t);
+        assert_eq!(
+            verifier.verify(&access, TokenKind::Access).map(|v| v.user),
+            Ok(user())
+        );
+        assert_eq!(
+            verifier
+                .verify(&refresh, TokenKind::Refresh)
+                .map(|v| v.user),
+            Ok(user())
+        );
 
         let claims: Claims =
             serde_json::from_slice(&b64().decode(access.split('.').nth(1).unwrap()).unwrap())
@@ -375,16 +393,17 @@ mod tests {
         assert_eq!(claims.token_type, TokenKind::Access);
         assert_eq!(claims.sid, None);
         let sid = SessionId::generate();
-        let user = crate::session::UserId::of_phone(&phone());
+        let user = user();
         let with_session = signer.issue_access(&user, &sid, t);
         let claims = verifier
-            .verify_claims(&with_session, TokenKind::Access)
-            .unwrap();
+            .verify(&with_session, TokenKind::Access)
+            .unwrap()
+            .claims;
         assert_eq!(
             (claims.sid.as_deref(), claims.exp - claims.iat),
             (Some(sid.as_str()), 900)
         );
-        assert_eq!(claims.sub, phone().as_str());
+        assert_eq!(claims.sub, "79001234567");
         let header: serde_json::Value =
             serde_json::from_slice(&b64().decode(access.split('.').next().unwrap()).unwrap())
                 .unwrap();
@@ -395,14 +414,14 @@ mod tests {
     #[test]
     fn each_kind_is_refused_where_the_other_is_expected() {
         let (signer, verifier) = pair();
-        let access = signer.issue(&phone(), TokenKind::Access, now());
-        let refresh = signer.issue(&phone(), TokenKind::Refresh, now());
+        let access = signer.issue(&user(), TokenKind::Access, now());
+        let refresh = signer.issue(&user(), TokenKind::Refresh, now());
         assert_eq!(
-            verifier.verify(&access, TokenKind::Refresh),
+            verifier.verify(&access, TokenKind::Refresh).map(|v| v.user),
             Err(TokenError::WrongKind(TokenKind::Refresh))
         );
         assert_eq!(
-            verifier.verify(&refresh, TokenKind::Access),
+            verifier.verify(&refresh, TokenKind::Access).map(|v| v.user),
             Err(TokenError::WrongKind(TokenKind::Access))
         );
     }
@@ -410,27 +429,45 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let (signer, verifier) = pair();
-        let old = signer.issue(&phone(), TokenKind::Access, now() - 901);
+        let old = signer.issue(&user(), TokenKind::Access, now() - 901);
         assert_eq!(
-            verifier.verify(&old, TokenKind::Access),
+            verifier.verify(&old, TokenKind::Access).map(|v| v.user),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn a_genuine_token_whose_subject_is_no_user_id_names_nobody() {
+        // Before users had ids, `sub` was the phone: such a token, however
+        // genuine and unexpired, is refused rather than read as somebody.
+        let (signer, verifier) = pair();
+        for sub in ["+79001234567", "0", "9007199254740992", ""] {
+            let token = signer.sign(sub, TokenKind::Access, None, now());
+            assert!(verifier.claims(&token, TokenKind::Access).is_ok());
+            assert_eq!(
+                verifier.verify(&token, TokenKind::Access).map(|v| v.user),
+                Err(TokenError::Invalid),
+                "{sub:?}"
+            );
+        }
     }
 
     #[test]
     fn tampered_foreign_and_unsigned_tokens_are_refused() {
         let (signer, verifier) = pair();
         let (other_signer, _) = pair();
-        let token = signer.issue(&phone(), TokenKind::Access, now());
+        let token = signer.issue(&user(), TokenKind::Access, now());
         let parts: Vec<&str> = token.split('.').collect();
 
         let mut claims: serde_json::Value =
             serde_json::from_slice(&b64().decode(parts[1]).unwrap()).unwrap();
-        claims["sub"] = "+79990000000".into();
+        claims["sub"] = "42".into();
         let forged_payload = b64().encode(serde_json::to_vec(&claims).unwrap());
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert_eq!(
-            verifier.verify(&tampered, TokenKind::Access),
+            verifier
+                .verify(&tampered, TokenKind::Access)
+                .map(|v| v.user),
             Err(TokenError::Invalid)
         );
 
@@ -440,14 +477,16 @@ mod tests {
             format!("{none_header}.{}.", parts[1]),
         ] {
             assert_eq!(
-                verifier.verify(&unsigned, TokenKind::Access),
+                verifier
+                    .verify(&unsigned, TokenKind::Access)
+                    .map(|v| v.user),
                 Err(TokenError::Invalid)
             );
         }
 
-        let foreign = other_signer.issue(&phone(), TokenKind::Access, now());
+        let foreign = other_signer.issue(&user(), TokenKind::Access, now());
         assert_eq!(
-            verifier.verify(&foreign, TokenKind::Access),
+            verifier.verify(&foreign, TokenKind::Access).map(|v| v.user),
             Err(TokenError::Invalid)
         );
         for junk in ["", "abc", "a.b.c", &"x".repeat(5000)] {
@@ -473,9 +512,9 @@ mod tests {
             },
         ] {
             let signer = TokenSigner::from_pem(&private, other).unwrap();
-            let token = signer.issue(&phone(), TokenKind::Access, now());
+            let token = signer.issue(&user(), TokenKind::Access, now());
             assert_eq!(
-                verifier.verify(&token, TokenKind::Access),
+                verifier.verify(&token, TokenKind::Access).map(|v| v.user),
                 Err(TokenError::Invalid)
             );
         }
@@ -520,15 +559,21 @@ BrBixpf4U4I+vAyq4QIDAQAB
         let (new_private, new_public) = generate_key_pair();
         let old = TokenSigner::from_pem(&old_private, settings()).unwrap();
         let new = TokenSigner::from_pem(&new_private, settings()).unwrap();
-        let old_token = old.issue(&phone(), TokenKind::Access, now());
-        let new_token = new.issue(&phone(), TokenKind::Access, now());
+        let old_token = old.issue(&user(), TokenKind::Access, now());
+        let new_token = new.issue(&user(), TokenKind::Access, now());
 
         let during = verifier(&new_public, Some(&old_public));
-        assert_eq!(during.verify(&old_token, TokenKind::Access), Ok(phone()));
-        assert_eq!(during.verify(&new_token, TokenKind::Access), Ok(phone()));
+        assert_eq!(
+            during.verify(&old_token, TokenKind::Access).map(|v| v.user),
+            Ok(user())
+        );
+        assert_eq!(
+            during.verify(&new_token, TokenKind::Access).map(|v| v.user),
+            Ok(user())
+        );
         let after = verifier(&new_public, None);
         assert_eq!(
-            after.verify(&old_token, TokenKind::Access),
+            after.verify(&old_token, TokenKind::Access).map(|v| v.user),
             Err(TokenError::Invalid)
         );
 
@@ -545,7 +590,7 @@ BrBixpf4U4I+vAyq4QIDAQAB
                 parts[2]
             );
             assert_eq!(
-                during.verify(&token, TokenKind::Access),
+                during.verify(&token, TokenKind::Access).map(|v| v.user),
                 Err(TokenError::Invalid)
             );
         }
@@ -574,7 +619,7 @@ BrBixpf4U4I+vAyq4QIDAQAB
         }
         let token = TokenSigner::from_pem(&current_private, settings())
             .unwrap()
-            .issue(&phone(), TokenKind::Access, now());
+            .issue(&user(), TokenKind::Access, now());
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid, listed[0].common.key_id);
         // A verifier built from the JWKS alone accepts the token.

@@ -15,6 +15,7 @@ use phone_auth::limits::Source;
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::{OtpStore, UserStore};
 use phone_auth::token::TokenKind;
+use phone_auth::user::UserId;
 use serde_json::{Value, json};
 use support::memory::MemorySms;
 use support::scripted::{Script, Scripted};
@@ -343,26 +344,25 @@ async fn an_expired_code_is_refused() {
     assert_eq!(send_code(&phone, "1234").await.1["code"], "code_expired");
 }
 
-/// The invite codes claimed for `phone`: `INVITE#` items naming it as owner.
-async fn codes_claimed_by(phone: &str) -> Vec<String> {
-    let mut items = dynamo()
-        .await
-        .scan()
-        .table_name(env("USERS_TABLE"))
-        .filter_expression("owner_phone = :phone")
-        .expression_attribute_values(
-            ":phone",
-            aws_sdk_dynamodb::types::AttributeValue::S(phone.into()),
-        )
-        .into_paginator()
-        .items()
-        .send();
-    let mut codes = Vec::new();
-    while let Some(item) = items.next().await {
-        let pk = item.unwrap()["pk"].as_s().unwrap().clone();
-        codes.push(pk.strip_prefix("INVITE#").unwrap().to_string());
-    }
-    codes
+/// Invite codes drawn in order under a prefix of this test binary's own
+/// (`numbered_invite_code`, one test uses it): which codes were drawn is
+/// known, so their claims can be looked up.
+static NUMBERED_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static NUMBERED_DRAWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn numbered(n: usize) -> InviteCode {
+    let prefix = NUMBERED_PREFIX.get_or_init(|| InviteCode::generate().as_str()[..3].to_string());
+    InviteCode::parse(&format!("{prefix}{n:03}")).expect("3 + 3 characters")
+}
+
+fn numbered_invite_code() -> InviteCode {
+    numbered(NUMBERED_DRAWS.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+fn numbered_invite_codes_drawn() -> Vec<InviteCode> {
+    (0..NUMBERED_DRAWS.load(std::sync::atomic::Ordering::SeqCst))
+        .map(numbered)
+        .collect()
 }
 
 /// The user-already-exists path for real: two sign-ins of one phone with
@@ -381,10 +381,13 @@ async fn two_sign_ins_that_both_create_the_user_make_one() {
     // Neither creates the user before both looked for it and found none.
     script.meet("create", &[1, 2]);
     let users = UserTable::new(dynamo().await, env("USERS_TABLE"));
-    let endpoint = send_code_over(
-        OtpTable::new(dynamo().await, env("OTPS_TABLE")),
-        Scripted::new(users.clone(), &script),
-    );
+    let endpoint = SendCode {
+        invite_codes: numbered_invite_code,
+        ..send_code_over(
+            OtpTable::new(dynamo().await, env("OTPS_TABLE")),
+            Scripted::new(users.clone(), &script),
+        )
+    };
 
     let body = json!({ "phone": phone, "password": code });
     let (first, second) = tokio::join!(
@@ -396,11 +399,19 @@ async fn two_sign_ins_that_both_create_the_user_make_one() {
     answers.sort();
     assert_eq!(answers, [(200, None), (400, Some("code_invalid".into()))]);
     assert!(script.calls("create") >= 2, "both tried to create the user");
-    let user = users.get(&parse_phone(&phone)).await.unwrap().unwrap();
-    assert_eq!(
-        codes_claimed_by(&phone).await,
-        vec![user.invite_code.to_string()]
-    );
+    let id = users.id_of(&parse_phone(&phone)).await.unwrap().unwrap();
+    let user = users.get(id).await.unwrap().unwrap();
+    // Of every code the two drew, only the user's was claimed: the losing
+    // transaction wrote nothing.
+    let drawn = numbered_invite_codes_drawn();
+    assert!(drawn.len() >= 2, "both drew a code: {drawn:?}");
+    let mut claimed = Vec::new();
+    for code in drawn {
+        if let Some(owner) = users.owner_of(&code).await.unwrap() {
+            claimed.push((code, owner));
+        }
+    }
+    assert_eq!(claimed, vec![(user.invite_code.clone(), id)]);
 }
 
 #[tokio::test]
@@ -453,7 +464,7 @@ async fn refresh_rotates_the_pair_and_takes_only_refresh_tokens() {
     // The token rule: an access token is never a refresh token, nor is a
     // refresh JWT of the kind minted before sessions (still alive in old
     // clients), nor anything else that is not ours.
-    let legacy = signer().issue(&support::parse_phone(&phone), TokenKind::Refresh, now());
+    let legacy = signer().issue(&UserId::generate(), TokenKind::Refresh, now());
     for wrong in [access.as_str(), legacy.as_str(), "x.y.z", ""] {
         assert_error(
             call(&endpoint, post(json!({ "refresh": wrong }))).await,
@@ -465,7 +476,7 @@ async fn refresh_rotates_the_pair_and_takes_only_refresh_tokens() {
 
 #[tokio::test]
 async fn the_profile_needs_a_genuine_access_token() {
-    let (phone, access, refresh) = sign_up().await;
+    let (_, access, refresh) = sign_up().await;
     let retrieve = endpoint::<Retrieve>(&[]).await;
     assert_error(
         call(&retrieve, request(Method::GET, "", None)).await,
@@ -475,7 +486,7 @@ async fn the_profile_needs_a_genuine_access_token() {
     // The opaque refresh token is no JWT at all; a refresh JWT of the kind
     // minted before sessions is one, of the wrong type.
     assert_eq!(profile(&refresh).await.1["code"], "invalid_token");
-    let legacy = signer().issue(&support::parse_phone(&phone), TokenKind::Refresh, now());
+    let legacy = signer().issue(&UserId::generate(), TokenKind::Refresh, now());
     assert_eq!(profile(&legacy).await.1["code"], "wrong_token_type");
     let mut tampered = access.clone();
     tampered.replace_range(tampered.len() - 4.., "AAAA");
@@ -641,7 +652,7 @@ async fn chains_deeper_than_the_limit_cannot_be_joined() {
 
 #[tokio::test]
 async fn a_token_for_a_user_that_does_not_exist_gets_404() {
-    let ghost = access_token(&unique_phone());
+    let ghost = access_token(UserId::generate());
     assert_eq!(profile(&ghost).await.1["code"], "user_not_found");
     let (_, a, _) = sign_up().await;
     let code = invite_code(&profile(&a).await.1);

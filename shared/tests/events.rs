@@ -36,9 +36,10 @@ use phone_auth::endpoints::{
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::session::{RefreshKey, Session, SessionId, UserId};
+use phone_auth::session::{RefreshKey, Session, SessionId};
 use phone_auth::store::{NewUser, OtpStore, SessionStore, User, UserStore};
 use phone_auth::token::{TokenKind, TokenSigner};
+use phone_auth::user::UserId;
 use rand::RngExt;
 use serde_json::Value;
 
@@ -98,6 +99,13 @@ impl World {
     fn session_id(phone: &str) -> SessionId {
         let id = format!("EvtSessionOfUser{}AAA", &phone[phone.len() - 3..]);
         SessionId::parse(&id).expect("world session ids are canonical")
+    }
+
+    /// The id of a world user (or, for a phone without one, of nobody): the
+    /// phone's digits, so that tokens and items are the same every run.
+    fn user_id(phone: &str) -> UserId {
+        UserId::new(phone[1..].parse().expect("world phones are digits"))
+            .expect("world phones' digits are below 2^53")
     }
 
     /// The generation each world session is at (refreshed twice: 3).
@@ -214,14 +222,13 @@ impl Harness {
     }
 
     fn token(&self, phone: &str, kind: TokenKind, now: u64) -> String {
-        self.signer.issue(&parse_phone(phone), kind, now)
+        self.signer.issue(&World::user_id(phone), kind, now)
     }
 
     /// An access token of the phone's world session.
     fn access_token(&self, phone: &str, now: u64) -> String {
-        let user = UserId::of_phone(&parse_phone(phone));
         self.signer
-            .issue_access(&user, &World::session_id(phone), now)
+            .issue_access(&World::user_id(phone), &World::session_id(phone), now)
     }
 
     /// Removes every trace of the world's phones, then writes the world again.
@@ -235,19 +242,37 @@ impl Harness {
                 .send()
                 .await
                 .map_err(failed(format!("deleting the code of {phone}")))?;
-            let user = self
+            // The phone's user: a world user (id from the phone), or one an
+            // earlier send-code event created (a random id and invite code).
+            let claim = self
                 .dynamo
                 .get_item()
                 .table_name(&self.users_table)
-                .key("pk", s(phone))
+                .key("pk", s(&format!("PHONE#{phone}")))
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(failed(format!("reading user {phone}")))?;
-            // A user created by an earlier send-code event has a random invite code: free it too.
-            let mut keys = vec![phone.to_string()];
-            if let Some(AttributeValue::S(code)) = user.item().and_then(|i| i.get("invite_code")) {
-                keys.push(format!("INVITE#{code}"));
+                .map_err(failed(format!("reading the claim of {phone}")))?;
+            let mut keys = vec![
+                format!("PHONE#{phone}"),
+                format!("USER#{}", World::user_id(phone)),
+            ];
+            if let Some(AttributeValue::N(id)) = claim.item().and_then(|i| i.get("user_id")) {
+                let user = self
+                    .dynamo
+                    .get_item()
+                    .table_name(&self.users_table)
+                    .key("pk", s(&format!("USER#{id}")))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(failed(format!("reading user {id}")))?;
+                if let Some(AttributeValue::S(code)) =
+                    user.item().and_then(|i| i.get("invite_code"))
+                {
+                    keys.push(format!("INVITE#{code}"));
+                }
+                keys.push(format!("USER#{id}"));
             }
             for key in keys {
                 self.dynamo
@@ -307,6 +332,7 @@ impl Harness {
         }
         for (phone, code) in World::users() {
             let user = User {
+                id: World::user_id(phone),
                 phone: parse_phone(phone),
                 invite_code: InviteCode::parse(code).expect("world invite codes are well formed"),
                 referrer: None,
@@ -329,7 +355,7 @@ impl Harness {
                 .await
                 .map_err(failed(format!("deleting the session of {phone}")))?;
             let started = policy.start(
-                UserId::of_phone(&parse_phone(phone)),
+                World::user_id(phone),
                 phone_auth::session::ClientInfo::new(Some("curl/8.5.0"), Some("203.0.113.10")),
                 now - 7200,
             );

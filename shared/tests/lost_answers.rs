@@ -23,6 +23,7 @@ use phone_auth::invite::InviteCode;
 use phone_auth::otp::{OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
 use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
+use phone_auth::user::UserId;
 use support::{env, now, unique_phone};
 
 /// The SDK's own HTTP client, except that the answers of the next requests
@@ -326,6 +327,7 @@ async fn a_withdrawn_code_gives_its_send_back_once() {
 async fn a_new_user_is_reported_created() {
     let t = tables().await;
     let user = User {
+        id: UserId::generate(),
         phone: phone(),
         invite_code: InviteCode::generate(),
         referrer: None,
@@ -338,11 +340,33 @@ async fn a_new_user_is_reported_created() {
     // The SDK sends the transaction's idempotency token again, so DynamoDB
     // answers the resend with the first sending's success.
     assert_eq!(created, NewUser::Created(user.clone()));
-    assert_eq!(t.users.get(&user.phone).await.unwrap(), Some(user.clone()));
+    assert_eq!(t.users.id_of(&user.phone).await.unwrap(), Some(user.id));
+    assert_eq!(t.users.get(user.id).await.unwrap(), Some(user.clone()));
     assert_eq!(
         t.users.owner_of(&user.invite_code).await.unwrap(),
-        Some(user.phone)
+        Some(user.id)
     );
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_reported_deleted() {
+    let t = tables().await;
+    let user = User {
+        id: UserId::generate(),
+        phone: phone(),
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    };
+    t.users.create(&user).await.unwrap();
+    let deleted = t
+        .losing_one("TransactWriteItems", t.users.delete(&user, now()))
+        .await
+        .unwrap();
+    assert!(deleted, "the resend answers the first sending's success");
+    assert_eq!(t.users.get(user.id).await.unwrap(), None);
+    assert_eq!(t.users.id_of(&user.phone).await.unwrap(), None);
+    assert_eq!(t.users.owner_of(&user.invite_code).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -351,6 +375,7 @@ async fn a_referrer_is_reported_set() {
     let mut made = Vec::new();
     for _ in 0..2 {
         let user = User {
+            id: UserId::generate(),
             phone: phone(),
             invite_code: InviteCode::generate(),
             referrer: None,
@@ -361,14 +386,13 @@ async fn a_referrer_is_reported_set() {
     }
     let (referrer, joiner) = (&made[0], &made[1]);
     let to = Referrer {
-        phone: referrer.phone.clone(),
+        id: referrer.id,
         invite_code: referrer.invite_code.clone(),
     };
     let write = t
         .losing_one(
             "TransactWriteItems",
-            t.users
-                .set_referrer(&joiner.phone, &to, &referrer.phone, now()),
+            t.users.set_referrer(joiner.id, &to, referrer.id, now()),
         )
         .await
         .unwrap();
@@ -376,7 +400,7 @@ async fn a_referrer_is_reported_set() {
     let expected = vec![joiner.phone.clone()];
     // A GSI: eventually consistent on AWS.
     let listed = support::eventually(
-        || async { t.users.referrals_of(&referrer.phone).await.unwrap() },
+        || async { t.users.referrals_of(referrer.id).await.unwrap() },
         |listed| listed == &expected,
     )
     .await;
@@ -387,7 +411,7 @@ async fn a_referrer_is_reported_set() {
 
 mod sessions {
     use phone_auth::adapters::dynamo::SessionTable;
-    use phone_auth::session::{ClientInfo, Session, SessionPolicy, UserId};
+    use phone_auth::session::{ClientInfo, Session, SessionPolicy};
     use phone_auth::store::{Revocation, SessionStore};
     use serde_json::json;
 
@@ -400,7 +424,7 @@ mod sessions {
     }
 
     fn session(at: u64) -> Session {
-        let user = UserId::of_phone(&phone());
+        let user = UserId::generate();
         SessionPolicy::default().start(user, ClientInfo::default(), at)
     }
 

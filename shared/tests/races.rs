@@ -26,7 +26,7 @@ fn new_phone() -> Phone {
 
 fn referrer(user: &User) -> Referrer {
     Referrer {
-        phone: user.phone.clone(),
+        id: user.id,
         invite_code: user.invite_code.clone(),
     }
 }
@@ -41,7 +41,7 @@ fn send_code_request(phone: &Phone, code: &str) -> Request {
 
 fn set_referrer_request(me: &User, invite_code: &str) -> Request {
     let body = json!({ "invite_code": invite_code }).to_string();
-    let token = access_token(me.phone.as_str());
+    let token = access_token(me.id);
     request(Method::POST, &body, Some(&token))
 }
 
@@ -58,7 +58,7 @@ fn joins(users: &MemoryUsers, user: &User, top: &User) -> Step {
     let (users, user, top) = (users.clone(), user.clone(), top.clone());
     Step::run(async move {
         let written = users
-            .set_referrer(&user.phone, &referrer(&top), &top.phone, now())
+            .set_referrer(user.id, &referrer(&top), top.id, now())
             .await;
         assert_eq!(written.unwrap(), ReferrerWrite::Set);
     })
@@ -142,7 +142,7 @@ async fn a_chain_that_keeps_moving_gets_503_after_five_walks() {
     assert!(started.elapsed() <= Duration::from_millis(375));
     assert_eq!(script.calls("set_referrer"), 5);
     assert_eq!(users.user(&me.phone).unwrap().referrer, None);
-    assert_eq!(users.referrals_of(&chain[0].phone).await.unwrap(), vec![]);
+    assert_eq!(users.referrals_of(chain[0].id).await.unwrap(), vec![]);
 }
 
 // ---------------------------------------------------------------- send_code
@@ -223,7 +223,7 @@ async fn two_sign_ins_that_both_find_no_user_make_one() {
     answers.sort();
     assert_eq!(answers, [(200, None), (400, Some("code_invalid".into()))]);
     assert_eq!(script.calls("create"), 2, "both created");
-    assert_eq!(script.calls("get"), 3, "the loser looked again");
+    assert_eq!(script.calls("id_of"), 3, "the loser looked again");
     let user = users.user(&phone).expect("the user exists");
     assert_eq!(users.codes_claimed_by(&phone), vec![user.invite_code]);
     assert_eq!(
@@ -237,7 +237,7 @@ async fn two_sign_ins_that_both_find_no_user_make_one() {
 /// the code is still there, so the same code signs in when it works again.
 #[tokio::test]
 async fn a_users_store_failure_is_503_and_the_same_code_works_after() {
-    for failing in ["get", "create"] {
+    for failing in ["id_of", "create"] {
         let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
         let phone = new_phone();
         code_sent(&otps, &phone, "1234").await;

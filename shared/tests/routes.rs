@@ -28,8 +28,8 @@ use std::time::Duration;
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve,
-    RevokeSession, SDK_OPERATION_TIMEOUT, SendCode, SetReferrer,
+    ANSWER_MARGIN, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll,
+    Refresh, Retrieve, RevokeSession, SDK_OPERATION_TIMEOUT, SendCode, SetReferrer,
 };
 use serde_json::{Map, Value, json};
 
@@ -47,7 +47,7 @@ fn build<E: Endpoint>(config: &Config) -> Result<Method, ConfigError> {
 const SET_BY_LAMBDA: [(&str, &str); 1] = [("AWS_REGION", "us-east-1")];
 
 /// Binary name, the endpoint its `main` runs, and how to build that endpoint.
-const FUNCTIONS: [(&str, &str, Build); 10] = [
+const FUNCTIONS: [(&str, &str, Build); 11] = [
     ("get-code", "GetCode", build::<GetCode>),
     ("send-code", "SendCode", build::<SendCode>),
     ("refresh", "Refresh", build::<Refresh>),
@@ -58,6 +58,7 @@ const FUNCTIONS: [(&str, &str, Build); 10] = [
     ("logout-all", "LogoutAll", build::<LogoutAll>),
     ("list-sessions", "ListSessions", build::<ListSessions>),
     ("revoke-session", "RevokeSession", build::<RevokeSession>),
+    ("delete-account", "DeleteAccount", build::<DeleteAccount>),
 ];
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
@@ -688,6 +689,7 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         ("LogoutAll", LogoutAll::NAME),
         ("ListSessions", ListSessions::NAME),
         ("RevokeSession", RevokeSession::NAME),
+        ("DeleteAccount", DeleteAccount::NAME),
     ]);
     for (binary, endpoint, _) in FUNCTIONS {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
@@ -1172,6 +1174,7 @@ fn sample_events_match_their_functions_route_and_method() {
         ("logout-all", <LogoutAll as Endpoint>::METHOD),
         ("list-sessions", <ListSessions as Endpoint>::METHOD),
         ("revoke-session", <RevokeSession as Endpoint>::METHOD),
+        ("delete-account", <DeleteAccount as Endpoint>::METHOD),
     ]);
     let events = root().join("events");
     let mut checked = 0;

@@ -20,6 +20,7 @@ use phone_auth::phone::{Phone, Region};
 use phone_auth::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
 };
+use phone_auth::user::UserId;
 use support::{Namespaced, dynamo, env, now, unique_phone};
 use tokio::sync::Barrier;
 
@@ -44,8 +45,26 @@ fn pending(phone: &Phone, hash: &[u8], created_at: u64) -> PendingCode {
     )
 }
 
+fn user_with(phone: Phone) -> User {
+    User {
+        id: UserId::generate(),
+        phone,
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    }
+}
+
+fn referrer(user: &User) -> Referrer {
+    Referrer {
+        id: user.id,
+        invite_code: user.invite_code.clone(),
+    }
+}
+
 async fn new_user(users: &UserTable) -> User {
     let user = User {
+        id: UserId::generate(),
         phone: phone(),
         invite_code: InviteCode::generate(),
         referrer: None,
@@ -456,51 +475,58 @@ async fn a_code_is_consumed_once() {
 }
 
 #[tokio::test]
-async fn users_are_unique_by_phone_and_by_invite_code() {
+async fn users_are_unique_by_phone_by_id_and_by_invite_code() {
     let users = users().await;
     let user = new_user(&users).await;
-    assert_eq!(users.get(&user.phone).await.unwrap(), Some(user.clone()));
+    assert_eq!(users.get(user.id).await.unwrap(), Some(user.clone()));
+    assert_eq!(users.id_of(&user.phone).await.unwrap(), Some(user.id));
     assert_eq!(
         users.owner_of(&user.invite_code).await.unwrap(),
-        Some(user.phone.clone())
+        Some(user.id)
     );
 
-    let same_phone = User {
-        invite_code: InviteCode::generate(),
-        ..user.clone()
-    };
+    let same_phone = user_with(user.phone.clone());
     assert_eq!(
         users.create(&same_phone).await.unwrap(),
         NewUser::PhoneTaken
     );
+    let same_id = User {
+        id: user.id,
+        ..user_with(phone())
+    };
+    assert_eq!(users.create(&same_id).await.unwrap(), NewUser::IdTaken);
     let same_code = User {
-        phone: phone(),
-        ..user.clone()
+        invite_code: user.invite_code.clone(),
+        ..user_with(phone())
     };
     assert_eq!(
         users.create(&same_code).await.unwrap(),
         NewUser::InviteCodeTaken
     );
-    // Neither refused write left anything behind.
-    assert_eq!(users.get(&same_code.phone).await.unwrap(), None);
-    assert_eq!(users.owner_of(&same_phone.invite_code).await.unwrap(), None);
-    assert_eq!(users.get(&user.phone).await.unwrap(), Some(user));
+    // No refused write left anything behind.
+    for refused in [&same_phone, &same_id, &same_code] {
+        let phone_owner = (refused.phone == user.phone).then_some(user.id);
+        assert_eq!(users.id_of(&refused.phone).await.unwrap(), phone_owner);
+        if refused.id != user.id {
+            assert_eq!(users.get(refused.id).await.unwrap(), None);
+        }
+        if refused.invite_code != user.invite_code {
+            assert_eq!(users.owner_of(&refused.invite_code).await.unwrap(), None);
+        }
+    }
+    assert_eq!(users.get(user.id).await.unwrap(), Some(user));
 }
 
 /// Two sign-ups of one phone write at the same moment (each with its own
-/// invite code): one creates the user, the other is told the phone is taken,
-/// and its invite code was not claimed — the transaction wrote neither item.
+/// id and invite code): one creates the user, the other is told the phone
+/// is taken, and neither its id nor its code was claimed — the transaction
+/// wrote none of its items.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_creates_of_one_phone_make_one_user_and_claim_one_code() {
     let users = users().await;
     for _ in 0..10 {
         let p = phone();
-        let attempts = [(); 2].map(|_| User {
-            phone: p.clone(),
-            invite_code: InviteCode::generate(),
-            referrer: None,
-            created_at: now(),
-        });
+        let attempts = [(); 2].map(|_| user_with(p.clone()));
         let both_ready = Arc::new(Barrier::new(2));
         let tasks = attempts.clone().map(|user| {
             let (users, both_ready) = (users.clone(), both_ready.clone());
@@ -517,8 +543,13 @@ async fn parallel_creates_of_one_phone_make_one_user_and_claim_one_code() {
             other => panic!("expected one Created and one PhoneTaken: {other:?}"),
         };
         let loser = attempts.iter().find(|a| **a != winner).unwrap();
-        assert_eq!(users.get(&p).await.unwrap(), Some(winner.clone()));
-        assert_eq!(users.owner_of(&winner.invite_code).await.unwrap(), Some(p));
+        assert_eq!(users.id_of(&p).await.unwrap(), Some(winner.id));
+        assert_eq!(users.get(winner.id).await.unwrap(), Some(winner.clone()));
+        assert_eq!(
+            users.owner_of(&winner.invite_code).await.unwrap(),
+            Some(winner.id)
+        );
+        assert_eq!(users.get(loser.id).await.unwrap(), None);
         assert_eq!(users.owner_of(&loser.invite_code).await.unwrap(), None);
     }
 }
@@ -531,9 +562,10 @@ async fn users_answering_transaction_conflict() -> (wiremock::MockServer, UserTa
     let server = wiremock::MockServer::start().await;
     let conflict = serde_json::json!({
         "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None]",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None, None]",
         "CancellationReasons": [
             { "Code": "TransactionConflict", "Message": "Transaction is ongoing for the item" },
+            { "Code": "None" },
             { "Code": "None" }
         ]
     });
@@ -557,38 +589,37 @@ async fn users_answering_transaction_conflict() -> (wiremock::MockServer, UserTa
 
 /// A conflict is an answer, not an outage: on create it means a parallel
 /// sign-in of the phone is writing (send_code looks for the user again), on
-/// set_referrer a parallel write in the chain (set_referrer walks again).
+/// set_referrer a parallel write in the chain (set_referrer walks again). A
+/// deletion that conflicts is an outage (503: the client deletes again).
 #[tokio::test]
 async fn a_transaction_conflict_is_a_parallel_write_not_an_outage() {
     let (_server, users) = users_answering_transaction_conflict().await;
-    let (me, other) = (phone(), phone());
-    let user = User {
-        phone: me.clone(),
-        invite_code: InviteCode::generate(),
-        referrer: None,
-        created_at: now(),
-    };
-    assert_eq!(users.create(&user).await.unwrap(), NewUser::PhoneTaken);
-    let referrer = Referrer {
-        phone: other.clone(),
-        invite_code: InviteCode::generate(),
-    };
+    let (me, other) = (user_with(phone()), user_with(phone()));
+    assert_eq!(users.create(&me).await.unwrap(), NewUser::PhoneTaken);
     assert_eq!(
         users
-            .set_referrer(&me, &referrer, &other, now())
+            .set_referrer(me.id, &referrer(&other), other.id, now())
             .await
             .unwrap(),
         ReferrerWrite::ChainMoved
     );
+    assert!(users.delete(&me, now()).await.is_err());
 }
 
 #[tokio::test]
 async fn unknown_things_are_absent() {
     let users = users().await;
-    assert_eq!(users.get(&phone()).await.unwrap(), None);
+    assert_eq!(users.id_of(&phone()).await.unwrap(), None);
+    assert_eq!(users.get(UserId::generate()).await.unwrap(), None);
     assert_eq!(users.owner_of(&InviteCode::generate()).await.unwrap(), None);
-    assert_eq!(users.referrer_of(&phone()).await.unwrap(), None);
-    assert!(users.referrals_of(&phone()).await.unwrap().is_empty());
+    assert_eq!(users.referrer_of(UserId::generate()).await.unwrap(), None);
+    assert!(
+        users
+            .referrals_of(UserId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The owner of a code comes from its claim item, read consistently, not from
@@ -597,13 +628,13 @@ async fn unknown_things_are_absent() {
 #[tokio::test]
 async fn a_codes_owner_is_read_from_its_claim() {
     let users = users().await;
-    let (owner, code) = (phone(), InviteCode::generate());
+    let (owner, code) = (UserId::generate(), InviteCode::generate());
     dynamo()
         .await
         .put_item()
         .table_name(env("USERS_TABLE"))
         .item("pk", AttributeValue::S(format!("INVITE#{code}")))
-        .item("owner_phone", AttributeValue::S(owner.as_str().into()))
+        .item("owner_id", AttributeValue::N(owner.to_string()))
         .send()
         .await
         .unwrap();
@@ -618,44 +649,38 @@ async fn a_referrer_is_set_once_and_listed_in_order() {
         new_user(&users).await,
         new_user(&users).await,
     );
-    let referrer = Referrer {
-        phone: top.phone.clone(),
-        invite_code: top.invite_code.clone(),
-    };
+    let to_top = referrer(&top);
 
     assert_eq!(
         users
-            .set_referrer(&first.phone, &referrer, &top.phone, 100)
+            .set_referrer(first.id, &to_top, top.id, 100)
             .await
             .unwrap(),
         ReferrerWrite::Set
     );
     assert_eq!(
         users
-            .set_referrer(&second.phone, &referrer, &top.phone, 200)
+            .set_referrer(second.id, &to_top, top.id, 200)
             .await
             .unwrap(),
         ReferrerWrite::Set
     );
     assert_eq!(
         users
-            .set_referrer(&first.phone, &referrer, &top.phone, 300)
+            .set_referrer(first.id, &to_top, top.id, 300)
             .await
             .unwrap(),
         ReferrerWrite::AlreadySet(top.invite_code.clone())
     );
+    assert_eq!(users.referrer_of(first.id).await.unwrap(), Some(top.id));
     assert_eq!(
-        users.referrer_of(&first.phone).await.unwrap(),
-        Some(top.phone.clone())
-    );
-    assert_eq!(
-        users.get(&first.phone).await.unwrap().unwrap().referrer,
-        Some(referrer)
+        users.get(first.id).await.unwrap().unwrap().referrer,
+        Some(to_top)
     );
     let expected = vec![first.phone, second.phone];
     // A GSI: eventually consistent on AWS.
     let listed = support::eventually(
-        || async { users.referrals_of(&top.phone).await.unwrap() },
+        || async { users.referrals_of(top.id).await.unwrap() },
         |listed| listed == &expected,
     )
     .await;
@@ -670,14 +695,10 @@ async fn the_write_is_refused_when_the_chain_top_moved() {
         new_user(&users).await,
         new_user(&users).await,
     );
-    let to = |u: &User| Referrer {
-        phone: u.phone.clone(),
-        invite_code: u.invite_code.clone(),
-    };
     // b joins a's chain; a is its top.
     assert_eq!(
         users
-            .set_referrer(&b.phone, &to(&a), &a.phone, now())
+            .set_referrer(b.id, &referrer(&a), a.id, now())
             .await
             .unwrap(),
         ReferrerWrite::Set
@@ -685,19 +706,141 @@ async fn the_write_is_refused_when_the_chain_top_moved() {
     // c believed b was the top (stale walk): refused, nothing written.
     assert_eq!(
         users
-            .set_referrer(&c.phone, &to(&b), &b.phone, now())
+            .set_referrer(c.id, &referrer(&b), b.id, now())
             .await
             .unwrap(),
         ReferrerWrite::ChainMoved
     );
-    assert_eq!(users.referrer_of(&c.phone).await.unwrap(), None);
+    assert_eq!(users.referrer_of(c.id).await.unwrap(), None);
     assert_eq!(
         users
-            .set_referrer(&c.phone, &to(&b), &a.phone, now())
+            .set_referrer(c.id, &referrer(&b), a.id, now())
             .await
             .unwrap(),
         ReferrerWrite::Set
     );
+}
+
+// ---------------------------------------------------------------- account deletion
+
+/// Deleting a user erases their phone (free to sign up again, as somebody
+/// new), retires their invite code for good, and leaves a tombstone that
+/// keeps their link: their referrals keep `invite_code_referer`, and the
+/// chain through them still counts for the no-circle rule.
+#[tokio::test]
+async fn a_deleted_user_leaves_a_tombstone_that_keeps_links_and_retires_the_code() {
+    let users = users().await;
+    let (top, gone, below) = (
+        new_user(&users).await,
+        new_user(&users).await,
+        new_user(&users).await,
+    );
+    // top <- gone <- below: top is the chain's top both times.
+    for (user, to) in [(&gone, &top), (&below, &gone)] {
+        assert_eq!(
+            users
+                .set_referrer(user.id, &referrer(to), top.id, now())
+                .await
+                .unwrap(),
+            ReferrerWrite::Set
+        );
+    }
+    assert!(users.delete(&gone, now()).await.unwrap());
+    // Once only: a second deletion (a retry) finds it done.
+    assert!(!users.delete(&gone, now()).await.unwrap());
+
+    assert_eq!(users.get(gone.id).await.unwrap(), None);
+    assert_eq!(users.id_of(&gone.phone).await.unwrap(), None);
+    assert_eq!(users.owner_of(&gone.invite_code).await.unwrap(), None);
+    // The tombstone still links up and is still linked to.
+    assert_eq!(users.referrer_of(gone.id).await.unwrap(), Some(top.id));
+    assert_eq!(users.referrer_of(below.id).await.unwrap(), Some(gone.id));
+    assert_eq!(
+        users.get(below.id).await.unwrap().unwrap().referrer,
+        Some(referrer(&gone))
+    );
+    // Gone from their referrer's list; their referral still listed under
+    // the tombstone (which no profile shows).
+    let listed = support::eventually(
+        || async { users.referrals_of(top.id).await.unwrap() },
+        |listed| listed.is_empty(),
+    )
+    .await;
+    assert_eq!(listed, Vec::<Phone>::new());
+    assert_eq!(
+        users.referrals_of(gone.id).await.unwrap(),
+        vec![below.phone.clone()]
+    );
+    // A tombstone cannot gain a referrer.
+    let to_below = referrer(&below);
+    let tombstone_joins = users.set_referrer(gone.id, &to_below, below.id, now());
+    assert!(tombstone_joins.await.is_err());
+
+    // The retired code is never issued again; the phone signs up anew.
+    let reuse_code = User {
+        invite_code: gone.invite_code.clone(),
+        ..user_with(phone())
+    };
+    assert_eq!(
+        users.create(&reuse_code).await.unwrap(),
+        NewUser::InviteCodeTaken
+    );
+    let again = user_with(gone.phone.clone());
+    assert_eq!(
+        users.create(&again).await.unwrap(),
+        NewUser::Created(again.clone())
+    );
+    assert_eq!(users.id_of(&gone.phone).await.unwrap(), Some(again.id));
+    assert_ne!(again.id, gone.id);
+    // Deleting the old user again touches nothing of the new one.
+    assert!(!users.delete(&gone, now()).await.unwrap());
+    assert_eq!(users.id_of(&gone.phone).await.unwrap(), Some(again.id));
+}
+
+#[tokio::test]
+async fn erasing_a_pending_code_keeps_the_phones_limits() {
+    let otps = otps().await;
+    let p = phone();
+    let policy = OtpPolicy::default();
+    let hash = b"hash-of-a-code".to_vec();
+    assert_eq!(
+        otps.issue(&pending(&p, &hash, now()), &policy, now())
+            .await
+            .unwrap(),
+        None
+    );
+    otps.erase_code(&p).await.unwrap();
+    assert_eq!(
+        otps.count_attempt(&p, &policy, now()).await.unwrap(),
+        Attempt::NoCode
+    );
+    // The send stays counted: the cooldown is over (no code pending) but
+    // the window still holds one send.
+    let item = dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key("phone", AttributeValue::S(p.as_str().into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the phone's item stays");
+    assert_eq!(item["sends"], AttributeValue::N("1".into()));
+    assert!(!item.contains_key("code_hash"));
+    // A phone without an item gets none.
+    let unknown = phone();
+    otps.erase_code(&unknown).await.unwrap();
+    let none = dynamo()
+        .await
+        .get_item()
+        .table_name(env("OTPS_TABLE"))
+        .key("phone", AttributeValue::S(unknown.as_str().into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(none.item.is_none());
 }
 
 #[tokio::test]
@@ -710,7 +853,8 @@ async fn storage_failures_are_errors_not_answers() {
             .is_err()
     );
     let missing = UserTable::new(dynamo().await, "no-such-table".into());
-    assert!(missing.get(&phone()).await.is_err());
+    assert!(missing.id_of(&phone()).await.is_err());
+    assert!(missing.get(UserId::generate()).await.is_err());
 }
 
 // ---------------------------------------------------------------- failed-check lockout

@@ -1,12 +1,21 @@
 //! DynamoDB storage. Table layout (created from template.yaml):
 //!
-//! * Users table, key `pk`:
-//!   - a user: `pk` = phone (E.164, always starts with `+`), `invite_code`,
-//!     `referrer_phone`, `referrer_code`, `referred_at`, `created_at`;
-//!   - an invite-code claim: `pk` = `INVITE#<code>`, `owner_phone`. Written in
-//!     the same transaction as the user, it makes codes unique (a GSI cannot),
-//!     and resolves a code to its owner with a consistent read.
-//!   - GSI `referrer-index` (`referrer_phone`, `referred_at`): a user's referrals.
+//! * Users table, key `pk`, three kinds of item:
+//!   - a user: `pk` = `USER#<id>`, `id`, `phone`, `invite_code`,
+//!     `referrer_id`, `referrer_code`, `referred_at`, `created_at`. Deleted,
+//!     it stays as a tombstone: `phone` removed, `deleted_at` set, the rest
+//!     kept (its code stays retired, its link keeps the no-circle rule).
+//!   - a phone's claim: `pk` = `PHONE#<E.164>`, `user_id`: one user per
+//!     phone; deleted with the user, so the phone can sign up again.
+//!   - an invite code's claim: `pk` = `INVITE#<code>`, `owner_id`, and
+//!     `retired_at` once its owner is deleted (never removed: a retired code
+//!     is never issued again). Codes are unique through it (a GSI cannot
+//!     enforce that), and it resolves a code with a consistent read.
+//!
+//!   All three are written in one transaction at sign-up, each on condition
+//!   that it does not exist.
+//!   - GSI `referrer-index` (`referrer_id`, `referred_at`, with `phone`): a
+//!     user's referrals.
 //! * Otps table, key `phone`, two kinds of item:
 //!   - a phone's (key: E.164): its send window (`window_start`, `sends`,
 //!     `created_at` of the last send) and, while one is pending, its code
@@ -21,7 +30,7 @@
 //!   - a budget's counter (key `IP#<source>#<hour>`, `REGION#<cc>#<day>`,
 //!     `SMS#<day>`; never a phone, which starts with `+`): `taken`, and
 //!     `expires_at` at the end of its window.
-//! * Sessions table, key `sid`: `user`, `gen`, `created_at`, `last_used_at`,
+//! * Sessions table, key `sid`: `user` (the user's id), `gen`, `created_at`, `last_used_at`,
 //!   `rotated_at`, `user_agent`, `ip`, `idle_expires_at`, `expires_at` (the
 //!   TTL attribute: the absolute expiry), `revoked_at` once revoked.
 //!   - GSI `user-index` (`user`, `created_at`), keys only: a user's sessions.
@@ -37,7 +46,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValue,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use base64::Engine;
@@ -49,11 +58,12 @@ use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
-use crate::session::{RefreshToken, Session, SessionId, UserId};
+use crate::session::{RefreshToken, Session, SessionId};
 use crate::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
     SessionStore, StoreError, User, UserStore,
 };
+use crate::user::UserId;
 
 pub const REFERRER_INDEX: &str = "referrer-index";
 pub const USER_INDEX: &str = "user-index";
@@ -510,6 +520,27 @@ impl OtpStore for OtpTable {
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         self.end_code(phone, code_hash, CodeEnd::Withdrawn).await
     }
+
+    /// Removes the code's attributes whatever they hold; the condition only
+    /// keeps an update from creating an item for a phone that has none.
+    async fn erase_code(&self, phone: &Phone) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression("REMOVE code_hash, attempts, code_expires_at, attempt_by")
+            .condition_expression("attribute_exists(phone)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------- budgets
@@ -565,31 +596,68 @@ impl CounterStore for OtpTable {
 
 // ---------------------------------------------------------------- users
 
+/// A user's item, `USER#<id>`; a tombstone once deleted (no `phone`,
+/// `deleted_at` set, the rest kept).
 #[derive(Serialize, Deserialize)]
 struct UserItem {
     pk: String,
+    id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
     invite_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    referrer_phone: Option<String>,
+    referrer_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     referrer_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     referred_at: Option<u64>,
     created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<u64>,
+}
+
+fn user_key(id: UserId) -> AttributeValue {
+    s(&format!("USER#{id}"))
+}
+
+fn phone_key(phone: &Phone) -> AttributeValue {
+    s(&format!("PHONE#{}", phone.as_str()))
+}
+
+fn invite_key(code: &InviteCode) -> AttributeValue {
+    s(&format!("INVITE#{code}"))
+}
+
+fn user_id(value: u64) -> Result<UserId, StoreError> {
+    UserId::new(value).ok_or_else(|| StoreError("stored user id is out of range".into()))
+}
+
+/// A number attribute holding a user id (`user_id`, `owner_id`, `referrer_id`).
+fn user_id_attribute(item: &Item, name: &str) -> Result<Option<UserId>, StoreError> {
+    item.get(name)
+        .map(|value| {
+            value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| StoreError(format!("stored {name} is not a number")))
+                .and_then(user_id)
+        })
+        .transpose()
 }
 
 impl From<&User> for UserItem {
     fn from(user: &User) -> Self {
         UserItem {
-            pk: user.phone.as_str().to_string(),
+            pk: format!("USER#{}", user.id),
+            id: user.id.get(),
+            phone: Some(user.phone.as_str().to_string()),
             invite_code: user.invite_code.as_str().to_string(),
-            referrer_phone: user.referrer.as_ref().map(|r| r.phone.as_str().to_string()),
-            referrer_code: user
-                .referrer
-                .as_ref()
-                .map(|r| r.invite_code.as_str().to_string()),
+            referrer_id: user.referrer.as_ref().map(|r| r.id.get()),
+            referrer_code: user.referrer.as_ref().map(|r| r.invite_code.to_string()),
             referred_at: None,
             created_at: user.created_at,
+            deleted_at: None,
         }
     }
 }
@@ -598,33 +666,27 @@ fn invite_code(value: String) -> Result<InviteCode, StoreError> {
     InviteCode::parse(&value).ok_or_else(|| StoreError("stored invite code is malformed".into()))
 }
 
-impl TryFrom<UserItem> for User {
-    type Error = StoreError;
-    fn try_from(item: UserItem) -> Result<Self, StoreError> {
-        let referrer = match (item.referrer_phone, item.referrer_code) {
-            (Some(phone), Some(code)) => Some(Referrer {
-                phone: Phone::from_trusted(phone),
+impl UserItem {
+    /// The user, unless this is a tombstone.
+    fn into_user(self) -> Result<Option<User>, StoreError> {
+        let Some(phone) = self.phone.filter(|_| self.deleted_at.is_none()) else {
+            return Ok(None);
+        };
+        let referrer = match (self.referrer_id, self.referrer_code) {
+            (Some(id), Some(code)) => Some(Referrer {
+                id: user_id(id)?,
                 invite_code: invite_code(code)?,
             }),
             _ => None,
         };
-        Ok(User {
-            phone: Phone::from_trusted(item.pk),
-            invite_code: invite_code(item.invite_code)?,
+        Ok(Some(User {
+            id: user_id(self.id)?,
+            phone: Phone::from_trusted(phone),
+            invite_code: invite_code(self.invite_code)?,
             referrer,
-            created_at: item.created_at,
-        })
+            created_at: self.created_at,
+        }))
     }
-}
-
-#[derive(Serialize)]
-struct InviteClaimItem<'a> {
-    pk: String,
-    owner_phone: &'a str,
-}
-
-fn claim_key(code: &InviteCode) -> String {
-    format!("INVITE#{code}")
 }
 
 /// Why each item of a cancelled transaction failed; None for any other error.
@@ -657,118 +719,150 @@ impl UserTable {
     pub fn new(client: Client, table: String) -> Self {
         UserTable { client, table }
     }
+
+    /// One attribute of one item, read consistently.
+    async fn attribute(&self, key: AttributeValue, name: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", key)
+            .projection_expression("#a")
+            .expression_attribute_names("#a", name)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item.filter(|item| !item.is_empty()))
+    }
+
+    fn put_new(&self, item: Item) -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .expect("table, item and condition are set"),
+            )
+            .build()
+    }
 }
 
 impl UserStore for UserTable {
-    async fn get(&self, phone: &Phone) -> Result<Option<User>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(phone.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output
-            .item
-            .map(|item| decode::<UserItem>(item)?.try_into())
-            .transpose()
-    }
-
-    async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
-        let put = |item: Item| {
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .expect("table, item and condition are set"),
-                )
-                .build()
-        };
-        let claim = InviteClaimItem {
-            pk: claim_key(&user.invite_code),
-            owner_phone: user.phone.as_str(),
-        };
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(put(encode(&UserItem::from(user))))
-            .transact_items(put(encode(&claim)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(NewUser::Created(user.clone())),
-            Err(err) => {
-                match cancellation_reasons(&err) {
-                    Some(r) if failed_condition(r, 0).is_some() => Ok(NewUser::PhoneTaken),
-                    Some(r) if failed_condition(r, 1).is_some() => Ok(NewUser::InviteCodeTaken),
-                    // A transaction conflict: a parallel sign-in of the same phone is writing.
-                    Some(_) => Ok(NewUser::PhoneTaken),
-                    None => Err(unavailable(err)),
-                }
-            }
+    async fn id_of(&self, phone: &Phone) -> Result<Option<UserId>, StoreError> {
+        match self.attribute(phone_key(phone), "user_id").await? {
+            Some(item) => user_id_attribute(&item, "user_id"),
+            None => Ok(None),
         }
     }
 
+    async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", user_key(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match output.item {
+            Some(item) => decode::<UserItem>(item)?.into_user(),
+            None => Ok(None),
+        }
+    }
+
+    /// Three items, each on condition that it does not exist: the user, its
+    /// phone's claim (`PHONE#…`, `user_id`) and its invite code's (`INVITE#…`,
+    /// `owner_id`). All or none.
+    async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
+        let phone_claim = HashMap::from([
+            ("pk".to_string(), phone_key(&user.phone)),
+            ("user_id".to_string(), n(user.id)),
+        ]);
+        let invite_claim = HashMap::from([
+            ("pk".to_string(), invite_key(&user.invite_code)),
+            ("owner_id".to_string(), n(user.id)),
+        ]);
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(self.put_new(encode(&UserItem::from(user))))
+            .transact_items(self.put_new(phone_claim))
+            .transact_items(self.put_new(invite_claim))
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(NewUser::Created(user.clone()));
+        };
+        let Some(reasons) = cancellation_reasons(&err) else {
+            return Err(unavailable(err));
+        };
+        // The phone first: a phone already claimed by this very user is a
+        // try of this request whose answer was lost (the SDK sent it again),
+        // and any claim on it means the caller must look the phone up again.
+        if failed_condition(reasons, 1).is_some() {
+            return Ok(NewUser::PhoneTaken);
+        }
+        if failed_condition(reasons, 0).is_some() {
+            return Ok(NewUser::IdTaken);
+        }
+        if failed_condition(reasons, 2).is_some() {
+            return Ok(NewUser::InviteCodeTaken);
+        }
+        // A transaction conflict: a parallel sign-in of the same phone is writing.
+        Ok(NewUser::PhoneTaken)
+    }
+
     /// The claim item, read consistently: a code shown to its owner a moment
-    /// ago is found (a GSI is only eventually consistent), in one GetItem
-    /// (half the read units of a Query).
-    async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
+    /// ago is found (a GSI is only eventually consistent), in one GetItem.
+    async fn owner_of(&self, code: &InviteCode) -> Result<Option<UserId>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(&claim_key(code)))
-            .projection_expression("owner_phone")
+            .key("pk", invite_key(code))
+            .projection_expression("owner_id, retired_at")
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(output
-            .item
-            .and_then(|mut item| item.remove("owner_phone"))
-            .and_then(|value| value.as_s().ok().cloned())
-            .map(Phone::from_trusted))
+        match output.item {
+            Some(item) if !item.contains_key("retired_at") => user_id_attribute(&item, "owner_id"),
+            _ => Ok(None),
+        }
     }
 
-    async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(phone.as_str()))
-            .projection_expression("referrer_phone")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(output
-            .item
-            .and_then(|mut item| item.remove("referrer_phone"))
-            .and_then(|value| value.as_s().ok().cloned())
-            .map(Phone::from_trusted))
+    async fn referrer_of(&self, id: UserId) -> Result<Option<UserId>, StoreError> {
+        match self.attribute(user_key(id), "referrer_id").await? {
+            Some(item) => user_id_attribute(&item, "referrer_id"),
+            None => Ok(None),
+        }
     }
 
-    async fn referrals_of(&self, phone: &Phone) -> Result<Vec<Phone>, StoreError> {
+    /// Through `referrer-index`, which carries each referral's phone; a
+    /// deleted referral's tombstone has none and is left out.
+    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(REFERRER_INDEX)
-            .key_condition_expression("referrer_phone = :phone")
-            .expression_attribute_values(":phone", s(phone.as_str()))
+            .key_condition_expression("referrer_id = :id")
+            .expression_attribute_values(":id", n(id))
             .into_paginator()
             .items()
             .send();
         let mut phones = Vec::new();
         while let Some(item) = pages.next().await {
             let item = item.map_err(unavailable)?;
-            if let Some(Ok(pk)) = item.get("pk").map(|v| v.as_s()) {
-                phones.push(Phone::from_trusted(pk.clone()));
+            if let Some(Ok(phone)) = item.get("phone").map(|v| v.as_s()) {
+                phones.push(Phone::from_trusted(phone.clone()));
             }
         }
         Ok(phones)
@@ -776,17 +870,18 @@ impl UserStore for UserTable {
 
     async fn set_referrer(
         &self,
-        phone: &Phone,
+        id: UserId,
         referrer: &Referrer,
-        chain_top: &Phone,
+        chain_top: UserId,
         now: u64,
     ) -> Result<ReferrerWrite, StoreError> {
+        // `phone` exists only while the user is not deleted.
         let set_mine = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(phone.as_str()))
-            .update_expression("SET referrer_phone = :rp, referrer_code = :rc, referred_at = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(referrer_phone)")
-            .expression_attribute_values(":rp", s(referrer.phone.as_str()))
+            .key("pk", user_key(id))
+            .update_expression("SET referrer_id = :rid, referrer_code = :rc, referred_at = :now")
+            .condition_expression("attribute_exists(phone) AND attribute_not_exists(referrer_id)")
+            .expression_attribute_values(":rid", n(referrer.id))
             .expression_attribute_values(":rc", s(referrer.invite_code.as_str()))
             .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -794,8 +889,8 @@ impl UserStore for UserTable {
             .expect("table, key and expressions are set");
         let top_unchanged = ConditionCheck::builder()
             .table_name(&self.table)
-            .key("pk", s(chain_top.as_str()))
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(referrer_phone)")
+            .key("pk", user_key(chain_top))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(referrer_id)")
             .build()
             .expect("table, key and condition are set");
         let result = self
@@ -823,12 +918,10 @@ impl UserStore for UserTable {
             {
                 Some(code) => invite_code(code.clone())?,
                 // Not every DynamoDB implementation returns the old item; read it.
-                None => match self.get(phone).await?.and_then(|u| u.referrer) {
+                None => match self.get(id).await?.and_then(|u| u.referrer) {
                     Some(r) => r.invite_code,
                     None => {
-                        return Err(StoreError(
-                            "user vanished while setting the referrer".into(),
-                        ));
+                        return Err(StoreError("user deleted while setting the referrer".into()));
                     }
                 },
             };
@@ -837,6 +930,54 @@ impl UserStore for UserTable {
         // The top's condition failed or a parallel transaction touched the same items.
         Ok(ReferrerWrite::ChainMoved)
     }
+
+    /// One transaction: the user's item loses its phone and becomes a
+    /// tombstone; the phone's claim is deleted (the phone may sign up again);
+    /// the invite code's claim is marked retired, so that the code is
+    /// neither found nor ever issued again.
+    async fn delete(&self, user: &User, now: u64) -> Result<bool, StoreError> {
+        let tombstone = Update::builder()
+            .table_name(&self.table)
+            .key("pk", user_key(user.id))
+            .update_expression("REMOVE phone SET deleted_at = :now")
+            .condition_expression("attribute_exists(phone)")
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .expect("table, key and expressions are set");
+        let free_phone = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", phone_key(&user.phone))
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":id", n(user.id))
+            .build()
+            .expect("table, key and condition are set");
+        let retire_code = Update::builder()
+            .table_name(&self.table)
+            .key("pk", invite_key(&user.invite_code))
+            .update_expression("SET retired_at = :now")
+            .condition_expression("owner_id = :id")
+            .expression_attribute_values(":id", n(user.id))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .expect("table, key and expressions are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(tombstone).build())
+            .transact_items(TransactWriteItem::builder().delete(free_phone).build())
+            .transact_items(TransactWriteItem::builder().update(retire_code).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match cancellation_reasons(&err) {
+                // Deleted already: by a parallel request, or by an earlier try
+                // of this one whose answer was lost.
+                Some(reasons) if failed_condition(reasons, 0).is_some() => Ok(false),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------- sessions
@@ -844,7 +985,7 @@ impl UserStore for UserTable {
 #[derive(Serialize, Deserialize)]
 struct SessionItem {
     sid: String,
-    user: String,
+    user: u64,
     #[serde(rename = "gen")]
     generation: u64,
     created_at: u64,
@@ -864,7 +1005,7 @@ impl From<&Session> for SessionItem {
     fn from(session: &Session) -> Self {
         SessionItem {
             sid: session.sid.as_str().to_string(),
-            user: session.user.as_str().to_string(),
+            user: session.user.get(),
             generation: session.generation,
             created_at: session.created_at,
             last_used_at: session.last_used_at,
@@ -878,11 +1019,12 @@ impl From<&Session> for SessionItem {
     }
 }
 
-impl From<SessionItem> for Session {
-    fn from(item: SessionItem) -> Self {
-        Session {
+impl TryFrom<SessionItem> for Session {
+    type Error = StoreError;
+    fn try_from(item: SessionItem) -> Result<Self, StoreError> {
+        Ok(Session {
             sid: SessionId::from_stored(item.sid),
-            user: UserId::from_stored(item.user),
+            user: user_id(item.user)?,
             generation: item.generation,
             created_at: item.created_at,
             last_used_at: item.last_used_at,
@@ -892,13 +1034,13 @@ impl From<SessionItem> for Session {
             idle_expires_at: item.idle_expires_at,
             expires_at: item.expires_at,
             revoked_at: item.revoked_at,
-        }
+        })
     }
 }
 
 fn session_item(item: Option<&Item>) -> Result<Option<Session>, StoreError> {
     item.filter(|i| !i.is_empty())
-        .map(|i| decode::<SessionItem>(i.clone()).map(Session::from))
+        .map(|i| decode::<SessionItem>(i.clone())?.try_into())
         .transpose()
 }
 
@@ -1006,7 +1148,7 @@ impl SessionStore for SessionTable {
             condition.push_str(" AND #user = :user");
             request = request
                 .expression_attribute_names("#user", "user")
-                .expression_attribute_values(":user", s(owner.as_str()));
+                .expression_attribute_values(":user", n(owner));
         }
         match request.condition_expression(condition).send().await {
             Ok(_) => Ok(Revocation::Revoked),
@@ -1027,7 +1169,7 @@ impl SessionStore for SessionTable {
             .index_name(USER_INDEX)
             .key_condition_expression("#user = :user")
             .expression_attribute_names("#user", "user")
-            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":user", n(user))
             .into_paginator()
             .items()
             .send();
@@ -1077,7 +1219,7 @@ impl SessionStore for SessionTable {
                     .map_err(unavailable)?;
                 if let Some(mut found) = output.responses {
                     for item in found.remove(&self.table).unwrap_or_default() {
-                        sessions.push(decode::<SessionItem>(item)?.into());
+                        sessions.push(decode::<SessionItem>(item)?.try_into()?);
                     }
                 }
                 if let Some(left) = output
@@ -1089,5 +1231,16 @@ impl SessionStore for SessionTable {
             }
         }
         Ok(sessions)
+    }
+
+    async fn erase(&self, sid: &SessionId) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("sid", s(sid.as_str()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! One module per Lambda function. Each endpoint is built once per cold start
 //! from configuration (`from_config`) and then serves many requests (`handle`).
 
+mod delete_account;
 mod get_code;
 mod jwks;
 mod list_sessions;
@@ -25,6 +26,7 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
+pub use delete_account::DeleteAccount;
 pub use get_code::GetCode;
 pub use jwks::Jwks;
 pub use list_sessions::ListSessions;
@@ -41,9 +43,10 @@ use crate::config::{Config, ConfigError};
 use crate::cors::Cors;
 use crate::error::ApiError;
 use crate::http::bearer_token;
-use crate::session::{SessionId, UserId};
+use crate::session::SessionId;
 use crate::store::StoreError;
 use crate::token::{TokenKind, TokenVerifier};
+use crate::user::UserId;
 
 pub trait Endpoint: Send + Sync + Sized {
     /// The function's name: its binary (`functions/<NAME>`), and the app name
@@ -139,10 +142,10 @@ pub(crate) struct Caller {
 }
 
 pub(crate) fn caller(verifier: &TokenVerifier, request: &Request) -> Result<Caller, ApiError> {
-    let claims = verifier.verify_claims(bearer_token(request)?, TokenKind::Access)?;
+    let verified = verifier.verify(bearer_token(request)?, TokenKind::Access)?;
     Ok(Caller {
-        user: UserId::from_subject(&claims.sub),
-        sid: claims.sid.as_deref().and_then(SessionId::parse),
+        user: verified.user,
+        sid: verified.claims.sid.as_deref().and_then(SessionId::parse),
     })
 }
 

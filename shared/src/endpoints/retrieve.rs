@@ -6,13 +6,14 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use super::Endpoint;
+use super::caller;
 use crate::adapters::dynamo::UserTable;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
-use crate::http::bearer_token;
 use crate::phone::Phone;
 use crate::store::UserStore;
-use crate::token::{TokenKind, TokenVerifier};
+use crate::token::TokenVerifier;
+use crate::user::UserId;
 
 pub struct Retrieve<U = UserTable> {
     pub users: U,
@@ -21,6 +22,9 @@ pub struct Retrieve<U = UserTable> {
 
 #[derive(Serialize)]
 struct Profile {
+    /// The user's own id: the tokens' `sub` (seed-000 had none; added for
+    /// clients that correlate the two).
+    id: UserId,
     phone: Phone,
     invite_code: String,
     invited_by_phone: Option<Phone>,
@@ -30,18 +34,21 @@ struct Profile {
 
 impl<U: UserStore> Retrieve<U> {
     async fn profile(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        let phone = self
-            .verifier
-            .verify(bearer_token(&request)?, TokenKind::Access)?;
+        let id = caller(&self.verifier, &request)?.user;
         // Independent reads, issued together.
-        let (user, referrals) =
-            tokio::join!(self.users.get(&phone), self.users.referrals_of(&phone));
+        let (user, referrals) = tokio::join!(self.users.get(id), self.users.referrals_of(id));
         let user = user?.ok_or(ApiError::UserNotFound)?;
+        // The referrer's phone, read now rather than copied into the user's
+        // item: once the referrer deletes their account it is gone (null).
         let (invited_by_phone, invite_code_referer) = match user.referrer {
-            Some(referrer) => (Some(referrer.phone), Some(referrer.invite_code.to_string())),
+            Some(referrer) => (
+                self.users.get(referrer.id).await?.map(|r| r.phone),
+                Some(referrer.invite_code.to_string()),
+            ),
             None => (None, None),
         };
         let profile = Profile {
+            id: user.id,
             phone: user.phone,
             invite_code: user.invite_code.to_string(),
             invited_by_phone,

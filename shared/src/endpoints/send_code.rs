@@ -16,11 +16,13 @@ use crate::http::{client_info, json_body, now};
 use crate::invite::InviteCode;
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
-use crate::session::{RefreshKey, SessionPolicy, UserId};
+use crate::session::{RefreshKey, SessionPolicy};
 use crate::store::{Attempt, NewUser, OtpStore, SessionStore, User, UserStore};
 use crate::token::TokenSigner;
+use crate::user::UserId;
 
-/// Invite-code collisions are rare (62^6 codes); a few fresh draws always suffice.
+/// Invite-code collisions are rare (62^6 codes), id collisions rarer (2^53):
+/// a few fresh draws always suffice.
 const MAX_CREATE_TRIES: usize = 5;
 
 pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable> {
@@ -84,7 +86,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         // The user first: if that fails (503), the code is still there and the
         // same code can be tried again. Creating the user twice is harmless
         // (the second sign-in finds it).
-        self.ensure_user(&phone, now).await?;
+        let user = self.ensure_user(&phone, now).await?;
         // Single use: of two parallel correct submissions only one uses the
         // code, and only its check stops counting as failed.
         if !self
@@ -99,9 +101,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         // spent, and the client asks for a new one.
         let client = client_info(&request);
         for _ in 0..MAX_SESSION_TRIES {
-            let session = self
-                .session_policy
-                .start(UserId::of_phone(&phone), client.clone(), now);
+            let session = self.session_policy.start(user, client.clone(), now);
             if self.sessions.create(&session).await? {
                 let tokens = TokenPair::of(&session, &self.signer, &self.refresh_key, now);
                 return Ok(json_response(StatusCode::OK, &tokens));
@@ -111,21 +111,25 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         Err(ApiError::Unavailable)
     }
 
-    /// The user for `phone`, created with a fresh unique invite code on first sign-in.
-    async fn ensure_user(&self, phone: &Phone, now: u64) -> Result<(), ApiError> {
+    /// The id of `phone`'s user, created with a fresh id and a fresh unique
+    /// invite code on first sign-in.
+    async fn ensure_user(&self, phone: &Phone, now: u64) -> Result<UserId, ApiError> {
         for _ in 0..MAX_CREATE_TRIES {
-            if self.users.get(phone).await?.is_some() {
-                return Ok(());
+            if let Some(id) = self.users.id_of(phone).await? {
+                return Ok(id);
             }
             let user = User {
+                id: UserId::generate(),
                 phone: phone.clone(),
                 invite_code: (self.invite_codes)(),
                 referrer: None,
                 created_at: now,
             };
             match self.users.create(&user).await? {
-                NewUser::Created(_) => return Ok(()),
-                NewUser::PhoneTaken | NewUser::InviteCodeTaken => continue,
+                NewUser::Created(user) => return Ok(user.id),
+                // Someone else's phone claim: look it up again. A taken id
+                // or code: draw again.
+                NewUser::PhoneTaken | NewUser::IdTaken | NewUser::InviteCodeTaken => continue,
             }
         }
         tracing::error!("could not create a user after {MAX_CREATE_TRIES} tries");

@@ -7,14 +7,15 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Endpoint;
+use super::caller;
 use crate::adapters::dynamo::UserTable;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
-use crate::http::{bearer_token, json_body, now};
+use crate::http::{json_body, now};
 use crate::invite::InviteCode;
 use crate::referral::{ChainEnd, WalkError, walk_to_top};
 use crate::store::{Referrer, ReferrerWrite, UserStore};
-use crate::token::{TokenKind, TokenVerifier};
+use crate::token::TokenVerifier;
 
 /// A chain top that keeps gaining referrers while we write, or parallel
 /// joins into the same tree (they all condition-check its root, so DynamoDB
@@ -47,23 +48,21 @@ impl<U: UserStore> SetReferrer<U> {
     /// The request over any ports: what `handle` runs in the function, and
     /// what tests run over in-memory or scripted ones.
     pub async fn set_referrer(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        let phone = self
-            .verifier
-            .verify(bearer_token(&request)?, TokenKind::Access)?;
+        let id = caller(&self.verifier, &request)?.user;
         let body: SetReferrerRequest = json_body(&request)?;
         let code = InviteCode::parse(&body.invite_code).ok_or(ApiError::MalformedInviteCode)?;
 
-        let (me, owner) = tokio::join!(self.users.get(&phone), self.users.owner_of(&code));
+        let (me, owner) = tokio::join!(self.users.get(id), self.users.owner_of(&code));
         let me = me?.ok_or(ApiError::UserNotFound)?;
         if let Some(referrer) = me.referrer {
             return Err(ApiError::AlreadyReferred(referrer.invite_code.to_string()));
         }
         let owner = owner?.ok_or(ApiError::InviteCodeNotFound)?;
-        if owner == phone {
+        if owner == id {
             return Err(ApiError::OwnInviteCode);
         }
         let referrer = Referrer {
-            phone: owner,
+            id: owner,
             invite_code: code,
         };
 
@@ -78,12 +77,9 @@ impl<U: UserStore> SetReferrer<U> {
                 let wait = rand::random_range(0..=cap);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
-            let top = match walk_to_top(
-                &phone,
-                &referrer.phone,
-                self.max_chain_depth,
-                |p| async move { self.users.referrer_of(&p).await },
-            )
+            let top = match walk_to_top(&id, &referrer.id, self.max_chain_depth, |user| {
+                self.users.referrer_of(user)
+            })
             .await
             {
                 Ok(ChainEnd::Top(top)) => top,
@@ -91,11 +87,7 @@ impl<U: UserStore> SetReferrer<U> {
                 Err(WalkError::Lookup(err)) => return Err(err.into()),
                 Err(WalkError::TooDeep(max)) => return Err(ApiError::ReferralChainTooDeep { max }),
             };
-            match self
-                .users
-                .set_referrer(&phone, &referrer, &top, now())
-                .await?
-            {
+            match self.users.set_referrer(id, &referrer, top, now()).await? {
                 ReferrerWrite::Set => {
                     let message = format!(
                         "You have become referral of user with invite code {}",

@@ -12,12 +12,13 @@ use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use phone_auth::phone::Phone;
-use phone_auth::session::{RefreshToken, Session, SessionId, UserId};
+use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
     SessionStore, StoreError, User, UserStore,
 };
+use phone_auth::user::UserId;
 
 // ---------------------------------------------------------------- one-time codes
 
@@ -170,6 +171,13 @@ impl OtpStore for MemoryOtps {
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         Ok(self.end_code(phone, code_hash, true, None))
     }
+
+    async fn erase_code(&self, phone: &Phone) -> Result<(), StoreError> {
+        if let Some(record) = self.0.lock().unwrap().get_mut(phone) {
+            record.pending = None;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- budgets
@@ -221,21 +229,34 @@ impl CounterStore for MemoryCounters {
 
 #[derive(Default)]
 struct Users {
-    by_phone: HashMap<Phone, User>,
-    /// The `INVITE#<code>` claim items: what makes invite codes unique.
-    claims: HashMap<InviteCode, Phone>,
+    /// The `USER#<id>` items; a tombstone is the user with `deleted_at`.
+    by_id: HashMap<UserId, (User, Option<u64>)>,
+    /// The `PHONE#<phone>` claims: one user per phone.
+    phones: HashMap<Phone, UserId>,
+    /// The `INVITE#<code>` claims, and whether the code is retired.
+    claims: HashMap<InviteCode, (UserId, bool)>,
     /// Users with a referrer, in the order they got it (the referrer index).
-    referred: Vec<Phone>,
+    referred: Vec<UserId>,
+}
+
+impl Users {
+    fn live(&self, id: UserId) -> Option<&User> {
+        match self.by_id.get(&id) {
+            Some((user, None)) => Some(user),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct MemoryUsers(Arc<Mutex<Users>>);
 
 impl MemoryUsers {
-    /// A user with a new phone, as if signed up earlier, with invite code
-    /// `code` (6 letters or digits).
+    /// A user with a new phone and id, as if signed up earlier, with invite
+    /// code `code` (6 letters or digits).
     pub fn seed(&self, code: &str) -> User {
         let user = User {
+            id: UserId::generate(),
             phone: super::parse_phone(&super::unique_phone()),
             invite_code: InviteCode::parse(code).expect("a well-formed invite code"),
             referrer: None,
@@ -245,30 +266,35 @@ impl MemoryUsers {
         assert!(
             users
                 .claims
-                .insert(user.invite_code.clone(), user.phone.clone())
+                .insert(user.invite_code.clone(), (user.id, false))
                 .is_none()
         );
-        assert!(
-            users
-                .by_phone
-                .insert(user.phone.clone(), user.clone())
-                .is_none()
-        );
+        assert!(users.phones.insert(user.phone.clone(), user.id).is_none());
+        users.by_id.insert(user.id, (user.clone(), None));
         user
     }
 
+    /// The user who owns `phone` now.
     pub fn user(&self, phone: &Phone) -> Option<User> {
-        self.0.lock().unwrap().by_phone.get(phone).cloned()
+        let users = self.0.lock().unwrap();
+        users
+            .phones
+            .get(phone)
+            .and_then(|id| users.live(*id))
+            .cloned()
     }
 
-    /// Every invite code claimed for `phone`: its user's, and any other would
-    /// be an orphan claim left by a failed sign-up.
+    /// Every invite code claimed for `phone`'s user: theirs, and any other
+    /// would be an orphan claim left by a failed sign-up.
     pub fn codes_claimed_by(&self, phone: &Phone) -> Vec<InviteCode> {
         let users = self.0.lock().unwrap();
+        let Some(id) = users.phones.get(phone) else {
+            return vec![];
+        };
         let mut codes: Vec<InviteCode> = users
             .claims
             .iter()
-            .filter(|(_, owner)| *owner == phone)
+            .filter(|(_, (owner, _))| owner == id)
             .map(|(code, _)| code.clone())
             .collect();
         codes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -277,82 +303,103 @@ impl MemoryUsers {
 }
 
 impl UserStore for MemoryUsers {
-    async fn get(&self, phone: &Phone) -> Result<Option<User>, StoreError> {
-        Ok(self.user(phone))
+    async fn id_of(&self, phone: &Phone) -> Result<Option<UserId>, StoreError> {
+        Ok(self.0.lock().unwrap().phones.get(phone).copied())
     }
 
-    /// The user and the claim of its code, each on condition that it does not
-    /// exist, both or neither (one transaction).
+    async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.0.lock().unwrap().live(id).cloned())
+    }
+
+    /// The user and the claims of its phone and code, each on condition
+    /// that it does not exist, all or none (one transaction).
     async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
         let mut users = self.0.lock().unwrap();
-        if users.by_phone.contains_key(&user.phone) {
+        if users.phones.contains_key(&user.phone) {
             return Ok(NewUser::PhoneTaken);
+        }
+        if users.by_id.contains_key(&user.id) {
+            return Ok(NewUser::IdTaken);
         }
         if users.claims.contains_key(&user.invite_code) {
             return Ok(NewUser::InviteCodeTaken);
         }
         users
             .claims
-            .insert(user.invite_code.clone(), user.phone.clone());
-        users.by_phone.insert(user.phone.clone(), user.clone());
+            .insert(user.invite_code.clone(), (user.id, false));
+        users.phones.insert(user.phone.clone(), user.id);
+        users.by_id.insert(user.id, (user.clone(), None));
         Ok(NewUser::Created(user.clone()))
     }
 
-    async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
-        Ok(self.0.lock().unwrap().claims.get(code).cloned())
+    async fn owner_of(&self, code: &InviteCode) -> Result<Option<UserId>, StoreError> {
+        Ok(match self.0.lock().unwrap().claims.get(code) {
+            Some((owner, false)) => Some(*owner),
+            _ => None,
+        })
     }
 
-    async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
-        Ok(self
-            .user(phone)
-            .and_then(|user| user.referrer)
-            .map(|referrer| referrer.phone))
+    /// Tombstones keep their link.
+    async fn referrer_of(&self, id: UserId) -> Result<Option<UserId>, StoreError> {
+        let users = self.0.lock().unwrap();
+        Ok(users
+            .by_id
+            .get(&id)
+            .and_then(|(user, _)| user.referrer.as_ref())
+            .map(|referrer| referrer.id))
     }
 
-    async fn referrals_of(&self, phone: &Phone) -> Result<Vec<Phone>, StoreError> {
+    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
         let users = self.0.lock().unwrap();
         Ok(users
             .referred
             .iter()
-            .filter(|p| {
-                users.by_phone[*p]
-                    .referrer
-                    .as_ref()
-                    .is_some_and(|r| &r.phone == phone)
-            })
-            .cloned()
+            .filter_map(|r| users.live(*r))
+            .filter(|user| user.referrer.as_ref().is_some_and(|r| r.id == id))
+            .map(|user| user.phone.clone())
             .collect())
     }
 
-    /// "My referrer is X" on condition that I have none, and that the chain's
-    /// top still has none (the adapter's transaction: an update and a
-    /// condition check).
+    /// "My referrer is X" on condition that I have none (and am not
+    /// deleted), and that the chain's top still has none (the adapter's
+    /// transaction: an update and a condition check).
     async fn set_referrer(
         &self,
-        phone: &Phone,
+        id: UserId,
         referrer: &Referrer,
-        chain_top: &Phone,
+        chain_top: UserId,
         _now: u64,
     ) -> Result<ReferrerWrite, StoreError> {
         let mut users = self.0.lock().unwrap();
-        let Some(me) = users.by_phone.get(phone) else {
-            return Err(StoreError(
-                "user vanished while setting the referrer".into(),
-            ));
+        let Some(me) = users.live(id) else {
+            return Err(StoreError("user deleted while setting the referrer".into()));
         };
         if let Some(existing) = &me.referrer {
             return Ok(ReferrerWrite::AlreadySet(existing.invite_code.clone()));
         }
         let top_moved = users
-            .by_phone
-            .get(chain_top)
-            .is_none_or(|top| top.referrer.is_some());
+            .by_id
+            .get(&chain_top)
+            .is_none_or(|(top, _)| top.referrer.is_some());
         if top_moved {
             return Ok(ReferrerWrite::ChainMoved);
         }
-        users.by_phone.get_mut(phone).unwrap().referrer = Some(referrer.clone());
-        users.referred.push(phone.clone());
+        users.by_id.get_mut(&id).unwrap().0.referrer = Some(referrer.clone());
+        users.referred.push(id);
         Ok(ReferrerWrite::Set)
+    }
+
+    async fn delete(&self, user: &User, now: u64) -> Result<bool, StoreError> {
+        let mut users = self.0.lock().unwrap();
+        if users.live(user.id).is_none() {
+            return Ok(false);
+        }
+        users.by_id.get_mut(&user.id).unwrap().1 = Some(now);
+        users.phones.remove(&user.phone);
+        if let Some(claim) = users.claims.get_mut(&user.invite_code) {
+            claim.1 = true;
+        }
+        Ok(true)
     }
 }
 
@@ -440,6 +487,11 @@ impl SessionStore for MemorySessions {
             .into_iter()
             .map(|s| s.sid)
             .collect())
+    }
+
+    async fn erase(&self, sid: &SessionId) -> Result<(), StoreError> {
+        self.0.lock().unwrap().remove(sid);
+        Ok(())
     }
 }
 

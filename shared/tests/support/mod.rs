@@ -16,8 +16,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    Endpoint, GetCode, ListSessions, Logout, LogoutAll, Refresh, RevokeSession, SendCode,
-    SetReferrer, serve,
+    DeleteAccount, Endpoint, GetCode, ListSessions, Logout, LogoutAll, Refresh, RevokeSession,
+    SendCode, SetReferrer, serve,
 };
 use phone_auth::error::ApiError;
 use phone_auth::invite::InviteCode;
@@ -208,6 +208,19 @@ pub fn list_sessions_over<S: SessionStore>(sessions: S) -> ListSessions<S> {
     }
 }
 
+pub fn delete_account_over<U: UserStore, S: SessionStore, O: OtpStore>(
+    users: U,
+    sessions: S,
+    otps: O,
+) -> DeleteAccount<U, S, O> {
+    DeleteAccount {
+        users,
+        sessions,
+        otps,
+        verifier: config(&[]).token_verifier().unwrap(),
+    }
+}
+
 pub fn revoke_session_over<S: SessionStore>(sessions: S) -> RevokeSession<S> {
     RevokeSession {
         sessions,
@@ -220,9 +233,11 @@ pub fn refresh_key() -> phone_auth::session::RefreshKey {
     config(&[]).refresh_key().unwrap()
 }
 
-/// An access token of `phone`'s session `sid`.
-pub fn session_access_token(phone: &str, sid: &phone_auth::session::SessionId) -> String {
-    let user = phone_auth::session::UserId::of_phone(&parse_phone(phone));
+/// An access token of `user`'s session `sid`.
+pub fn session_access_token(
+    user: phone_auth::user::UserId,
+    sid: &phone_auth::session::SessionId,
+) -> String {
     signer().issue_access(&user, sid, now())
 }
 
@@ -252,8 +267,9 @@ pub fn unique_phone() -> String {
     format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32))
 }
 
-pub fn access_token(phone: &str) -> String {
-    signer().issue(&parse_phone(phone), TokenKind::Access, now())
+/// An access token of the user `id` (no session).
+pub fn access_token(id: phone_auth::user::UserId) -> String {
+    signer().issue(&id, TokenKind::Access, now())
 }
 
 /// A request as API Gateway hands it over, from a source address of its own
@@ -302,7 +318,13 @@ pub fn answer(result: Result<Response<Body>, ApiError>) -> (u16, Value) {
     status_and_json(result.unwrap_or_else(ApiError::into_response))
 }
 
+/// A 204 has no body and no Content-Type: `Value::Null`.
 fn status_and_json(response: Response<Body>) -> (u16, Value) {
+    if response.status() == 204 {
+        assert!(response.body().is_empty(), "a 204 with a body");
+        assert!(!response.headers().contains_key(header::CONTENT_TYPE));
+        return (204, Value::Null);
+    }
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
     (response.status().as_u16(), body)

@@ -14,12 +14,13 @@ use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
-use phone_auth::session::{RefreshToken, Session, SessionId, UserId};
+use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
     SessionStore, StoreError, User, UserStore,
 };
+use phone_auth::user::UserId;
 use tokio::sync::Barrier;
 
 /// What happens at a scripted call, before the call itself.
@@ -43,20 +44,24 @@ const CALLS: &[&str] = &[
     "count_attempt",
     "consume",
     "withdraw",
+    "erase_code",
     "take",
     "give_back",
+    "id_of",
     "get",
     "create",
     "owner_of",
     "referrer_of",
     "referrals_of",
     "set_referrer",
+    "delete",
     "send",
     "create_session",
     "rotate",
     "revoke",
     "sessions_of",
     "session_ids_of",
+    "erase",
 ];
 
 /// The steps of one test, shared by all its scripted ports; counts every call.
@@ -189,6 +194,11 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
         self.script.enter("withdraw").await?;
         self.port.withdraw(phone, code_hash).await
     }
+
+    async fn erase_code(&self, phone: &Phone) -> Result<(), StoreError> {
+        self.script.enter("erase_code").await?;
+        self.port.erase_code(phone).await
+    }
 }
 
 impl<P: CounterStore> CounterStore for Scripted<P> {
@@ -204,9 +214,14 @@ impl<P: CounterStore> CounterStore for Scripted<P> {
 }
 
 impl<P: UserStore> UserStore for Scripted<P> {
-    async fn get(&self, phone: &Phone) -> Result<Option<User>, StoreError> {
+    async fn id_of(&self, phone: &Phone) -> Result<Option<UserId>, StoreError> {
+        self.script.enter("id_of").await?;
+        self.port.id_of(phone).await
+    }
+
+    async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.script.enter("get").await?;
-        self.port.get(phone).await
+        self.port.get(id).await
     }
 
     async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
@@ -214,32 +229,35 @@ impl<P: UserStore> UserStore for Scripted<P> {
         self.port.create(user).await
     }
 
-    async fn owner_of(&self, code: &InviteCode) -> Result<Option<Phone>, StoreError> {
+    async fn owner_of(&self, code: &InviteCode) -> Result<Option<UserId>, StoreError> {
         self.script.enter("owner_of").await?;
         self.port.owner_of(code).await
     }
 
-    async fn referrer_of(&self, phone: &Phone) -> Result<Option<Phone>, StoreError> {
+    async fn referrer_of(&self, id: UserId) -> Result<Option<UserId>, StoreError> {
         self.script.enter("referrer_of").await?;
-        self.port.referrer_of(phone).await
+        self.port.referrer_of(id).await
     }
 
-    async fn referrals_of(&self, phone: &Phone) -> Result<Vec<Phone>, StoreError> {
+    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
         self.script.enter("referrals_of").await?;
-        self.port.referrals_of(phone).await
+        self.port.referrals_of(id).await
     }
 
     async fn set_referrer(
         &self,
-        phone: &Phone,
+        id: UserId,
         referrer: &Referrer,
-        chain_top: &Phone,
+        chain_top: UserId,
         now: u64,
     ) -> Result<ReferrerWrite, StoreError> {
         self.script.enter("set_referrer").await?;
-        self.port
-            .set_referrer(phone, referrer, chain_top, now)
-            .await
+        self.port.set_referrer(id, referrer, chain_top, now).await
+    }
+
+    async fn delete(&self, user: &User, now: u64) -> Result<bool, StoreError> {
+        self.script.enter("delete").await?;
+        self.port.delete(user, now).await
     }
 }
 
@@ -287,5 +305,10 @@ impl<P: SessionStore> SessionStore for Scripted<P> {
     async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
         self.script.enter("session_ids_of").await?;
         self.port.session_ids_of(user).await
+    }
+
+    async fn erase(&self, sid: &SessionId) -> Result<(), StoreError> {
+        self.script.enter("erase").await?;
+        self.port.erase(sid).await
     }
 }
