@@ -30,8 +30,8 @@ use lambda_http::{Body, Request};
 use phone_auth::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve, RevokeSession,
-    SendCode, SetReferrer, aws_config, serve,
+    DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve,
+    RevokeSession, SendCode, SetReferrer, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -74,8 +74,10 @@ impl World {
     /// get-code and send-code 429 phone_locked: OTP_MAX_FAILED_CHECKS (3
     /// here) wrong checks today.
     const LOCKED: &str = "+79990000111";
+    /// A user with invite code EvtDl8 whose account the delete-account event deletes.
+    const DELETING: (&str, &str) = ("+79990000112", "EvtDl8");
 
-    fn phones() -> [&'static str; 11] {
+    fn phones() -> [&'static str; 12] {
         [
             Self::FRESH,
             Self::COOLING_DOWN,
@@ -88,11 +90,17 @@ impl World {
             Self::RESENDING,
             Self::WINDOW_FULL,
             Self::LOCKED,
+            Self::DELETING.0,
         ]
     }
 
-    fn users() -> [(&'static str, &'static str); 3] {
-        [Self::REFERRER, Self::NEWCOMER, Self::REFERRED]
+    fn users() -> [(&'static str, &'static str); 4] {
+        [
+            Self::REFERRER,
+            Self::NEWCOMER,
+            Self::REFERRED,
+            Self::DELETING,
+        ]
     }
 
     /// The world session of a user: a fixed id per phone (its last three digits).
@@ -148,6 +156,7 @@ struct Harness {
     logout_all: LogoutAll,
     list_sessions: ListSessions,
     revoke_session: RevokeSession,
+    delete_account: DeleteAccount,
 }
 
 impl Harness {
@@ -214,6 +223,8 @@ impl Harness {
                 .unwrap_or_else(|e| built("list-sessions", e)),
             revoke_session: RevokeSession::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("revoke-session", e)),
+            delete_account: DeleteAccount::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("delete-account", e)),
             config,
             dynamo,
             users_table,
@@ -447,6 +458,7 @@ impl Harness {
             "logout-all" => serve(&self.logout_all, request).await,
             "list-sessions" => serve(&self.list_sessions, request).await,
             "revoke-session" => serve(&self.revoke_session, request).await,
+            "delete-account" => serve(&self.delete_account, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();

@@ -781,19 +781,33 @@ fn alarms_watch_every_function() {
         .values()
         .map(|(id, _)| id.clone())
         .collect();
-    for alarm in ["FunctionErrorsAlarm", "FunctionThrottlesAlarm"] {
-        let metrics = template["Resources"][alarm]["Properties"]["Metrics"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{alarm} is missing"));
-        let watched: BTreeSet<String> = metrics
-            .iter()
-            .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_array())
-            .flatten()
-            .filter_map(|d| d["Value"]["Ref"].as_str().map(str::to_string))
-            .collect();
+    // A metric math alarm watches at most 10 metrics: each kind is split in two.
+    for alarms in [
+        ["FunctionErrorsAlarm", "AccountFunctionErrorsAlarm"],
+        ["FunctionThrottlesAlarm", "AccountFunctionThrottlesAlarm"],
+    ] {
+        let mut watched = BTreeSet::new();
+        for alarm in alarms {
+            let metrics = template["Resources"][alarm]["Properties"]["Metrics"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{alarm} is missing"));
+            let functions: Vec<String> = metrics
+                .iter()
+                .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_array())
+                .flatten()
+                .filter_map(|d| d["Value"]["Ref"].as_str().map(str::to_string))
+                .collect();
+            assert!(
+                functions.len() <= 10,
+                "{alarm} watches more than 10 metrics"
+            );
+            for function in functions {
+                assert!(watched.insert(function), "{alarm}: watched twice");
+            }
+        }
         assert_eq!(
             watched, functions,
-            "{alarm} covers exactly the stack's functions"
+            "{alarms:?} cover exactly the stack's functions"
         );
     }
     for alarm in ["Api5xxRateAlarm", "ApiThrottlesAlarm"] {
