@@ -226,6 +226,12 @@ def test_the_jwks_function_has_a_public_url(cfn):
             "FunctionUrlAuthType": "NONE",
         },
     ]
+    # The issuer answers before the API's authorizer is created.
+    (api,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    public_ids = {
+        i for i, r in resources.items() if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["Principal"] == "*"
+    }
+    assert set(api.get("DependsOn", [])) == public_ids
 
 
 def bearer_functions():
