@@ -17,6 +17,10 @@ print(json.dumps({"Parameters": {
     "AWS_ENDPOINT_URL_DYNAMODB": "http://dynamodb:8000",
     "AWS_ENDPOINT_URL_SNS": "http://moto:5000",
     "SMS_PROVIDER": "sns",
+    # The tokens' issuer: sam local start-api's default address, where the
+    # discovery document is then found as it is deployed (the jwks function
+    # declares the variable empty so that this reaches it too).
+    "TOKEN_ISSUER": "http://127.0.0.1:3000",
     "TOKEN_PRIVATE_KEY": os.environ["TOKEN_PRIVATE_KEY"],
     "TOKEN_PUBLIC_KEY": os.environ["TOKEN_PUBLIC_KEY"],
     "OTP_HMAC_KEY": os.environ["OTP_HMAC_KEY"],

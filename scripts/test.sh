@@ -57,10 +57,12 @@ wait_for_http "http://127.0.0.1:$RECORD_PORT" 20 "$STATE/record-$RECORD_PORT.log
 # there is none behind API Gateway), for one allowed origin.
 export E2E_CORS_ORIGIN="http://127.0.0.1:$(free_port)"
 # serve_functions PORT VAR=VALUE...: the functions under cargo lambda
-# watch on PORT, with these variables on top of the environment.
+# watch on PORT, with these variables on top of the environment; the issuer
+# is the server's base URL, as `make dev` makes it.
 serve_functions() {
   local port=$1; shift
-  start_background "$STATE/watch-$port.log" env SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" "$@" \
+  start_background "$STATE/watch-$port.log" env SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" \
+    TOKEN_ISSUER="http://127.0.0.1:$port" "$@" \
     cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" \
     --concurrency 8 --features phone_auth/dev-mode --ignore-changes --disable-cors
 }

@@ -38,6 +38,11 @@ def discovery():
     status, headers, document = call("GET", "/.well-known/openid-configuration")
     assert status == 200
     assert "max-age" in headers.get("Cache-Control", "")
+    # As API Gateway's JWT authorizer finds it: the document at
+    # <issuer>/.well-known/openid-configuration (scripts/test.sh makes the
+    # server's base URL the issuer, as make dev does), the keys beside it.
+    assert document["issuer"] == BASE
+    assert document["jwks_uri"] == BASE + "/.well-known/jwks.json"
     return document
 
 

@@ -84,12 +84,219 @@ def test_route_settings_name_declared_routes(cfn):
 
 
 def test_every_function_may_be_invoked_by_its_route(cfn):
-    """SAM writes the invoke permission's source ARN from the route path
-    (a path parameter as `*`)."""
-    paths = {re.sub(r"\{[^}/]+\}", "*", path) for path in http_api(cfn)["paths"]}
+    """SAM writes the invoke permission's source ARN from the route: its
+    method (`*` for ANY) and path (a path parameter as `*`)."""
+    methods = {"x-amazon-apigateway-any-method": "*"}
+    routes = {
+        methods.get(method, method.upper()) + re.sub(r"\{[^}/]+\}", "*", path)
+        for path, operations in http_api(cfn)["paths"].items()
+        for method in operations
+    }
     permissions = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"]
-    arns = {p["Properties"]["SourceArn"]["Fn::Sub"][0].split("}/*", 1)[1] for p in permissions}
-    assert arns == paths
+    by_api = [p for p in permissions if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+    arns = {p["Properties"]["SourceArn"]["Fn::Sub"][0].split("${__Stage__}/", 1)[1] for p in by_api}
+    assert arns == routes
+    # The others are the public function URL's (test_the_jwks_function_has_a_public_url).
+    for permission in permissions:
+        if permission not in by_api:
+            assert permission["Properties"]["FunctionName"] == {"Ref": "JwksFunction"}, permission
+
+
+# ------------------------------------------------------------------ the JWT authorizer
+
+# The tokens' issuer: https:// and the host of the jwks function's own URL
+# (its FunctionUrl attribute is https://<id>.lambda-url.<region>.on.aws/), no
+# final slash. The functions cannot refer to the API (its body refers to
+# them), nor can the authorizer (inside the API), so the issuer is that URL.
+JWKS_URL_HOST = {"Fn::Select": [2, {"Fn::Split": ["/", {"Fn::GetAtt": ["JwksFunctionUrl", "FunctionUrl"]}]}]}
+ISSUER = {"Fn::Sub": ["https://${JwksUrlHost}", {"JwksUrlHost": JWKS_URL_HOST}]}
+AUDIENCE = {"Fn::Sub": "phone-auth-${Stage}"}
+AUTHORIZER = "AccessToken"
+# The functions a bearer (an access token) calls: derived below from the
+# template and the sample events, and named here so the derivation cannot
+# quietly find none.
+BEARER_FUNCTIONS = {
+    "RetrieveFunction",
+    "SetReferrerFunction",
+    "LogoutAllFunction",
+    "ListSessionsFunction",
+    "RevokeSessionFunction",
+}
+
+
+def evaluate(value, function_url):
+    """The few intrinsics of the issuer expression, as CloudFormation computes them."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, args),) = value.items()
+        if name == "Fn::GetAtt":
+            assert args == ["JwksFunctionUrl", "FunctionUrl"], args
+            return function_url
+        if name == "Fn::Split":
+            return evaluate(args[1], function_url).split(args[0])
+        if name == "Fn::Select":
+            return evaluate(args[1], function_url)[args[0]]
+        if name == "Fn::Sub":
+            text, variables = args
+            for variable, expression in variables.items():
+                text = text.replace("${" + variable + "}", evaluate(expression, function_url))
+            assert "${" not in text, text
+            return text
+    raise AssertionError(f"not part of the issuer expression: {value}")
+
+
+def sam_functions():
+    return {i: r for i, r in load("template.yaml")["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def variables(resource):
+    return resource["Properties"].get("Environment", {}).get("Variables", {})
+
+
+def test_the_issuer_is_the_jwks_function_url_without_a_final_slash():
+    url = "https://abcdefghij0123456789klmnop.lambda-url.eu-central-1.on.aws/"
+    assert evaluate(ISSUER, url) == "https://abcdefghij0123456789klmnop.lambda-url.eu-central-1.on.aws"
+
+
+def test_the_api_has_one_jwt_authorizer_for_our_issuer_and_audience(cfn):
+    auth = load("template.yaml")["Resources"]["HttpApi"]["Properties"]["Auth"]
+    assert auth == {
+        "Authorizers": {
+            AUTHORIZER: {
+                "IdentitySource": "$request.header.Authorization",
+                "JwtConfiguration": {"issuer": ISSUER, "audience": [AUDIENCE]},
+            }
+        }
+    }, "one JWT authorizer, attached route by route (no DefaultAuthorizer)"
+    scheme = http_api(cfn)["components"]["securitySchemes"][AUTHORIZER]
+    assert scheme["x-amazon-apigateway-authorizer"] == {
+        "type": "jwt",
+        "identitySource": "$request.header.Authorization",
+        "jwtConfiguration": {"issuer": ISSUER, "audience": [AUDIENCE]},
+    }
+
+
+def test_every_token_function_gets_the_authorizers_issuer_and_audience():
+    """What the functions sign and check is what the authorizer checks; the
+    jwks function has no issuer (it would refer to its own URL: a cycle) and
+    takes it from the requests to that URL."""
+    functions = sam_functions()
+    for logical_id, resource in functions.items():
+        env = variables(resource)
+        handles_tokens = "TOKEN_PRIVATE_KEY" in env or "TOKEN_AUDIENCE" in env
+        if logical_id == "JwksFunction":
+            assert "TOKEN_PUBLIC_KEY" in env and "TOKEN_AUDIENCE" not in env, logical_id
+            # Declared empty (unset) only for sam local's --env-vars.
+            assert env.get("TOKEN_ISSUER", "") == "", "the jwks function takes its issuer from its requests"
+            continue
+        if handles_tokens:
+            assert env.get("TOKEN_ISSUER") == ISSUER, logical_id
+            assert env.get("TOKEN_AUDIENCE") == AUDIENCE, logical_id
+        else:
+            assert "TOKEN_ISSUER" not in env and "TOKEN_PUBLIC_KEY" not in env, logical_id
+    signers = {i for i, r in functions.items() if "TOKEN_PRIVATE_KEY" in variables(r)}
+    assert signers == {"SendCodeFunction", "RefreshFunction"}
+
+
+def test_the_jwks_function_has_a_public_url(cfn):
+    functions = sam_functions()
+    with_url = {i for i, r in functions.items() if "FunctionUrlConfig" in r["Properties"]}
+    assert with_url == {"JwksFunction"}
+    assert functions["JwksFunction"]["Properties"]["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    resources = cfn["Resources"]
+    url = resources["JwksFunctionUrl"]
+    assert url["Type"] == "AWS::Lambda::Url"
+    assert url["Properties"] == {"TargetFunctionArn": {"Ref": "JwksFunction"}, "AuthType": "NONE"}
+    # Since October 2025 a public function URL needs both permissions.
+    public = sorted(
+        (p["Properties"]["Action"], json.dumps(p["Properties"], sort_keys=True))
+        for p in resources.values()
+        if p["Type"] == "AWS::Lambda::Permission" and p["Properties"]["Principal"] == "*"
+    )
+    assert [json.loads(p) for _, p in public] == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "JwksFunction"},
+            "Principal": "*",
+            "InvokedViaFunctionUrl": True,
+        },
+        {
+            "Action": "lambda:InvokeFunctionUrl",
+            "FunctionName": {"Ref": "JwksFunction"},
+            "Principal": "*",
+            "FunctionUrlAuthType": "NONE",
+        },
+    ]
+    # The issuer answers before the API's authorizer is created.
+    (api,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    public_ids = {
+        i for i, r in resources.items() if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["Principal"] == "*"
+    }
+    assert set(api.get("DependsOn", [])) == public_ids
+
+
+def bearer_functions():
+    """Functions that verify access tokens (public key and audience; jwks has
+    the key only), which must be exactly those with a sample event answered
+    401 missing_token without one (shared/tests/events.rs runs them)."""
+    functions = sam_functions()
+    verifiers = {
+        i for i, r in functions.items() if {"TOKEN_PUBLIC_KEY", "TOKEN_AUDIENCE"} <= set(variables(r))
+    }
+    binaries = {r["Metadata"]["BuildProperties"]["Binary"]: i for i, r in functions.items()}
+    refusing = {binaries[path.parent.name] for path in (ROOT / "events").glob("*/401-missing_token*.json")}
+    assert verifiers == refusing, "access-token verifiers vs events/*/401-missing_token*.json"
+    assert verifiers == BEARER_FUNCTIONS
+    return verifiers
+
+
+def routes_by_function(cfn):
+    """{logical id of the function: [(path, method, security)]} from the API as API Gateway gets it."""
+    routes = {}
+    for path, operations in http_api(cfn)["paths"].items():
+        for method, operation in operations.items():
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            (function,) = re.findall(r"\$\{(\w+)\.Arn\}", uri)
+            routes.setdefault(function, []).append((path, method, operation.get("security")))
+    return routes
+
+
+def test_every_bearer_route_and_no_public_route_is_behind_the_authorizer(cfn):
+    bearer = bearer_functions()
+    routes = routes_by_function(cfn)
+    assert set(routes) == set(sam_functions())
+    behind = [{AUTHORIZER: []}]
+    for function, function_routes in routes.items():
+        for path, method, security in function_routes:
+            if function in bearer and method == "x-amazon-apigateway-any-method":
+                assert security == behind, f"{function}: ANY {path} must be behind {AUTHORIZER}"
+            else:
+                assert security is None, f"{function}: {method} {path} is public"
+        if function in bearer:
+            # A preflight carries no token: each bearer path has a public
+            # OPTIONS route to the same function (its own 204 and CORS).
+            paths = {path for path, _, _ in function_routes}
+            assert sorted((m, p) for p, m, _ in function_routes) == sorted(
+                [("options", p) for p in paths] + [("x-amazon-apigateway-any-method", p) for p in paths]
+            ), function
+        else:
+            assert all(m == "x-amazon-apigateway-any-method" for _, m, _ in function_routes), function
+
+
+def test_the_api_serves_the_keys_but_no_discovery_document(cfn):
+    """On the API the document would name the API's host as issuer, which no
+    token carries: it is served at the issuer's URL only (the jwks function's)."""
+    paths = http_api(cfn)["paths"]
+    assert "/.well-known/jwks.json" in paths
+    assert "/.well-known/openid-configuration" not in paths
+
+
+def test_the_outputs_name_the_issuer_audience_and_keys():
+    outputs = load("template.yaml")["Outputs"]
+    assert outputs["TokenIssuer"]["Value"] == ISSUER
+    assert outputs["TokenAudience"]["Value"] == AUDIENCE
+    assert outputs["JwksUrl"]["Value"] == {
+        "Fn::Sub": ["https://${JwksUrlHost}/.well-known/jwks.json", {"JwksUrlHost": JWKS_URL_HOST}]
+    }
 
 
 # ------------------------------------------------------------------ the deploy role

@@ -353,14 +353,19 @@ impl Config {
         Ok(policy)
     }
 
-    /// `TOKEN_ISSUER`: the tokens' `iss`, and the discovery document's `issuer`.
-    pub fn token_issuer(&self) -> String {
-        self.get("TOKEN_ISSUER").unwrap_or("phone-auth".into())
+    /// `TOKEN_ISSUER`: the tokens' `iss` (checked on verify) and the
+    /// discovery document's `issuer`. Deployed, every function that signs or
+    /// verifies tokens gets `https://<host of the jwks function's URL>` from
+    /// the template, and the jwks function none: it cannot be told its own
+    /// URL, so it derives the issuer from each request (endpoints/jwks.rs).
+    /// The local scripts set it to the local base URL.
+    pub fn token_issuer(&self) -> Option<String> {
+        self.get("TOKEN_ISSUER")
     }
 
     pub fn token_settings(&self) -> Result<TokenSettings, ConfigError> {
         Ok(TokenSettings {
-            issuer: self.token_issuer(),
+            issuer: self.token_issuer().unwrap_or("phone-auth".into()),
             audience: self.get("TOKEN_AUDIENCE").unwrap_or("phone-auth".into()),
             access_ttl_seconds: self.number("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
         })

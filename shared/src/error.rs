@@ -62,6 +62,10 @@ pub enum ApiError {
     RefreshTokenReused,
     #[error("no such session")]
     SessionNotFound,
+    /// A path no route of the function serves: only the jwks function's own
+    /// URL (a Lambda function URL) passes every path to it.
+    #[error("nothing is served at this path")]
+    NotFound,
     #[error("user not found")]
     UserNotFound,
     #[error("invite code not found")]
@@ -161,6 +165,7 @@ impl ApiError {
             SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
             RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
             SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
             UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
             InviteCodeNotFound => (StatusCode::NOT_FOUND, "invite_code_not_found"),
             OwnInviteCode => (StatusCode::BAD_REQUEST, "own_invite_code"),

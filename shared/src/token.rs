@@ -520,6 +520,47 @@ mod tests {
         }
     }
 
+    /// `aud` is required and must be ours, as API Gateway's JWT authorizer
+    /// requires it in front of the bearer routes: a token signed with our key
+    /// but naming no audience, or another one, is refused.
+    #[test]
+    fn a_token_without_our_audience_is_refused() {
+        let (private, public) = generate_key_pair();
+        let verifier = verifier(&public, None);
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = TokenKeys::from_pem(&public, None).ok().map(|k| k.current);
+        let t = now();
+        let token = |aud: Option<serde_json::Value>| {
+            let mut claims = serde_json::json!({
+                "sub": phone().as_str(), "token_type": "access", "iss": "phone-auth",
+                "iat": t, "exp": t + 900, "jti": "0",
+            });
+            if let Some(aud) = aud {
+                claims["aud"] = aud;
+            }
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        // The same token with our audience verifies: only `aud` differs below.
+        assert_eq!(
+            verifier.verify(&token(Some("phone-auth".into())), TokenKind::Access),
+            Ok(phone())
+        );
+        for aud in [
+            None,
+            Some(serde_json::Value::Null),
+            Some("".into()),
+            Some("phone-auth-prod".into()),
+            Some(serde_json::json!(["another-app"])),
+        ] {
+            assert_eq!(
+                verifier.verify(&token(aud.clone()), TokenKind::Access),
+                Err(TokenError::Invalid),
+                "aud {aud:?}"
+            );
+        }
+    }
+
     #[test]
     fn malformed_keys_are_reported() {
         let (private, public) = generate_key_pair();

@@ -98,6 +98,15 @@ const SDK_ENDPOINTS: [(&str, &str); 2] = [
     ("AWS_ENDPOINT_URL_SNS", "sns:"),
 ];
 
+/// Paths a function answers at its own URL (a Lambda function URL: every
+/// path reaches it), by binary. The jwks function's URL is the tokens'
+/// issuer: the discovery document is served there only (on the API it would
+/// name the API as issuer), the keys on the API too.
+const FUNCTION_URL_PATHS: [(&str, &str); 2] = [
+    ("jwks", "/.well-known/openid-configuration"),
+    ("jwks", "/.well-known/jwks.json"),
+];
+
 const SECRET_VARIABLES: [&str; 6] = [
     "TOKEN_PRIVATE_KEY",
     "TOKEN_PUBLIC_KEY",
@@ -344,6 +353,13 @@ impl<'a> Stack<'a> {
             return Some(value.clone());
         }
         let (resource, attribute) = name.split_once('.').unwrap_or((name, ""));
+        // SAM makes `<Function>Url` of a function's FunctionUrlConfig.
+        if let Some(function) = resource.strip_suffix("Url")
+            && attribute == "FunctionUrl"
+            && self.template["Resources"][function]["Properties"]["FunctionUrlConfig"].is_object()
+        {
+            return Some(function_url(function));
+        }
         assert!(
             self.is_resource(resource) || name.starts_with("AWS::"),
             "reference to unknown {name}"
@@ -378,14 +394,22 @@ impl<'a> Stack<'a> {
         }
     }
 
-    fn sub(&self, text: &str) -> String {
+    /// `!Sub text` or `!Sub [text, {name: value}]`.
+    fn sub(&self, text: &str, variables: &Map<String, Value>) -> String {
         let mut out = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let end = rest[start..].find('}').expect("closed ${") + start;
             let name = &rest[start + 2..end];
-            out.push_str(&self.reference(name).expect("${} of a real value"));
+            let value = match variables.get(name) {
+                Some(value) => match self.eval(value) {
+                    Some(Value::String(s)) => s,
+                    other => panic!("${{{name}}} is {other:?}, not text"),
+                },
+                None => self.reference(name).expect("${} of a real value"),
+            };
+            out.push_str(&value);
             rest = &rest[end + 1..];
         }
         out + rest
@@ -400,7 +424,29 @@ impl<'a> Stack<'a> {
                     "Ref" => self
                         .reference(args.as_str().expect("Ref names"))
                         .map(Value::String),
-                    "Fn::Sub" => Some(Value::String(self.sub(args.as_str().expect("!Sub text")))),
+                    "Fn::Sub" => Some(Value::String(match args {
+                        Value::String(text) => self.sub(text, &Map::new()),
+                        Value::Array(parts) => self.sub(
+                            parts[0].as_str().expect("!Sub [text, ...]"),
+                            parts[1].as_object().expect("!Sub [text, {variables}]"),
+                        ),
+                        other => panic!("!Sub {other}"),
+                    })),
+                    "Fn::Split" => {
+                        let parts = args.as_array().expect("!Split [separator, text]");
+                        let separator = parts[0].as_str().expect("!Split separator");
+                        let text = self.eval(&parts[1]).expect("!Split of a value");
+                        let text = text.as_str().expect("!Split of text");
+                        Some(Value::Array(
+                            text.split(separator).map(Value::from).collect(),
+                        ))
+                    }
+                    "Fn::Select" => {
+                        let parts = args.as_array().expect("!Select [index, list]");
+                        let index = parts[0].as_u64().expect("!Select index") as usize;
+                        let list = self.eval(&parts[1]).expect("!Select from a value");
+                        Some(list[index].clone())
+                    }
                     "Fn::GetAtt" => {
                         let name = match args {
                             Value::String(s) => s.clone(),
@@ -497,6 +543,17 @@ impl<'a> Stack<'a> {
         }
         granted
     }
+}
+
+/// What `!GetAtt <Function>Url.FunctionUrl` is once deployed,
+/// `https://<url id>.lambda-url.<region>.on.aws/` (the id here made of the
+/// function's name).
+fn function_url(function: &str) -> String {
+    let region = SET_BY_LAMBDA[0].1;
+    format!(
+        "https://{}.lambda-url.{region}.on.aws/",
+        function.to_ascii_lowercase()
+    )
 }
 
 fn single_entry(value: &Value) -> (&str, &Value) {
@@ -619,6 +676,132 @@ fn variables_in_config_rs() -> BTreeSet<String> {
     names
 }
 
+/// What a function's process sees: the template's variables with each
+/// secret replaced by a valid stand-in, and what Lambda sets. Errors name a
+/// secret variable that is not read from its secret.
+fn process_environment(
+    env: &BTreeMap<String, String>,
+    keys: &(String, String),
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut values = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, value) in env {
+        let is_reference = value.contains("{{resolve:");
+        if SECRET_VARIABLES.contains(&name.as_str()) || is_reference {
+            match secret_for(name, value, keys) {
+                Ok(secret) => {
+                    values.insert(name.clone(), secret);
+                }
+                Err(e) => errors.push(e),
+            }
+        } else {
+            values.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in SET_BY_LAMBDA {
+        values.insert(name.to_string(), value.to_string());
+    }
+    (values, errors)
+}
+
+fn config_of(values: BTreeMap<String, String>) -> Config {
+    Config::from_lookup(move |name| values.get(name).cloned())
+}
+
+/// A request as the Lambda runtime reads it from a payload 2.0 event: at
+/// API Gateway (`route_key` `ANY <route>`) or at a function URL (`$default`).
+fn lambda_request(method: &str, host: &str, path: &str, route_key: &str) -> lambda_http::Request {
+    let context = json!({
+        "accountId": "123456789012", "apiId": "id", "domainName": host, "domainPrefix": "id",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": "203.0.113.10", "userAgent": "routes-test"},
+        "requestId": "r", "routeKey": route_key, "stage": "$default",
+        "time": "22/Nov/2026:01:00:00 +0000", "timeEpoch": 1_795_309_200_000u64,
+    });
+    let event = json!({
+        "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": "",
+        "headers": {"host": host, "x-forwarded-proto": "https"},
+        "requestContext": context, "isBase64Encoded": false,
+    });
+    let event: lambda_http::request::LambdaRequest =
+        serde_json::from_value(event).expect("a payload 2.0 event");
+    lambda_http::Request::from(event)
+}
+
+type Probe = fn(&Config, Option<&str>, &str, &str) -> (u16, Option<String>);
+
+/// The function's answer to one request through API Gateway (the endpoint's
+/// method unless `method` says otherwise; no token, no body), built from
+/// `config` as its cold start builds it: (status, error code).
+fn probe<E: Endpoint>(
+    config: &Config,
+    method: Option<&str>,
+    raw_path: &str,
+    route_key: &str,
+) -> (u16, Option<String>) {
+    let own = E::METHOD;
+    let request = lambda_request(
+        method.unwrap_or(own.as_str()),
+        "api.example.com",
+        raw_path,
+        route_key,
+    );
+    let function = phone_auth::endpoints::build::<E>(config)
+        .unwrap_or_else(|e| panic!("{} would not start: {e}", E::NAME));
+    let response = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(function.serve(request));
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    let code = body["code"].as_str().map(str::to_string);
+    (response.status().as_u16(), code)
+}
+
+const PROBES: [(&str, Probe); 10] = [
+    ("get-code", probe::<GetCode>),
+    ("send-code", probe::<SendCode>),
+    ("refresh", probe::<Refresh>),
+    ("retrieve", probe::<Retrieve>),
+    ("set-referrer", probe::<SetReferrer>),
+    ("jwks", probe::<Jwks>),
+    ("logout", probe::<Logout>),
+    ("logout-all", probe::<LogoutAll>),
+    ("list-sessions", probe::<ListSessions>),
+    ("revoke-session", probe::<RevokeSession>),
+];
+
+/// The HttpApi's JWT authorizers, evaluated: name → (issuer, audience).
+fn authorizers(stack: &Stack) -> BTreeMap<String, (String, Vec<String>)> {
+    let auth = stack
+        .eval(&stack.template["Resources"]["HttpApi"]["Properties"]["Auth"])
+        .unwrap_or(Value::Null);
+    let mut found = BTreeMap::new();
+    for (name, authorizer) in auth["Authorizers"].as_object().into_iter().flatten() {
+        assert_eq!(
+            authorizer["IdentitySource"], "$request.header.Authorization",
+            "{name}: the bearer header"
+        );
+        let jwt = &authorizer["JwtConfiguration"];
+        let issuer = jwt["issuer"].as_str().expect("an issuer").to_string();
+        let audience = jwt["audience"]
+            .as_array()
+            .expect("an audience list")
+            .iter()
+            .map(|a| a.as_str().expect("an audience").to_string())
+            .collect();
+        found.insert(name.clone(), (issuer, audience));
+    }
+    found
+}
+
+/// The authorizer a function's route names (`Auth.Authorizer`), if any.
+fn route_authorizer(event: &Value) -> Option<String> {
+    event["Properties"]["Auth"]["Authorizer"]
+        .as_str()
+        .map(str::to_string)
+}
+
 // ------------------------------------------------------------------ the checks
 
 #[test]
@@ -636,8 +819,10 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
                 .map(move |route| (binary, id, route))
         })
         .map(|(binary, id, (path, method))| {
-            assert_eq!(
-                method, "ANY",
+            // OPTIONS only beside a bearer route, for preflights (checked in
+            // the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token).
+            assert!(
+                method == "ANY" || method == "OPTIONS",
                 "{id}: routes are ANY so a wrong method gets the function's own 405, as locally"
             );
             assert!(
@@ -648,9 +833,28 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
             (path, binary.clone())
         })
         .collect();
+    // The paths a function answers at its own URL are served on the same
+    // local router (there is one local address).
+    let with_url: BTreeSet<&str> = functions
+        .iter()
+        .filter(|(_, (_, resource))| resource["Properties"]["FunctionUrlConfig"].is_object())
+        .map(|(binary, _)| binary.as_str())
+        .collect();
+    let named: BTreeSet<&str> = FUNCTION_URL_PATHS.iter().map(|(b, _)| *b).collect();
+    assert_eq!(
+        with_url, named,
+        "functions with a FunctionUrlConfig vs FUNCTION_URL_PATHS"
+    );
+    let url_paths = FUNCTION_URL_PATHS
+        .iter()
+        .map(|(binary, path)| (path.to_string(), binary.to_string()));
     // API Gateway answers both spellings on one route; the local router
     // matches exactly, so it lists each path with and without the slash.
     let both_spellings: BTreeMap<String, String> = template_routes
+        .clone()
+        .into_iter()
+        .chain(url_paths)
+        .collect::<BTreeMap<_, _>>()
         .iter()
         .flat_map(|(path, binary)| {
             [
@@ -661,7 +865,7 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         .collect();
     assert_eq!(
         both_spellings, router,
-        "template.yaml HttpApi routes, each with and without a final slash (left), \
+        "template.yaml HttpApi routes and FUNCTION_URL_PATHS, each with and without a final slash (left), \
          and the Cargo.toml watch router (right) differ"
     );
 
@@ -839,25 +1043,8 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
             let env = stack.environment(resource);
             let context = format!("{set_name}: {id}");
 
-            let mut values = BTreeMap::new();
-            for (name, value) in &env {
-                let is_reference = value.contains("{{resolve:");
-                if SECRET_VARIABLES.contains(&name.as_str()) || is_reference {
-                    match secret_for(name, value, &keys) {
-                        Ok(secret) => values.insert(name.clone(), secret),
-                        Err(e) => {
-                            problems.push(format!("{context}: {e}"));
-                            continue;
-                        }
-                    };
-                } else {
-                    values.insert(name.clone(), value.clone());
-                }
-            }
-
-            for (name, value) in SET_BY_LAMBDA {
-                values.insert(name.to_string(), value.to_string());
-            }
+            let (values, errors) = process_environment(&env, &keys);
+            problems.extend(errors.into_iter().map(|e| format!("{context}: {e}")));
             let read = Arc::new(Mutex::new(BTreeSet::new()));
             let recorder = Arc::clone(&read);
             let config = Config::from_lookup(move |name| {
@@ -905,6 +1092,12 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
         for (i, (a, env_a, read_a)) in seen.iter().enumerate() {
             for (b, env_b, read_b) in &seen[i + 1..] {
                 for name in read_a.intersection(read_b) {
+                    // The jwks function takes the issuer from the requests
+                    // to its own URL, which it cannot be given (a cycle):
+                    // the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serve.
+                    if name == "TOKEN_ISSUER" && (a == "jwks" || b == "jwks") {
+                        continue;
+                    }
                     // Empty counts as unset (config.rs), e.g. the SDK endpoints.
                     let value = |env: &BTreeMap<String, String>| {
                         env.get(name).filter(|v| !v.trim().is_empty()).cloned()
@@ -1214,19 +1407,34 @@ fn sample_events_match_their_functions_route_and_method() {
             );
             let event: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            // As API Gateway sends it: the route key without the slash, the
-            // path as the client wrote it (the seed's clients add the slash).
             let raw_path = event["rawPath"].as_str().unwrap_or_default();
-            let path = paths
-                .iter()
-                .find(|path| route_matches(path, raw_path))
-                .unwrap_or_else(|| panic!("{name}: rawPath {raw_path:?} is none of {paths:?}"));
             assert_eq!(
                 event["requestContext"]["http"]["path"], raw_path,
                 "{name}: http.path is the raw path"
             );
+            // At the function's own URL: every path reaches it, as route `$default`.
+            let route_key = if event["routeKey"] == "$default" {
+                assert!(
+                    resource["Properties"]["FunctionUrlConfig"].is_object(),
+                    "{name}: a function URL event, but {id} has no URL"
+                );
+                let domain = event["requestContext"]["domainName"].as_str().unwrap_or("");
+                assert!(
+                    domain.contains(".lambda-url.") && domain.ends_with(".on.aws"),
+                    "{name}: a function URL's domainName, not {domain:?}"
+                );
+                "$default".to_string()
+            } else {
+                // As API Gateway sends it: the route key without the slash, the
+                // path as the client wrote it (the seed's clients add the slash).
+                let path = paths
+                    .iter()
+                    .find(|path| route_matches(path, raw_path))
+                    .unwrap_or_else(|| panic!("{name}: rawPath {raw_path:?} is none of {paths:?}"));
+                format!("ANY {path}")
+            };
             for key in [&event["routeKey"], &event["requestContext"]["routeKey"]] {
-                assert_eq!(key, &format!("ANY {path}"), "{name}: routeKey");
+                assert_eq!(key, &route_key, "{name}: routeKey");
             }
             let status = file.file_name().unwrap().to_string_lossy();
             if status.starts_with('2') {
@@ -1240,4 +1448,218 @@ fn sample_events_match_their_functions_route_and_method() {
         }
     }
     assert!(checked >= 10, "only {checked} events found");
+}
+
+/// API Gateway's JWT authorizer, the functions and the jwks function agree:
+/// the authorizer trusts exactly the issuer and audience every function that
+/// signs or verifies tokens is given; that issuer is the jwks function's own
+/// URL, which answers the discovery document naming that issuer and, at its
+/// `jwks_uri`, keys that verify a token the sign-in function signs, checked
+/// the way the authorizer checks it. For every parameter set.
+#[tokio::test]
+async fn the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serve() {
+    let template = template();
+    let functions = template_functions(&template);
+    let keys = phone_auth::token::generate_key_pair();
+    for (set_name, overrides) in parameter_sets() {
+        let overrides: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let stack = Stack::new(&template, &overrides);
+        let found = authorizers(&stack);
+        assert_eq!(found.len(), 1, "{set_name}: one JWT authorizer: {found:?}");
+        let (issuer, audience) = found.into_values().next().unwrap();
+
+        // The issuer: https:// and the host of the jwks function's URL, no final slash.
+        let (id, _) = &functions["jwks"];
+        let url = stack
+            .reference(&format!("{id}Url.FunctionUrl"))
+            .expect("the jwks function has a URL");
+        let host = url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .expect("a function URL is https://<host>/");
+        assert_eq!(issuer, format!("https://{host}"), "{set_name}");
+
+        // Every function that signs or verifies tokens is given that issuer
+        // and the audience; the jwks function none (it takes the host).
+        let mut environments = BTreeMap::new();
+        for (binary, _, _) in FUNCTIONS {
+            let (id, resource) = &functions[binary];
+            let env = stack.environment(resource);
+            let uses_tokens = ["TOKEN_PRIVATE_KEY", "TOKEN_AUDIENCE"]
+                .iter()
+                .any(|v| env.contains_key(*v));
+            let given = env.get("TOKEN_ISSUER").filter(|v| !v.is_empty());
+            if binary == "jwks" {
+                assert_eq!(given, None, "{set_name}: {id}");
+            } else if uses_tokens {
+                assert_eq!(given, Some(&issuer), "{set_name}: {id}: TOKEN_ISSUER");
+                assert_eq!(
+                    env.get("TOKEN_AUDIENCE").map(|a| vec![a.clone()]),
+                    Some(audience.clone()),
+                    "{set_name}: {id}: TOKEN_AUDIENCE is the authorizer's one audience"
+                );
+            }
+            let (values, errors) = process_environment(&env, &keys);
+            assert!(errors.is_empty(), "{set_name}: {id}: {errors:?}");
+            environments.insert(binary, values);
+        }
+
+        // A token as sign-in mints it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let signer = config_of(environments["send-code"].clone())
+            .token_signer()
+            .expect("send-code's signer");
+        let token = signer.issue_access(
+            &phone_auth::session::UserId::from_subject("user-1"),
+            &phone_auth::session::SessionId::generate(),
+            now,
+        );
+
+        // The authorizer's steps: the discovery document at the issuer...
+        let jwks = phone_auth::endpoints::build::<Jwks>(&config_of(environments["jwks"].clone()))
+            .expect("jwks starts");
+        let discovery = "/.well-known/openid-configuration";
+        let response = jwks
+            .serve(lambda_request("GET", host, discovery, "$default"))
+            .await;
+        assert_eq!(response.status(), 200, "{set_name}: {discovery}");
+        let document: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(document["issuer"], issuer.as_str(), "{set_name}");
+        let jwks_uri = document["jwks_uri"].as_str().expect("jwks_uri");
+        assert_eq!(jwks_uri, format!("{issuer}/.well-known/jwks.json"));
+        // ...the keys at its jwks_uri...
+        let keys_path = jwks_uri.strip_prefix(&issuer).unwrap();
+        let response = jwks
+            .serve(lambda_request("GET", host, keys_path, "$default"))
+            .await;
+        assert_eq!(response.status(), 200, "{set_name}: {keys_path}");
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(response.body().as_ref()).expect("a JWK Set");
+        // ...the key the token's kid names, the issuer and the audience.
+        let kid = jsonwebtoken::decode_header(&token)
+            .unwrap()
+            .kid
+            .expect("a kid");
+        let jwk = set.find(&kid).expect("the signing key is served");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&audience);
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        jsonwebtoken::decode::<Value>(&token, &key, &validation)
+            .unwrap_or_else(|e| panic!("{set_name}: the authorizer would refuse it: {e}"));
+
+        // The functions behind it accept it too.
+        for binary in [
+            "retrieve",
+            "set-referrer",
+            "logout-all",
+            "list-sessions",
+            "revoke-session",
+        ] {
+            let verifier = config_of(environments[binary].clone())
+                .token_verifier()
+                .expect("a verifier");
+            let claims = verifier
+                .verify_claims(&token, phone_auth::token::TokenKind::Access)
+                .unwrap_or_else(|e| panic!("{set_name}: {binary} refuses it: {e}"));
+            assert_eq!(
+                (claims.iss, vec![claims.aud]),
+                (issuer.clone(), audience.clone())
+            );
+        }
+    }
+}
+
+/// The authorizer stands in front of exactly the routes whose function
+/// answers a request without a token 401 `missing_token` (asked here,
+/// built from the template's variables); every such route has a public
+/// `OPTIONS` route beside it for preflights, which its function answers.
+#[test]
+fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
+    let template = template();
+    let functions = template_functions(&template);
+    let keys = phone_auth::token::generate_key_pair();
+    let stack = Stack::new(&template, &[("CorsOrigins", "https://app.example.com")]);
+    let names: BTreeSet<String> = authorizers(&stack).into_keys().collect();
+    let mut guarded = BTreeSet::new();
+    for (binary, probe) in PROBES {
+        let (id, resource) = &functions[binary];
+        let (values, _) = process_environment(&stack.environment(resource), &keys);
+        let config = config_of(values);
+        let events = resource["Properties"]["Events"].as_object().unwrap();
+        let any_routes: BTreeMap<String, Option<String>> = events
+            .values()
+            .filter(|e| e["Properties"]["Method"] == "ANY")
+            .map(|e| (route_of(id, e).0, route_authorizer(e)))
+            .collect();
+        for (path, authorizer) in &any_routes {
+            if let Some(name) = authorizer {
+                assert!(
+                    names.contains(name),
+                    "{id}: {path} names no authorizer of the API"
+                );
+            }
+            let raw_path = path.replace("{id}", "q3Yb0dJv2o1kXrWm9Zc4Fg");
+            let answer = probe(&config, None, &raw_path, &format!("ANY {path}"));
+            let wants_token = answer == (401, Some("missing_token".to_string()));
+            assert_eq!(
+                authorizer.is_some(),
+                wants_token,
+                "{id}: {path} without a token is answered {answer:?}; \
+                 the route must be behind the authorizer exactly when that is 401 missing_token"
+            );
+            if wants_token {
+                guarded.insert(binary);
+            }
+        }
+        for event in events
+            .values()
+            .filter(|e| e["Properties"]["Method"] != "ANY")
+        {
+            let (path, method) = route_of(id, event);
+            assert_eq!(
+                method, "OPTIONS",
+                "{id}: ANY routes, and OPTIONS for preflights"
+            );
+            assert_eq!(
+                route_authorizer(event),
+                None,
+                "{id}: a preflight carries no token"
+            );
+            assert!(
+                matches!(any_routes.get(&path), Some(Some(_))),
+                "{id}: OPTIONS {path} only beside a route behind the authorizer"
+            );
+            let answer = probe(&config, Some("OPTIONS"), &path, &format!("OPTIONS {path}"));
+            assert_eq!(answer.0, 204, "{id}: the function answers the preflight");
+        }
+        for (path, authorizer) in &any_routes {
+            if authorizer.is_some() {
+                assert!(
+                    events
+                        .values()
+                        .any(|e| e["Properties"]["Method"] == "OPTIONS"
+                            && e["Properties"]["Path"] == path.as_str()),
+                    "{id}: {path} is behind the authorizer but has no public OPTIONS route for preflights"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        guarded,
+        BTreeSet::from([
+            "retrieve",
+            "set-referrer",
+            "logout-all",
+            "list-sessions",
+            "revoke-session"
+        ]),
+        "the bearer routes"
+    );
 }
