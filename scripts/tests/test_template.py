@@ -121,6 +121,7 @@ BEARER_FUNCTIONS = {
     "LogoutAllFunction",
     "ListSessionsFunction",
     "RevokeSessionFunction",
+    "DeleteAccountFunction",
 }
 
 

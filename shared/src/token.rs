@@ -533,7 +533,7 @@ mod tests {
         let t = now();
         let token = |aud: Option<serde_json::Value>| {
             let mut claims = serde_json::json!({
-                "sub": phone().as_str(), "token_type": "access", "iss": "phone-auth",
+                "sub": user().to_string(), "token_type": "access", "iss": "phone-auth",
                 "iat": t, "exp": t + 900, "jti": "0",
             });
             if let Some(aud) = aud {
@@ -543,8 +543,10 @@ mod tests {
         };
         // The same token with our audience verifies: only `aud` differs below.
         assert_eq!(
-            verifier.verify(&token(Some("phone-auth".into())), TokenKind::Access),
-            Ok(phone())
+            verifier
+                .verify(&token(Some("phone-auth".into())), TokenKind::Access)
+                .map(|v| v.user),
+            Ok(user())
         );
         for aud in [
             None,
@@ -554,7 +556,9 @@ mod tests {
             Some(serde_json::json!(["another-app"])),
         ] {
             assert_eq!(
-                verifier.verify(&token(aud.clone()), TokenKind::Access),
+                verifier
+                    .verify(&token(aud.clone()), TokenKind::Access)
+                    .map(|v| v.user),
                 Err(TokenError::Invalid),
                 "aud {aud:?}"
             );

@@ -758,7 +758,7 @@ fn probe<E: Endpoint>(
     (response.status().as_u16(), code)
 }
 
-const PROBES: [(&str, Probe); 10] = [
+const PROBES: [(&str, Probe); 11] = [
     ("get-code", probe::<GetCode>),
     ("send-code", probe::<SendCode>),
     ("refresh", probe::<Refresh>),
@@ -769,6 +769,7 @@ const PROBES: [(&str, Probe); 10] = [
     ("logout-all", probe::<LogoutAll>),
     ("list-sessions", probe::<ListSessions>),
     ("revoke-session", probe::<RevokeSession>),
+    ("delete-account", probe::<DeleteAccount>),
 ];
 
 /// The HttpApi's JWT authorizers, evaluated: name → (issuer, audience).
@@ -1516,7 +1517,7 @@ async fn the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serv
             .token_signer()
             .expect("send-code's signer");
         let token = signer.issue_access(
-            &phone_auth::session::UserId::from_subject("user-1"),
+            &phone_auth::user::UserId::generate(),
             &phone_auth::session::SessionId::generate(),
             now,
         );
@@ -1561,13 +1562,15 @@ async fn the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serv
             "logout-all",
             "list-sessions",
             "revoke-session",
+            "delete-account",
         ] {
             let verifier = config_of(environments[binary].clone())
                 .token_verifier()
                 .expect("a verifier");
             let claims = verifier
-                .verify_claims(&token, phone_auth::token::TokenKind::Access)
-                .unwrap_or_else(|e| panic!("{set_name}: {binary} refuses it: {e}"));
+                .verify(&token, phone_auth::token::TokenKind::Access)
+                .unwrap_or_else(|e| panic!("{set_name}: {binary} refuses it: {e}"))
+                .claims;
             assert_eq!(
                 (claims.iss, vec![claims.aud]),
                 (issuer.clone(), audience.clone())
@@ -1658,7 +1661,8 @@ fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
             "set-referrer",
             "logout-all",
             "list-sessions",
-            "revoke-session"
+            "revoke-session",
+            "delete-account"
         ]),
         "the bearer routes"
     );
