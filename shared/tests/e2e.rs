@@ -194,6 +194,7 @@ async fn the_whole_contract_over_http() {
     assert_eq!(
         profile.as_object().unwrap().keys().collect::<HashSet<_>>(),
         [
+            "id",
             "phone",
             "invite_code",
             "invited_by_phone",
@@ -553,6 +554,14 @@ async fn every_route_answers_with_and_without_the_final_slash() {
             .unwrap();
         assert_eq!(response.status(), 204, "{path}");
     }
+    let deleted = api
+        .http
+        .delete(format!("{}/users/me", api.base))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
 }
 
 /// The SMS text follows the phone's country (Russian for +7, English for
@@ -949,4 +958,49 @@ async fn sessions_are_listed_and_revoked_one_by_one_over_http() {
     let listed = api.sessions(access).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["current"], true);
+}
+
+/// Account deletion end to end: a deleted user's referral keeps the code it
+/// entered, the code is retired, the phone signs up again as a new user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_deleted_account_is_gone_and_its_phone_starts_over_http() {
+    let api = Api::new();
+    let (phone, access, code) = api.sign_up().await;
+    let before = api.profile(&access).await;
+    let (_, referred, _) = api.sign_up().await;
+    assert_eq!(api.set_referrer(&referred, &code).await.0, 200);
+
+    let delete = api.http.delete(format!("{}/users/me/", api.base));
+    assert_eq!(
+        api.no_content(delete.try_clone().unwrap().bearer_auth(&access))
+            .await,
+        (204, None)
+    );
+    // Again (a retry): the same answer.
+    assert_eq!(
+        api.no_content(delete.try_clone().unwrap().bearer_auth(&access))
+            .await,
+        (204, None)
+    );
+    let (status, body) = api.no_content(delete).await;
+    assert_eq!(
+        (status, body.unwrap()["code"].clone()),
+        (401, json!("missing_token"))
+    );
+
+    let theirs = api.profile(&referred).await;
+    assert_eq!(theirs["invited_by_phone"], Value::Null);
+    assert_eq!(theirs["invite_code_referer"], code.as_str());
+    let (_, newcomer, _) = api.sign_up().await;
+    assert_eq!(
+        code_of(api.set_referrer(&newcomer, &code).await),
+        (404, Some("invite_code_not_found".into()))
+    );
+
+    let again = api.sign_in(&phone).await;
+    let after = api.profile(again["access"].as_str().unwrap()).await;
+    assert_eq!(after["phone"], phone.as_str());
+    assert_ne!(after["id"], before["id"]);
+    assert_ne!(after["invite_code"], before["invite_code"]);
 }
