@@ -19,10 +19,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
-use phone_auth::invite::InviteCode;
 use phone_auth::otp::{OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore};
+use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, UserStore};
 use phone_auth::user::UserId;
 use support::{env, now, unique_phone};
 
@@ -326,13 +325,7 @@ async fn a_withdrawn_code_gives_its_send_back_once() {
 #[tokio::test]
 async fn a_new_user_is_reported_created() {
     let t = tables().await;
-    let user = User {
-        id: UserId::generate(),
-        phone: phone(),
-        invite_code: InviteCode::generate(),
-        referrer: None,
-        created_at: now(),
-    };
+    let user = support::a_user(phone());
     let created = t
         .losing_one("TransactWriteItems", t.users.create(&user))
         .await
@@ -351,13 +344,7 @@ async fn a_new_user_is_reported_created() {
 #[tokio::test]
 async fn a_deleted_user_is_reported_deleted() {
     let t = tables().await;
-    let user = User {
-        id: UserId::generate(),
-        phone: phone(),
-        invite_code: InviteCode::generate(),
-        referrer: None,
-        created_at: now(),
-    };
+    let user = support::a_user(phone());
     t.users.create(&user).await.unwrap();
     let deleted = t
         .losing_one("TransactWriteItems", t.users.delete(&user, now()))
@@ -374,13 +361,7 @@ async fn a_referrer_is_reported_set() {
     let t = tables().await;
     let mut made = Vec::new();
     for _ in 0..2 {
-        let user = User {
-            id: UserId::generate(),
-            phone: phone(),
-            invite_code: InviteCode::generate(),
-            referrer: None,
-            created_at: now(),
-        };
+        let user = support::a_user(phone());
         t.users.create(&user).await.unwrap();
         made.push(user);
     }

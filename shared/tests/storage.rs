@@ -21,7 +21,7 @@ use phone_auth::store::{
     Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
 };
 use phone_auth::user::UserId;
-use support::{Namespaced, dynamo, env, now, unique_phone};
+use support::{Namespaced, a_user, dynamo, env, now, unique_phone};
 use tokio::sync::Barrier;
 
 async fn otps() -> OtpTable {
@@ -45,16 +45,6 @@ fn pending(phone: &Phone, hash: &[u8], created_at: u64) -> PendingCode {
     )
 }
 
-fn user_with(phone: Phone) -> User {
-    User {
-        id: UserId::generate(),
-        phone,
-        invite_code: InviteCode::generate(),
-        referrer: None,
-        created_at: now(),
-    }
-}
-
 fn referrer(user: &User) -> Referrer {
     Referrer {
         id: user.id,
@@ -63,13 +53,7 @@ fn referrer(user: &User) -> Referrer {
 }
 
 async fn new_user(users: &UserTable) -> User {
-    let user = User {
-        id: UserId::generate(),
-        phone: phone(),
-        invite_code: InviteCode::generate(),
-        referrer: None,
-        created_at: now(),
-    };
+    let user = a_user(phone());
     assert_eq!(
         users.create(&user).await.unwrap(),
         NewUser::Created(user.clone())
@@ -485,19 +469,19 @@ async fn users_are_unique_by_phone_by_id_and_by_invite_code() {
         Some(user.id)
     );
 
-    let same_phone = user_with(user.phone.clone());
+    let same_phone = a_user(user.phone.clone());
     assert_eq!(
         users.create(&same_phone).await.unwrap(),
         NewUser::PhoneTaken
     );
     let same_id = User {
         id: user.id,
-        ..user_with(phone())
+        ..a_user(phone())
     };
     assert_eq!(users.create(&same_id).await.unwrap(), NewUser::IdTaken);
     let same_code = User {
         invite_code: user.invite_code.clone(),
-        ..user_with(phone())
+        ..a_user(phone())
     };
     assert_eq!(
         users.create(&same_code).await.unwrap(),
@@ -526,7 +510,7 @@ async fn parallel_creates_of_one_phone_make_one_user_and_claim_one_code() {
     let users = users().await;
     for _ in 0..10 {
         let p = phone();
-        let attempts = [(); 2].map(|_| user_with(p.clone()));
+        let attempts = [(); 2].map(|_| a_user(p.clone()));
         let both_ready = Arc::new(Barrier::new(2));
         let tasks = attempts.clone().map(|user| {
             let (users, both_ready) = (users.clone(), both_ready.clone());
@@ -594,7 +578,7 @@ async fn users_answering_transaction_conflict() -> (wiremock::MockServer, UserTa
 #[tokio::test]
 async fn a_transaction_conflict_is_a_parallel_write_not_an_outage() {
     let (_server, users) = users_answering_transaction_conflict().await;
-    let (me, other) = (user_with(phone()), user_with(phone()));
+    let (me, other) = (a_user(phone()), a_user(phone()));
     assert_eq!(users.create(&me).await.unwrap(), NewUser::PhoneTaken);
     assert_eq!(
         users
@@ -779,13 +763,13 @@ async fn a_deleted_user_leaves_a_tombstone_that_keeps_links_and_retires_the_code
     // The retired code is never issued again; the phone signs up anew.
     let reuse_code = User {
         invite_code: gone.invite_code.clone(),
-        ..user_with(phone())
+        ..a_user(phone())
     };
     assert_eq!(
         users.create(&reuse_code).await.unwrap(),
         NewUser::InviteCodeTaken
     );
-    let again = user_with(gone.phone.clone());
+    let again = a_user(gone.phone.clone());
     assert_eq!(
         users.create(&again).await.unwrap(),
         NewUser::Created(again.clone())

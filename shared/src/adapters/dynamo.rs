@@ -91,6 +91,18 @@ fn encode(value: &impl Serialize) -> Item {
     serde_dynamo::to_item(value).expect("item types always serialize")
 }
 
+/// How a conditional `UpdateItem` ended: true if it wrote, false if its
+/// condition refused it; any other failure is an error.
+fn written<T, R>(result: Result<T, SdkError<UpdateItemError, R>>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) => match err.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            _ => Err(unavailable(err)),
+        },
+    }
+}
+
 // ---------------------------------------------------------------- one-time codes
 
 /// A phone's item: the send window, the pending code while there is one, and
@@ -533,13 +545,7 @@ impl OtpStore for OtpTable {
             .condition_expression("attribute_exists(phone)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(unavailable(err)),
-            },
-        }
+        written(result).map(|_| ())
     }
 }
 
@@ -562,13 +568,7 @@ impl CounterStore for OtpTable {
             .expression_attribute_values(":limit", n(counter.limit))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(unavailable(err)),
-            },
-        }
+        written(result)
     }
 
     async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
@@ -583,14 +583,8 @@ impl CounterStore for OtpTable {
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                // Nothing taken (any more): its window is over and TTL removed it.
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(unavailable(err)),
-            },
-        }
+        // Refused: nothing taken (any more); its window is over and TTL removed it.
+        written(result).map(|_| ())
     }
 }
 
@@ -912,6 +906,10 @@ impl UserStore for UserTable {
             return Err(unavailable(err));
         };
         if let Some(old) = failed_condition(reasons, 0) {
+            let deleted = StoreError("user deleted while setting the referrer".into());
+            if old.is_some_and(|item| !item.contains_key("phone")) {
+                return Err(deleted);
+            }
             let existing = match old
                 .and_then(|item| item.get("referrer_code"))
                 .and_then(|v| v.as_s().ok())

@@ -262,6 +262,18 @@ pub fn now() -> u64 {
     phone_auth::http::now()
 }
 
+/// A user with `phone`, a fresh id and invite code, no referrer, created now
+/// (not stored).
+pub fn a_user(phone: phone_auth::phone::Phone) -> phone_auth::store::User {
+    phone_auth::store::User {
+        id: phone_auth::user::UserId::generate(),
+        phone,
+        invite_code: InviteCode::generate(),
+        referrer: None,
+        created_at: now(),
+    }
+}
+
 /// A random valid Russian mobile number, so tests sharing the run's tables never collide.
 pub fn unique_phone() -> String {
     format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32))
