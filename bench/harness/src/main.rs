@@ -644,6 +644,32 @@ async fn flow_phase(
     let (d, _) = call_ok(counted.get("refresh"), events::refresh(&me.refresh)).await?;
     record("refresh", "refresh", proxy.take(), d);
 
+    // Refresh's other paths (issue 8: at most 2 requests). A client retrying
+    // after a lost answer, with the token just rotated out: within the grace
+    // period it gets the current pair, without another rotation.
+    let mover = counted.sign_in(&phones.next()).await?;
+    let (_, pair) = call_ok(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    let rotated = user(&pair)?;
+    proxy.take();
+    let (d, _) = call_ok(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    record(
+        "refresh_grace",
+        "refresh retried with the previous token, within the grace period",
+        proxy.take(),
+        d,
+    );
+    // Two rotations old, the first token has no grace: reuse, the session is revoked.
+    call_ok(counted.get("refresh"), events::refresh(&rotated.refresh)).await?;
+    proxy.take();
+    let (d, refused) = call(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    expect_refusal(&refused, 401, "refresh_token_reused")?;
+    record(
+        "refresh_reused",
+        "refresh with a token two rotations old (the session revoked)",
+        proxy.take(),
+        d,
+    );
+
     let (d, profile) = call_ok(counted.get("retrieve"), events::retrieve(&me.access)).await?;
     expect_referrals(&profile, 0)?;
     record("profile_0", "retrieve, 0 referrals", proxy.take(), d);
@@ -712,6 +738,79 @@ async fn flow_phase(
         );
     }
 
+    // Sessions and accounts (issue 8). Each flow's user is signed in first,
+    // outside the count; what each leaves behind is checked after it.
+    let leaving = counted.sign_in(&phones.next()).await?;
+    proxy.take();
+    let (d, _) = call_ok(counted.get("logout"), events::logout(&leaving.refresh)).await?;
+    record("logout", "logout, one session", proxy.take(), d);
+
+    let everywhere = counted.sign_in_times(&phones.next(), 3).await?;
+    proxy.take();
+    let (d, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&everywhere.access),
+    )
+    .await?;
+    expect_sessions(&list, 3)?;
+    record(
+        "list_sessions",
+        "list-sessions, 3 sessions",
+        proxy.take(),
+        d,
+    );
+    let (d, _) = call_ok(
+        counted.get("logout-all"),
+        events::logout_all(&everywhere.access),
+    )
+    .await?;
+    record("logout_all", "logout_all, 3 sessions", proxy.take(), d);
+    let (_, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&everywhere.access),
+    )
+    .await?;
+    expect_sessions(&list, 0)?;
+
+    let device = counted.sign_in_times(&phones.next(), 2).await?;
+    let other = counted.other_session(&device).await?;
+    proxy.take();
+    let (d, _) = call_ok(
+        counted.get("revoke-session"),
+        events::revoke_session(&device.access, &other),
+    )
+    .await?;
+    record(
+        "revoke_session",
+        "revoke-session, another device's session",
+        proxy.take(),
+        d,
+    );
+    let (_, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&device.access),
+    )
+    .await?;
+    expect_sessions(&list, 1)?;
+
+    let account = counted
+        .account_to_delete(&phones.next(), &host_code)
+        .await?;
+    proxy.take();
+    let (d, _) = call_ok(
+        counted.get("delete-account"),
+        events::delete_account(&account.access),
+    )
+    .await?;
+    record(
+        "delete_account",
+        "delete-account, 2 sessions and a referrer",
+        proxy.take(),
+        d,
+    );
+    let (_, gone) = call(counted.get("retrieve"), events::retrieve(&account.access)).await?;
+    expect_refusal(&gone, 404, "user_not_found")?;
+    proxy.take();
     Ok(())
 }
 
@@ -722,6 +821,14 @@ fn expect_refusal(reply: &Reply, status: u16, code: &str) -> Res<()> {
             reply.status, reply.body
         )
         .into());
+    }
+    Ok(())
+}
+
+fn expect_sessions(list: &Value, n: usize) -> Res<()> {
+    let got = list["sessions"].as_array().map_or(0, Vec::len);
+    if got != n {
+        return Err(format!("expected {n} live sessions, the list has {got}: {list}").into());
     }
     Ok(())
 }
