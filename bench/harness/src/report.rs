@@ -446,6 +446,17 @@ pub fn table(s: &Value) -> String {
         cost["usd_per_million_refused_codes"]["total"],
         cost["usd_per_million_wrong_codes"]["total"],
     ));
+    // Issue 8's bounds: refresh at most 2 requests, send_code one write more
+    // than before sessions (the session's PutItem).
+    let requests = &s["ddb_requests"];
+    out.push_str(&format!(
+        "DynamoDB requests: refresh {} (retry within the grace period {}, reuse {}); send_code {} for a new user, {} for a returning one\n",
+        requests["refresh"],
+        requests["refresh_grace"],
+        requests["refresh_reused"],
+        requests["send_code_new_user"],
+        requests["send_code_returning"],
+    ));
     let joins = &s["joins_into_one_tree"];
     out.push_str(&format!(
         "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s, {} walks repeated; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
