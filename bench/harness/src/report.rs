@@ -490,4 +490,32 @@ mod tests {
         assert_eq!(percentile(&[3.0], 90.0), 3.0);
         assert!(percentile(&[], 50.0).is_nan());
     }
+
+    fn cold(init_ms: u64) -> Vec<ColdSample> {
+        vec![ColdSample {
+            init: Duration::from_millis(init_ms),
+            first_invoke: Duration::from_millis(1),
+            peak_rss_kb: 4096,
+        }]
+    }
+
+    /// Every function has its row, and the worst ratio is over all of them
+    /// (issue 9), whichever comes last.
+    #[test]
+    fn every_function_is_reported() {
+        let mut results = Results::default();
+        results.cold.insert(BASELINE.into(), cold(2));
+        for name in FUNCTIONS {
+            results.cold.insert(name.into(), cold(2));
+        }
+        let last = FUNCTIONS[FUNCTIONS.len() - 1];
+        results.cold.insert(last.into(), cold(5));
+        let summary = summary(&results, &Value::Null);
+        assert_eq!(summary["init_ratio_max"], json!(2.5));
+        let table = table(&summary);
+        for name in FUNCTIONS {
+            assert!(summary["init_ratio"][name].is_number(), "{name}");
+            assert!(table.contains(&format!("\n| {name} | ")), "{name}");
+        }
+    }
 }
