@@ -13,9 +13,18 @@ pub const REFRESH: &str = "/users/auth/refresh/";
 pub const RETRIEVE: &str = "/users/retrieve/";
 pub const SET_REFERRER: &str = "/users/set_referrer/";
 pub const JWKS: &str = "/.well-known/jwks.json";
+pub const LOGOUT: &str = "/users/auth/logout/";
+pub const LOGOUT_ALL: &str = "/users/auth/logout_all/";
+pub const SESSIONS: &str = "/users/sessions/";
+pub const ME: &str = "/users/me/";
 
 /// One HTTP API request event; `body` is sent as JSON text.
 pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Vec<u8> {
+    serde_json::to_vec(&event(method, path, body, bearer)).expect("JSON values serialize")
+}
+
+/// The event of `http`, as JSON, for the routes that need more (a path parameter).
+fn event(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Value {
     let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
     let epoch_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -73,7 +82,7 @@ pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>)
     if let Some(body) = body {
         event["body"] = json!(body);
     }
-    serde_json::to_vec(&event).expect("JSON values serialize")
+    event
 }
 
 pub fn get_code(phone: &str) -> Vec<u8> {
@@ -113,6 +122,44 @@ pub fn set_referrer(access: &str, invite_code: &str) -> Vec<u8> {
 
 pub fn jwks() -> Vec<u8> {
     http("GET", JWKS, None, None)
+}
+
+pub fn logout(refresh_token: &str) -> Vec<u8> {
+    http(
+        "POST",
+        LOGOUT,
+        Some(json!({ "refresh": refresh_token })),
+        None,
+    )
+}
+
+pub fn logout_all(access: &str) -> Vec<u8> {
+    http("POST", LOGOUT_ALL, None, Some(access))
+}
+
+pub fn list_sessions(access: &str) -> Vec<u8> {
+    http("GET", SESSIONS, None, Some(access))
+}
+
+/// `DELETE /users/sessions/{id}/` as API Gateway delivers it: the route key
+/// is the template's, and the id is in `pathParameters` as well as in the path
+/// (the function takes the parameter first).
+pub fn revoke_session(access: &str, session_id: &str) -> Vec<u8> {
+    let mut event = event(
+        "DELETE",
+        &format!("{SESSIONS}{session_id}/"),
+        None,
+        Some(access),
+    );
+    let route = format!("ANY {SESSIONS}{{id}}");
+    event["routeKey"] = json!(route);
+    event["requestContext"]["routeKey"] = json!(route);
+    event["pathParameters"] = json!({ "id": session_id });
+    serde_json::to_vec(&event).expect("JSON values serialize")
+}
+
+pub fn delete_account(access: &str) -> Vec<u8> {
+    http("DELETE", ME, None, Some(access))
 }
 
 /// Any request does for the empty function.

@@ -45,13 +45,20 @@ use stubs::SnsStub;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-pub const FUNCTIONS: [&str; 6] = [
+/// In the order the warm phase runs them: list-sessions gives revoke-session
+/// its session ids, and delete-account, last, deletes the warm phase's users.
+pub const FUNCTIONS: [&str; 11] = [
     "get-code",
     "send-code",
     "refresh",
     "retrieve",
     "set-referrer",
     "jwks",
+    "logout",
+    "logout-all",
+    "list-sessions",
+    "revoke-session",
+    "delete-account",
 ];
 pub const BASELINE: &str = "baseline";
 
@@ -205,17 +212,28 @@ async fn call(function: &mut Function, event: Vec<u8>) -> Res<(Duration, Reply)>
     let response: Value = serde_json::from_slice(&outcome.body)
         .map_err(|e| format!("{} answered non-JSON ({e}): {text}", function.name))?;
     let status = response["statusCode"].as_u64().unwrap_or(0) as u16;
-    let body = response["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
+    // No body (a 204's: absent, null or "") is Null; a body that is not JSON
+    // is kept as text, so that it is neither taken for an empty one nor lost
+    // from an error message.
+    let body = match response["body"].as_str() {
+        None | Some("") => Value::Null,
+        Some(text) => {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        }
+    };
     Ok((outcome.duration, Reply { status, body }))
 }
 
-/// `call`, requiring a 200.
+/// `call`, requiring a 200, or a 204 without a body (the routes that answer
+/// nothing: logout, logout-all, revoke-session, delete-account).
 async fn call_ok(function: &mut Function, event: Vec<u8>) -> Res<(Duration, Value)> {
     let (duration, reply) = call(function, event).await?;
-    if reply.status != 200 {
+    let ok = match reply.status {
+        200 => true,
+        204 => reply.body.is_null(),
+        _ => false,
+    };
+    if !ok {
         return Err(format!(
             "{} answered {}: {}",
             function.name, reply.status, reply.body
@@ -275,6 +293,39 @@ impl Fleet {
         user(&tokens)
     }
 
+    /// One phone signed in `sessions` times (one session each, as on that
+    /// many devices); the last sign-in's tokens. A code once used leaves
+    /// nothing pending, so the phone's resend cooldown does not hold the next
+    /// one back; its window allows 5 codes an hour.
+    async fn sign_in_times(&mut self, phone: &str, sessions: usize) -> Res<User> {
+        let mut user = self.sign_in(phone).await?;
+        for _ in 1..sessions {
+            user = self.sign_in(phone).await?;
+        }
+        Ok(user)
+    }
+
+    /// The id of one of the user's live sessions other than the one their
+    /// access token belongs to, as list-sessions shows it.
+    async fn other_session(&mut self, user: &User) -> Res<String> {
+        let (_, list) = call_ok(
+            self.get("list-sessions"),
+            events::list_sessions(&user.access),
+        )
+        .await?;
+        session_ids(&list, false)
+            .pop()
+            .ok_or_else(|| format!("no session besides the caller's: {list}").into())
+    }
+
+    /// An account as deletion usually finds one: signed in on two devices,
+    /// and referred by the owner of `invite_code`.
+    async fn account_to_delete(&mut self, phone: &str, invite_code: &str) -> Res<User> {
+        let user = self.sign_in_times(phone, 2).await?;
+        self.refer(&user, invite_code).await?;
+        Ok(user)
+    }
+
     async fn invite_code(&mut self, user: &User) -> Res<String> {
         let (_, profile) = call_ok(self.get("retrieve"), events::retrieve(&user.access)).await?;
         profile["invite_code"]
@@ -307,6 +358,18 @@ fn user(tokens: &Value) -> Res<User> {
         }),
         _ => Err(format!("send_code answered without tokens: {tokens}").into()),
     }
+}
+
+/// The session ids of a list-sessions answer: the caller's own (`current`),
+/// or the others.
+fn session_ids(list: &Value, current: bool) -> Vec<String> {
+    list["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["current"].as_bool() == Some(current))
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// DynamoDB Local is a JVM: exercise every request type first so that its JIT
@@ -404,6 +467,29 @@ async fn cold_phase(
                     let joiner = helpers.sign_in(&phones.next()).await?;
                     events::set_referrer(&joiner.access, &top_code)
                 }
+                // Each round a session of its own to end, as for refresh.
+                "logout" => {
+                    let fresh = helpers.sign_in(&phones.next()).await?;
+                    events::logout(&fresh.refresh)
+                }
+                // A user of its own each round, signed in on three devices
+                // (the logout_all flow below counts the same).
+                "logout-all" => {
+                    let user = helpers.sign_in_times(&phones.next(), 3).await?;
+                    events::logout_all(&user.access)
+                }
+                // Reading only: the same user each round.
+                "list-sessions" => events::list_sessions(&reader.access),
+                // The other device's session, of a user of its own each round.
+                "revoke-session" => {
+                    let user = helpers.sign_in_times(&phones.next(), 2).await?;
+                    let other = helpers.other_session(&user).await?;
+                    events::revoke_session(&user.access, &other)
+                }
+                "delete-account" => {
+                    let user = helpers.account_to_delete(&phones.next(), &top_code).await?;
+                    events::delete_account(&user.access)
+                }
                 _ => unreachable!("every function has an event"),
             };
             let sample = cold_start(settings, env, name, event).await?;
@@ -428,6 +514,8 @@ async fn warm_phase(
     let top = helpers.sign_in(&phones.next()).await?;
     let top_code = helpers.invite_code(&top).await?;
     let mut users: Vec<User> = Vec::with_capacity(n);
+    // Each of `users`' one session, as list-sessions shows it to them.
+    let mut own_sessions: Vec<String> = Vec::with_capacity(n);
     for name in [BASELINE].into_iter().chain(FUNCTIONS) {
         eprintln!("bench: warm, {n} invocations of {name}");
         let events: Vec<Vec<u8>> = match name {
@@ -447,6 +535,36 @@ async fn warm_phase(
                 .iter()
                 .map(|u| events::set_referrer(&u.access, &top_code))
                 .collect(),
+            // Users of their own, signed in now with one session each:
+            // `users`' sessions must stay live for list-sessions and
+            // revoke-session below (the flows count logout_all on three).
+            "logout" | "logout-all" => {
+                let mut batch = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fresh = helpers.sign_in(&phones.next()).await?;
+                    batch.push(match name {
+                        "logout" => events::logout(&fresh.refresh),
+                        _ => events::logout_all(&fresh.access),
+                    });
+                }
+                batch
+            }
+            "list-sessions" => users
+                .iter()
+                .map(|u| events::list_sessions(&u.access))
+                .collect(),
+            // Each user revokes the session list-sessions showed them: the
+            // same one conditional write as revoking another device's.
+            "revoke-session" => users
+                .iter()
+                .zip(&own_sessions)
+                .map(|(u, sid)| events::revoke_session(&u.access, sid))
+                .collect(),
+            // Last: deletes `users`, each with a referrer (set-referrer above).
+            "delete-account" => users
+                .iter()
+                .map(|u| events::delete_account(&u.access))
+                .collect(),
             _ => unreachable!("every function has events"),
         };
         let mut function = Function::spawn(
@@ -463,6 +581,13 @@ async fn warm_phase(
             durations.push(duration);
             if name == "send-code" {
                 users.push(user(&body)?);
+            }
+            if name == "list-sessions" {
+                own_sessions.push(
+                    session_ids(&body, true)
+                        .pop()
+                        .ok_or_else(|| format!("list-sessions without the caller's: {body}"))?,
+                );
             }
         }
         let peak_rss_kb = function.peak_rss_kb()?;
@@ -495,29 +620,73 @@ async fn flow_phase(
         });
     };
 
+    // Each sign-in counted whole, and its send_code on its own as well: what
+    // a session added to it (issue 8: at most one write).
     let phone = phones.next();
     proxy.take();
     let code = counted.request_code(&phone).await?;
+    let get_code = proxy.take();
     let (d, tokens) = call_ok(counted.get("send-code"), events::send_code(&phone, &code)).await?;
+    let send_code = proxy.take();
     let me = user(&tokens)?;
     record(
         "sign_up",
         "get_code + send_code, new phone",
-        proxy.take(),
+        get_code.plus(&send_code),
+        d,
+    );
+    record(
+        "send_code_new_user",
+        "send_code alone, new phone (the sign-up's)",
+        send_code,
         d,
     );
 
     let code = counted.request_code(&phone).await?;
+    let get_code = proxy.take();
     let (d, _) = call_ok(counted.get("send-code"), events::send_code(&phone, &code)).await?;
+    let send_code = proxy.take();
     record(
         "sign_in_returning",
         "get_code + send_code, known phone",
-        proxy.take(),
+        get_code.plus(&send_code),
+        d,
+    );
+    record(
+        "send_code_returning",
+        "send_code alone, known phone (the returning sign-in's)",
+        send_code,
         d,
     );
 
     let (d, _) = call_ok(counted.get("refresh"), events::refresh(&me.refresh)).await?;
     record("refresh", "refresh", proxy.take(), d);
+
+    // Refresh's other paths (issue 8: at most 2 requests). A client retrying
+    // after a lost answer, with the token just rotated out: within the grace
+    // period it gets the current pair, without another rotation.
+    let mover = counted.sign_in(&phones.next()).await?;
+    let (_, pair) = call_ok(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    let rotated = user(&pair)?;
+    proxy.take();
+    let (d, _) = call_ok(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    record(
+        "refresh_grace",
+        "refresh retried with the previous token, within the grace period",
+        proxy.take(),
+        d,
+    );
+    // Two rotations old, the first token has no grace: reuse, the session is revoked.
+    call_ok(counted.get("refresh"), events::refresh(&rotated.refresh)).await?;
+    proxy.take();
+    let (d, refused) = call(counted.get("refresh"), events::refresh(&mover.refresh)).await?;
+    expect_refusal(&refused, 401, "refresh_token_reused")?;
+    record(
+        "refresh_reused",
+        "refresh with a token two rotations old (the session revoked)",
+        proxy.take(),
+        d,
+    );
 
     let (d, profile) = call_ok(counted.get("retrieve"), events::retrieve(&me.access)).await?;
     expect_referrals(&profile, 0)?;
@@ -586,6 +755,80 @@ async fn flow_phase(
             d,
         );
     }
+
+    // Sessions and accounts (issue 8). Each flow's user is signed in first,
+    // outside the count; what each leaves behind is checked after it.
+    let leaving = counted.sign_in(&phones.next()).await?;
+    proxy.take();
+    let (d, _) = call_ok(counted.get("logout"), events::logout(&leaving.refresh)).await?;
+    record("logout", "logout, one session", proxy.take(), d);
+
+    let everywhere = counted.sign_in_times(&phones.next(), 3).await?;
+    proxy.take();
+    let (d, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&everywhere.access),
+    )
+    .await?;
+    expect_sessions(&list, 3)?;
+    record(
+        "list_sessions",
+        "list-sessions, 3 sessions",
+        proxy.take(),
+        d,
+    );
+    let (d, _) = call_ok(
+        counted.get("logout-all"),
+        events::logout_all(&everywhere.access),
+    )
+    .await?;
+    record("logout_all", "logout_all, 3 sessions", proxy.take(), d);
+    let (_, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&everywhere.access),
+    )
+    .await?;
+    expect_sessions(&list, 0)?;
+
+    let device = counted.sign_in_times(&phones.next(), 2).await?;
+    let other = counted.other_session(&device).await?;
+    proxy.take();
+    let (d, _) = call_ok(
+        counted.get("revoke-session"),
+        events::revoke_session(&device.access, &other),
+    )
+    .await?;
+    record(
+        "revoke_session",
+        "revoke-session, another device's session",
+        proxy.take(),
+        d,
+    );
+    let (_, list) = call_ok(
+        counted.get("list-sessions"),
+        events::list_sessions(&device.access),
+    )
+    .await?;
+    expect_sessions(&list, 1)?;
+
+    let account = counted
+        .account_to_delete(&phones.next(), &host_code)
+        .await?;
+    proxy.take();
+    let (d, _) = call_ok(
+        counted.get("delete-account"),
+        events::delete_account(&account.access),
+    )
+    .await?;
+    record(
+        "delete_account",
+        "delete-account, 2 sessions and a referrer",
+        proxy.take(),
+        d,
+    );
+    let (_, gone) = call(counted.get("retrieve"), events::retrieve(&account.access)).await?;
+    expect_refusal(&gone, 404, "user_not_found")?;
+    proxy.take();
     Ok(())
 }
 
@@ -596,6 +839,14 @@ fn expect_refusal(reply: &Reply, status: u16, code: &str) -> Res<()> {
             reply.status, reply.body
         )
         .into());
+    }
+    Ok(())
+}
+
+fn expect_sessions(list: &Value, n: usize) -> Res<()> {
+    let got = list["sessions"].as_array().map_or(0, Vec::len);
+    if got != n {
+        return Err(format!("expected {n} live sessions, the list has {got}: {list}").into());
     }
     Ok(())
 }

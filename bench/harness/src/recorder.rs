@@ -40,6 +40,20 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Two tallies taken one after the other, as one: a flow counted in parts.
+    pub fn plus(mut self, other: &Tally) -> Tally {
+        self.requests += other.requests;
+        for (operation, n) in &other.operations {
+            *self.operations.entry(operation.clone()).or_default() += n;
+        }
+        self.read_units += other.read_units;
+        self.write_units += other.write_units;
+        self.failed_conditions += other.failed_conditions;
+        // The parts ran one after the other, never together.
+        self.max_in_flight = self.max_in_flight.max(other.max_in_flight);
+        self
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "requests": self.requests,

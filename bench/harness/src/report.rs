@@ -446,6 +446,17 @@ pub fn table(s: &Value) -> String {
         cost["usd_per_million_refused_codes"]["total"],
         cost["usd_per_million_wrong_codes"]["total"],
     ));
+    // Issue 8's bounds: refresh at most 2 requests, send_code one write more
+    // than before sessions (the session's PutItem).
+    let requests = &s["ddb_requests"];
+    out.push_str(&format!(
+        "DynamoDB requests: refresh {} (retry within the grace period {}, reuse {}); send_code {} for a new user, {} for a returning one\n",
+        requests["refresh"],
+        requests["refresh_grace"],
+        requests["refresh_reused"],
+        requests["send_code_new_user"],
+        requests["send_code_returning"],
+    ));
     let joins = &s["joins_into_one_tree"];
     out.push_str(&format!(
         "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s, {} walks repeated; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
@@ -478,5 +489,33 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[3.0], 90.0), 3.0);
         assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    fn cold(init_ms: u64) -> Vec<ColdSample> {
+        vec![ColdSample {
+            init: Duration::from_millis(init_ms),
+            first_invoke: Duration::from_millis(1),
+            peak_rss_kb: 4096,
+        }]
+    }
+
+    /// Every function has its row, and the worst ratio is over all of them
+    /// (issue 9), whichever comes last.
+    #[test]
+    fn every_function_is_reported() {
+        let mut results = Results::default();
+        results.cold.insert(BASELINE.into(), cold(2));
+        for name in FUNCTIONS {
+            results.cold.insert(name.into(), cold(2));
+        }
+        let last = FUNCTIONS[FUNCTIONS.len() - 1];
+        results.cold.insert(last.into(), cold(5));
+        let summary = summary(&results, &Value::Null);
+        assert_eq!(summary["init_ratio_max"], json!(2.5));
+        let table = table(&summary);
+        for name in FUNCTIONS {
+            assert!(summary["init_ratio"][name].is_number(), "{name}");
+            assert!(table.contains(&format!("\n| {name} | ")), "{name}");
+        }
     }
 }
