@@ -653,6 +653,20 @@ fn parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
     sets
 }
 
+/// The template evaluated under each of [`parameter_sets`].
+fn stacks(template: &Value) -> Vec<(String, Stack<'_>)> {
+    parameter_sets()
+        .into_iter()
+        .map(|(name, overrides)| {
+            let overrides: Vec<(&str, &str)> = overrides
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            (name, Stack::new(template, &overrides))
+        })
+        .collect()
+}
+
 /// Every variable name config.rs reads: `self.required("X")`, `self.get("X")`, ...
 fn variables_in_config_rs() -> BTreeSet<String> {
     // Without whitespace, so calls split over lines (`self\n    .get(`) match too.
@@ -1031,12 +1045,7 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
     let mut read_somewhere = BTreeSet::new();
     let mut problems = Vec::new();
 
-    for (set_name, overrides) in parameter_sets() {
-        let overrides: Vec<(&str, &str)> = overrides
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let stack = Stack::new(&template, &overrides);
+    for (set_name, stack) in stacks(&template) {
         let mut seen: Vec<(String, BTreeMap<String, String>, BTreeSet<String>)> = Vec::new();
 
         for (binary, _, build) in FUNCTIONS {
@@ -1155,12 +1164,7 @@ fn only_get_code_may_publish_sms_and_every_other_grant_is_on_a_table() {
     let template = template();
     let functions = template_functions(&template);
     let mut problems = Vec::new();
-    for (set_name, overrides) in parameter_sets() {
-        let overrides: Vec<(&str, &str)> = overrides
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let stack = Stack::new(&template, &overrides);
+    for (set_name, stack) in stacks(&template) {
         for (binary, _, _) in FUNCTIONS {
             let (id, resource) = &functions[binary];
             let mut granted = stack.permissions(id, resource);
@@ -1462,12 +1466,7 @@ async fn the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serv
     let template = template();
     let functions = template_functions(&template);
     let keys = phone_auth::token::generate_key_pair();
-    for (set_name, overrides) in parameter_sets() {
-        let overrides: Vec<(&str, &str)> = overrides
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let stack = Stack::new(&template, &overrides);
+    for (set_name, stack) in stacks(&template) {
         let found = authorizers(&stack);
         assert_eq!(found.len(), 1, "{set_name}: one JWT authorizer: {found:?}");
         let (issuer, audience) = found.into_values().next().unwrap();
