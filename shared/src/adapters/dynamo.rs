@@ -91,6 +91,36 @@ fn encode(value: &impl Serialize) -> Item {
     serde_dynamo::to_item(value).expect("item types always serialize")
 }
 
+/// The string attribute `wanted` of every item of `index` whose number key
+/// `key` is `id`, through every page (items without it are left out).
+async fn query_by_user(
+    client: &Client,
+    table: &str,
+    index: &str,
+    key: &str,
+    id: UserId,
+    wanted: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut pages = client
+        .query()
+        .table_name(table)
+        .index_name(index)
+        .key_condition_expression("#key = :id")
+        .expression_attribute_names("#key", key)
+        .expression_attribute_values(":id", n(id))
+        .into_paginator()
+        .items()
+        .send();
+    let mut found = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(unavailable)?;
+        if let Some(Ok(value)) = item.get(wanted).map(|v| v.as_s()) {
+            found.push(value.clone());
+        }
+    }
+    Ok(found)
+}
+
 /// How a conditional `UpdateItem` ended: true if it wrote, false if its
 /// condition refused it; any other failure is an error.
 fn written<T, R>(result: Result<T, SdkError<UpdateItemError, R>>) -> Result<bool, StoreError> {
@@ -714,20 +744,40 @@ impl UserTable {
         UserTable { client, table }
     }
 
-    /// One attribute of one item, read consistently.
-    async fn attribute(&self, key: AttributeValue, name: &str) -> Result<Option<Item>, StoreError> {
-        let output = self
+    /// The item at `key`, read consistently: only the attributes named in
+    /// `projection`, or all of them when it is empty.
+    async fn read(
+        &self,
+        key: AttributeValue,
+        projection: &[&str],
+    ) -> Result<Option<Item>, StoreError> {
+        let mut request = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("pk", key)
-            .projection_expression("#a")
-            .expression_attribute_names("#a", name)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .consistent_read(true);
+        if !projection.is_empty() {
+            let names: Vec<String> = (0..projection.len()).map(|i| format!("#a{i}")).collect();
+            request = request.projection_expression(names.join(", "));
+            for (alias, name) in names.iter().zip(projection) {
+                request = request.expression_attribute_names(alias, *name);
+            }
+        }
+        let output = request.send().await.map_err(unavailable)?;
         Ok(output.item.filter(|item| !item.is_empty()))
+    }
+
+    /// The user id in the number attribute `name` of the item at `key`.
+    async fn user_id_at(
+        &self,
+        key: AttributeValue,
+        name: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        match self.read(key, &[name]).await? {
+            Some(item) => user_id_attribute(&item, name),
+            None => Ok(None),
+        }
     }
 
     fn put_new(&self, item: Item) -> TransactWriteItem {
@@ -749,23 +799,11 @@ impl UserTable {
 
 impl UserStore for UserTable {
     async fn id_of(&self, phone: &Phone) -> Result<Option<UserId>, StoreError> {
-        match self.attribute(phone_key(phone), "user_id").await? {
-            Some(item) => user_id_attribute(&item, "user_id"),
-            None => Ok(None),
-        }
+        self.user_id_at(phone_key(phone), "user_id").await
     }
 
     async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", user_key(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match output.item {
+        match self.read(user_key(id), &[]).await? {
             Some(item) => decode::<UserItem>(item)?.into_user(),
             None => Ok(None),
         }
@@ -816,50 +854,32 @@ impl UserStore for UserTable {
     /// The claim item, read consistently: a code shown to its owner a moment
     /// ago is found (a GSI is only eventually consistent), in one GetItem.
     async fn owner_of(&self, code: &InviteCode) -> Result<Option<UserId>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", invite_key(code))
-            .projection_expression("owner_id, retired_at")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match output.item {
+        match self
+            .read(invite_key(code), &["owner_id", "retired_at"])
+            .await?
+        {
             Some(item) if !item.contains_key("retired_at") => user_id_attribute(&item, "owner_id"),
             _ => Ok(None),
         }
     }
 
     async fn referrer_of(&self, id: UserId) -> Result<Option<UserId>, StoreError> {
-        match self.attribute(user_key(id), "referrer_id").await? {
-            Some(item) => user_id_attribute(&item, "referrer_id"),
-            None => Ok(None),
-        }
+        self.user_id_at(user_key(id), "referrer_id").await
     }
 
     /// Through `referrer-index`, which carries each referral's phone; a
     /// deleted referral's tombstone has none and is left out.
     async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(REFERRER_INDEX)
-            .key_condition_expression("referrer_id = :id")
-            .expression_attribute_values(":id", n(id))
-            .into_paginator()
-            .items()
-            .send();
-        let mut phones = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(unavailable)?;
-            if let Some(Ok(phone)) = item.get("phone").map(|v| v.as_s()) {
-                phones.push(Phone::from_trusted(phone.clone()));
-            }
-        }
-        Ok(phones)
+        let phones = query_by_user(
+            &self.client,
+            &self.table,
+            REFERRER_INDEX,
+            "referrer_id",
+            id,
+            "phone",
+        )
+        .await?;
+        Ok(phones.into_iter().map(Phone::from_trusted).collect())
     }
 
     async fn set_referrer(
@@ -1160,25 +1180,9 @@ impl SessionStore for SessionTable {
     }
 
     async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(USER_INDEX)
-            .key_condition_expression("#user = :user")
-            .expression_attribute_names("#user", "user")
-            .expression_attribute_values(":user", n(user))
-            .into_paginator()
-            .items()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(unavailable)?;
-            if let Some(Ok(sid)) = item.get("sid").map(|v| v.as_s()) {
-                ids.push(SessionId::from_stored(sid.clone()));
-            }
-        }
-        Ok(ids)
+        let ids =
+            query_by_user(&self.client, &self.table, USER_INDEX, "user", *user, "sid").await?;
+        Ok(ids.into_iter().map(SessionId::from_stored).collect())
     }
 
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
