@@ -44,16 +44,21 @@ impl Api {
         self.send(request).await
     }
 
-    async fn profile(&self, access: &str) -> Value {
+    /// A GET of `path` with `access` that must answer 200: its body.
+    async fn get_ok(&self, path: &str, access: &str) -> Value {
         let (status, body) = self
             .send(
                 self.http
-                    .get(format!("{}/users/retrieve/", self.base))
+                    .get(format!("{}{path}", self.base))
                     .bearer_auth(access),
             )
             .await;
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 200, "{path}: {body}");
         body
+    }
+
+    async fn profile(&self, access: &str) -> Value {
+        self.get_ok("/users/retrieve/", access).await
     }
 
     async fn get_code(&self, phone: &str) -> String {
@@ -115,14 +120,7 @@ impl Api {
     }
 
     async fn sessions(&self, access: &str) -> Vec<Value> {
-        let (status, body) = self
-            .send(
-                self.http
-                    .get(format!("{}/users/sessions/", self.base))
-                    .bearer_auth(access),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        let body = self.get_ok("/users/sessions/", access).await;
         body["sessions"].as_array().unwrap().clone()
     }
 
@@ -500,14 +498,7 @@ async fn every_route_answers_with_and_without_the_final_slash() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, profile) = api
-        .send(
-            api.http
-                .get(format!("{}/users/retrieve", api.base))
-                .bearer_auth(access),
-        )
-        .await;
-    assert_eq!(status, 200, "{profile}");
+    let profile = api.get_ok("/users/retrieve", access).await;
     let (_, other, _) = api.sign_up().await;
     let (status, body) = api
         .post(
@@ -526,15 +517,8 @@ async fn every_route_answers_with_and_without_the_final_slash() {
         (401, Some("refresh_token_invalid"))
     );
     // The session routes, without the slash (with it: the session tests).
-    let listed = api
-        .send(
-            api.http
-                .get(format!("{}/users/sessions", api.base))
-                .bearer_auth(access),
-        )
-        .await;
-    assert_eq!(listed.0, 200, "{}", listed.1);
-    let sid = listed.1["sessions"][0]["id"].as_str().unwrap().to_string();
+    let listed = api.get_ok("/users/sessions", access).await;
+    let sid = listed["sessions"][0]["id"].as_str().unwrap().to_string();
     let deleted = api
         .http
         .delete(format!("{}/users/sessions/{sid}", api.base))
