@@ -93,6 +93,24 @@ impl Config {
         Ok(depth)
     }
 
+    /// `PREVENT_USER_EXISTENCE_ERRORS` (`true`/`false`, default `false`):
+    /// whether seed-004's register and login hide whether a phone has an
+    /// account. `false` answers as the seed does (register refuses a
+    /// registered phone, login an unknown one, each before any SMS), which
+    /// tells anyone whether a number has an account; `true` makes both
+    /// routes sign in or sign up exactly like get_code and send_code.
+    /// Named after Cognito's setting for the same choice.
+    pub fn prevent_user_existence_errors(&self) -> Result<bool, ConfigError> {
+        match self.get("PREVENT_USER_EXISTENCE_ERRORS").as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid(
+                "PREVENT_USER_EXISTENCE_ERRORS",
+                format!("{other:?} is neither \"true\" nor \"false\""),
+            )),
+        }
+    }
+
     /// `AWS_REGION` (Lambda sets it; so do the local scripts): the region of
     /// every AWS client.
     pub fn aws_region(&self) -> Result<String, ConfigError> {
@@ -550,6 +568,7 @@ mod tests {
             }
         );
         assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
+        assert_eq!(c.prevent_user_existence_errors(), Ok(false));
         assert_eq!(c.phone_policy().unwrap().default_region, Region::RU);
         assert!(c.phone_policy().unwrap().allowed_regions.is_empty());
         assert_eq!(
@@ -633,6 +652,24 @@ mod tests {
             limits(&[("SMS_DAILY_BUDGET", "0")]).unwrap().daily_budget,
             0
         );
+    }
+
+    #[test]
+    fn the_user_existence_switch_is_true_or_false_only() {
+        let read = |v: &str| {
+            config(&[("PREVENT_USER_EXISTENCE_ERRORS", v)]).prevent_user_existence_errors()
+        };
+        assert_eq!(read("true"), Ok(true));
+        assert_eq!(read("false"), Ok(false));
+        for bad in ["1", "yes", "TRUE", "on"] {
+            assert!(
+                matches!(
+                    read(bad),
+                    Err(ConfigError::Invalid("PREVENT_USER_EXISTENCE_ERRORS", _))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     fn test_numbers(vars: &[(&str, &str)]) -> Result<TestNumbers, ConfigError> {

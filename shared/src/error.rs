@@ -1,6 +1,6 @@
 //! The one error type every endpoint returns, and its one mapping to HTTP.
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
@@ -19,12 +19,12 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("method not allowed; use {allow}")]
-    MethodNotAllowed { allow: Method },
+    MethodNotAllowed { allow: String },
     #[error(transparent)]
     Phone(#[from] PhoneError),
     #[error("the code must be the {length}-digit code from the SMS")]
     MalformedCode { length: usize },
-    #[error("invite_code must be 6 letters or digits")]
+    #[error("an invite code is 6 letters or digits")]
     MalformedInviteCode,
     #[error("lang must be \"ru\" or \"en\"")]
     UnsupportedLang,
@@ -68,6 +68,14 @@ pub enum ApiError {
     NotFound,
     #[error("user not found")]
     UserNotFound,
+    /// seed-004's `POST /api/login/` for a phone nobody registered (unless
+    /// `PREVENT_USER_EXISTENCE_ERRORS`).
+    #[error("no account uses this phone number; register first")]
+    NoAccount,
+    /// seed-004's `POST /api/register/` for a phone that has an account
+    /// (unless `PREVENT_USER_EXISTENCE_ERRORS`).
+    #[error("an account already uses this phone number; log in instead")]
+    PhoneAlreadyRegistered,
     #[error("invite code not found")]
     InviteCodeNotFound,
     #[error("You cannot enter your own invite code")]
@@ -120,10 +128,13 @@ impl From<LimitRefusal> for ApiError {
     }
 }
 
+/// Every error's body. `detail` repeats `message` for seed-004's clients,
+/// written for Django REST framework, which reads `detail`.
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     code: &'a str,
-    message: String,
+    message: &'a str,
+    detail: &'a str,
 }
 
 impl ApiError {
@@ -167,6 +178,9 @@ impl ApiError {
             SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found"),
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
             UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
+            // The seed's refusal: 400 with the same code as a vanished user's.
+            NoAccount => (StatusCode::BAD_REQUEST, "user_not_found"),
+            PhoneAlreadyRegistered => (StatusCode::BAD_REQUEST, "phone_already_registered"),
             InviteCodeNotFound => (StatusCode::NOT_FOUND, "invite_code_not_found"),
             OwnInviteCode => (StatusCode::BAD_REQUEST, "own_invite_code"),
             AlreadyReferred(_) => (StatusCode::CONFLICT, "already_referred"),
@@ -178,11 +192,13 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Body> {
         let (status, code) = self.status_and_code();
+        let message = self.to_string();
         let mut response = json_response(
             status,
             &ErrorBody {
                 code,
-                message: self.to_string(),
+                message: &message,
+                detail: &message,
             },
         );
         let headers = response.headers_mut();
@@ -198,7 +214,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(
                     header::ALLOW,
-                    HeaderValue::from_str(allow.as_str()).expect("method names are valid headers"),
+                    HeaderValue::from_str(&allow).expect("method names are valid headers"),
                 );
             }
             ApiError::MissingToken | ApiError::Token(_) => {
@@ -239,7 +255,11 @@ mod tests {
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(
             body(&r),
-            serde_json::json!({"code": "already_referred", "message": "You have already been referral of user with invite code Ab12Cd"})
+            serde_json::json!({
+                "code": "already_referred",
+                "message": "You have already been referral of user with invite code Ab12Cd",
+                "detail": "You have already been referral of user with invite code Ab12Cd",
+            })
         );
     }
 
@@ -255,7 +275,7 @@ mod tests {
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(body(&r)["code"], "token_expired");
         let r = ApiError::MethodNotAllowed {
-            allow: Method::POST,
+            allow: "POST".into(),
         }
         .into_response();
         assert_eq!(

@@ -15,13 +15,29 @@ use crate::error::ApiError;
 /// HTTP APIs cannot set a smaller body limit).
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
-pub fn require_method(request: &Request, method: &Method) -> Result<(), ApiError> {
+/// The request must use `method`; a 405 names it and the methods other
+/// functions serve at the same path (`also_at_path`), all the path allows.
+pub fn require_method(
+    request: &Request,
+    method: &Method,
+    also_at_path: &[Method],
+) -> Result<(), ApiError> {
     if request.method() == method {
         return Ok(());
     }
     Err(ApiError::MethodNotAllowed {
-        allow: method.clone(),
+        allow: allowed_methods(method, also_at_path),
     })
+}
+
+/// What `Allow` names: `method`, then the methods other functions serve at
+/// the same path.
+pub fn allowed_methods(method: &Method, also_at_path: &[Method]) -> String {
+    std::iter::once(method)
+        .chain(also_at_path)
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
@@ -155,8 +171,12 @@ mod tests {
 
     #[test]
     fn wrong_method_names_the_right_one() {
-        let err = require_method(&post(""), &Method::GET).unwrap_err();
-        assert!(matches!(err, ApiError::MethodNotAllowed { allow } if allow == Method::GET));
-        assert!(require_method(&post(""), &Method::POST).is_ok());
+        let err = require_method(&post(""), &Method::GET, &[]).unwrap_err();
+        assert!(matches!(err, ApiError::MethodNotAllowed { allow } if allow == "GET"));
+        assert!(require_method(&post(""), &Method::POST, &[]).is_ok());
+        // Another function serves PATCH at the path: a POST learns of both,
+        // and the PATCH meant for it is not this function's either.
+        let err = require_method(&post(""), &Method::GET, &[Method::PATCH]).unwrap_err();
+        assert!(matches!(err, ApiError::MethodNotAllowed { allow } if allow == "GET, PATCH"));
     }
 }

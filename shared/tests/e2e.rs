@@ -211,7 +211,7 @@ async fn the_whole_contract_over_http() {
         api.set_referrer(access, own_code).await,
         (
             400,
-            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code" })
+            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code", "detail": "You cannot enter your own invite code" })
         )
     );
     assert_eq!(

@@ -306,7 +306,7 @@ async fn a_code_is_single_use() {
         send_code(&phone, &code).await,
         (
             400,
-            json!({"code": "code_invalid", "message": "the code is wrong or was already used; request a new one"})
+            json!({"code": "code_invalid", "message": "the code is wrong or was already used; request a new one", "detail": "the code is wrong or was already used; request a new one"})
         )
     );
 }
@@ -554,7 +554,7 @@ async fn a_referrer_is_entered_once() {
         set_referrer(&c, &b_code).await,
         (
             409,
-            json!({ "code": "already_referred", "message": message })
+            json!({ "code": "already_referred", "message": message, "detail": message })
         )
     );
     assert_eq!(set_referrer(&c, &a_code).await.0, 409);
@@ -568,7 +568,7 @@ async fn own_unknown_and_malformed_codes_are_refused() {
         set_referrer(&a, &own).await,
         (
             400,
-            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code" })
+            json!({ "code": "own_invite_code", "message": "You cannot enter your own invite code", "detail": "You cannot enter your own invite code" })
         )
     );
     assert_error(
@@ -697,7 +697,7 @@ async fn storage_failures_are_503_without_details() {
         assert_eq!(status, 503, "{body}");
         assert_eq!(
             body,
-            json!({ "code": "service_unavailable", "message": "a required service is unavailable; try again shortly" })
+            json!({ "code": "service_unavailable", "message": "a required service is unavailable; try again shortly", "detail": "a required service is unavailable; try again shortly" })
         );
     }
 }

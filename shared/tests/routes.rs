@@ -28,8 +28,9 @@ use std::time::Duration;
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll,
-    Refresh, Retrieve, RevokeSession, SDK_OPERATION_TIMEOUT, SendCode, SetReferrer,
+    ANSWER_MARGIN, ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Login,
+    Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SDK_OPERATION_TIMEOUT, SendCode,
+    SetReferrer, UpdateClientProfile,
 };
 use serde_json::{Map, Value, json};
 
@@ -46,20 +47,60 @@ fn build<E: Endpoint>(config: &Config) -> Result<Method, ConfigError> {
 /// Variables Lambda itself sets in every function (reserved: never in the template).
 const SET_BY_LAMBDA: [(&str, &str); 1] = [("AWS_REGION", "us-east-1")];
 
-/// Binary name, the endpoint its `main` runs, and how to build that endpoint.
-const FUNCTIONS: [(&str, &str, Build); 11] = [
-    ("get-code", "GetCode", build::<GetCode>),
-    ("send-code", "SendCode", build::<SendCode>),
-    ("refresh", "Refresh", build::<Refresh>),
-    ("retrieve", "Retrieve", build::<Retrieve>),
-    ("set-referrer", "SetReferrer", build::<SetReferrer>),
-    ("jwks", "Jwks", build::<Jwks>),
-    ("logout", "Logout", build::<Logout>),
-    ("logout-all", "LogoutAll", build::<LogoutAll>),
-    ("list-sessions", "ListSessions", build::<ListSessions>),
-    ("revoke-session", "RevokeSession", build::<RevokeSession>),
-    ("delete-account", "DeleteAccount", build::<DeleteAccount>),
+/// The functions that send sign-in codes by SMS: get_code, and step 1 of
+/// seed-004's register and login.
+const SENDS_CODES: [&str; 3] = ["get-code", "register", "login"];
+
+/// One function: its binary, the endpoint its `main` runs, and what the
+/// code says of that endpoint.
+struct Function {
+    binary: &'static str,
+    endpoint: &'static str,
+    /// `Endpoint::NAME`.
+    name: &'static str,
+    method: Method,
+    also_at_path: &'static [Method],
+    build: Build,
+    probe: Probe,
+}
+
+const fn function<E: Endpoint>(binary: &'static str, endpoint: &'static str) -> Function {
+    Function {
+        binary,
+        endpoint,
+        name: E::NAME,
+        method: E::METHOD,
+        also_at_path: E::ALSO_AT_PATH,
+        build: build::<E>,
+        probe: probe::<E>,
+    }
+}
+
+/// Every function, the one list this test keeps.
+const FUNCTIONS: [Function; 15] = [
+    function::<GetCode>("get-code", "GetCode"),
+    function::<SendCode>("send-code", "SendCode"),
+    function::<Refresh>("refresh", "Refresh"),
+    function::<Retrieve>("retrieve", "Retrieve"),
+    function::<SetReferrer>("set-referrer", "SetReferrer"),
+    function::<Jwks>("jwks", "Jwks"),
+    function::<Logout>("logout", "Logout"),
+    function::<LogoutAll>("logout-all", "LogoutAll"),
+    function::<ListSessions>("list-sessions", "ListSessions"),
+    function::<RevokeSession>("revoke-session", "RevokeSession"),
+    function::<DeleteAccount>("delete-account", "DeleteAccount"),
+    function::<Register>("register", "Register"),
+    function::<Login>("login", "Login"),
+    function::<ClientProfile>("client-profile", "ClientProfile"),
+    function::<UpdateClientProfile>("update-client-profile", "UpdateClientProfile"),
 ];
+
+fn function_of(binary: &str) -> Function {
+    FUNCTIONS
+        .into_iter()
+        .find(|f| f.binary == binary)
+        .unwrap_or_else(|| panic!("{binary} is not in FUNCTIONS"))
+}
 
 /// The secret each secret variable must come from (a Secrets Manager dynamic
 /// reference, never a parameter), and a valid stand-in value for the check.
@@ -246,21 +287,42 @@ fn cargo_toml(path: &str) -> toml::Table {
         .unwrap_or_else(|e| panic!("{path} is not TOML: {e}"))
 }
 
-/// The `cargo lambda watch` router: path → binary.
-fn local_router() -> BTreeMap<String, String> {
+/// The methods API Gateway's `ANY` covers.
+const API_METHODS: [&str; 7] = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"];
+
+/// The `cargo lambda watch` router: (path, method) → binary. An entry that
+/// names one binary takes every method; a list names one per method.
+fn local_router() -> BTreeMap<(String, String), String> {
     let manifest = cargo_toml("Cargo.toml");
     let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
         .as_table()
         .expect("Cargo.toml has [workspace.metadata.lambda.watch.router]");
-    router
-        .iter()
-        .map(|(path, binary)| {
-            let binary = binary
-                .as_str()
-                .unwrap_or_else(|| panic!("router entry {path} names no binary"));
-            (path.clone(), binary.to_string())
-        })
-        .collect()
+    let mut routes = BTreeMap::new();
+    for (path, entry) in router {
+        match entry {
+            toml::Value::String(binary) => {
+                for method in API_METHODS {
+                    routes.insert((path.clone(), method.to_string()), binary.clone());
+                }
+            }
+            toml::Value::Array(by_method) => {
+                for route in by_method {
+                    let field = |name: &str| {
+                        route.get(name).and_then(|v| v.as_str()).unwrap_or_else(|| {
+                            panic!("router entry {path}: each item has a {name}")
+                        })
+                    };
+                    let previous = routes.insert(
+                        (path.clone(), field("method").to_string()),
+                        field("function").to_string(),
+                    );
+                    assert!(previous.is_none(), "router entry {path}: a method twice");
+                }
+            }
+            other => panic!("router entry {path} is neither a binary nor a list: {other}"),
+        }
+    }
+    routes
 }
 
 /// functions/*/Cargo.toml: binary name → path of its main.rs.
@@ -772,20 +834,6 @@ fn probe<E: Endpoint>(
     (response.status().as_u16(), code)
 }
 
-const PROBES: [(&str, Probe); 11] = [
-    ("get-code", probe::<GetCode>),
-    ("send-code", probe::<SendCode>),
-    ("refresh", probe::<Refresh>),
-    ("retrieve", probe::<Retrieve>),
-    ("set-referrer", probe::<SetReferrer>),
-    ("jwks", probe::<Jwks>),
-    ("logout", probe::<Logout>),
-    ("logout-all", probe::<LogoutAll>),
-    ("list-sessions", probe::<ListSessions>),
-    ("revoke-session", probe::<RevokeSession>),
-    ("delete-account", probe::<DeleteAccount>),
-];
-
 /// The HttpApi's JWT authorizers, evaluated: name → (issuer, audience).
 fn authorizers(stack: &Stack) -> BTreeMap<String, (String, Vec<String>)> {
     let auth = stack
@@ -826,28 +874,63 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
     let router = local_router();
     let crates = function_crates();
 
-    let template_routes: BTreeMap<String, String> = functions
+    // Every route: (path, method, binary). ANY, OPTIONS beside a bearer
+    // route for preflights (checked in
+    // the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token),
+    // or one method that another function's ANY route at the same path
+    // leaves to this function (seed-004's PATCH profile).
+    let routes: Vec<(String, String, String)> = functions
         .iter()
         .flat_map(|(binary, (id, resource))| {
             template_routes(id, resource)
                 .into_iter()
-                .map(move |route| (binary, id, route))
+                .map(move |(path, method)| (binary.clone(), id.clone(), path, method))
         })
-        .map(|(binary, id, (path, method))| {
-            // OPTIONS only beside a bearer route, for preflights (checked in
-            // the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token).
-            assert!(
-                method == "ANY" || method == "OPTIONS",
-                "{id}: routes are ANY so a wrong method gets the function's own 405, as locally"
-            );
+        .map(|(binary, id, path, method)| {
             assert!(
                 path.starts_with('/') && !path.ends_with('/'),
                 "{id}: HTTP API route paths cannot end in '/' (API Gateway refuses {path:?}); \
                  it serves {path}/ on the route without the slash"
             );
-            (path, binary.clone())
+            if method != "ANY" && method != "OPTIONS" {
+                assert_eq!(
+                    method,
+                    function_of(&binary).method.as_str(),
+                    "{id}: a route for one method is for the function's own method"
+                );
+            }
+            (path, method, binary)
         })
         .collect();
+    let paths: BTreeSet<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
+    for path in &paths {
+        let at_path: Vec<&(String, String, String)> =
+            routes.iter().filter(|(p, ..)| p == path).collect();
+        assert!(
+            at_path.iter().any(|(_, method, _)| method == "ANY"),
+            "{path}: one route is ANY, so a wrong method gets a function's own 405, as locally"
+        );
+        // Functions sharing a path name each other's methods in their 405s
+        // and preflight answers.
+        let binaries: BTreeSet<&String> = at_path.iter().map(|(.., b)| b).collect();
+        for binary in &binaries {
+            let own = function_of(binary);
+            let mut others: Vec<String> = binaries
+                .iter()
+                .filter(|b| **b != *binary)
+                .map(|b| function_of(b).method.to_string())
+                .collect();
+            let mut declared: Vec<String> =
+                own.also_at_path.iter().map(Method::to_string).collect();
+            others.sort();
+            declared.sort();
+            assert_eq!(
+                declared, others,
+                "{binary}: ALSO_AT_PATH names the methods the other functions at {path} serve"
+            );
+        }
+    }
+
     // The paths a function answers at its own URL are served on the same
     // local router (there is one local address).
     let with_url: BTreeSet<&str> = functions
@@ -862,29 +945,35 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
     );
     let url_paths = FUNCTION_URL_PATHS
         .iter()
-        .map(|(binary, path)| (path.to_string(), binary.to_string()));
-    // API Gateway answers both spellings on one route; the local router
-    // matches exactly, so it lists each path with and without the slash.
-    let both_spellings: BTreeMap<String, String> = template_routes
-        .clone()
+        .map(|(binary, path)| (path.to_string(), "ANY".to_string(), binary.to_string()));
+    // Which function each method of each path reaches. API Gateway answers
+    // both spellings on one route; the local router matches exactly, so it
+    // lists each path with and without the slash.
+    let mut served: BTreeMap<(String, String), String> = BTreeMap::new();
+    let (any, specific): (Vec<_>, Vec<_>) = routes
         .into_iter()
         .chain(url_paths)
-        .collect::<BTreeMap<_, _>>()
-        .iter()
-        .flat_map(|(path, binary)| {
-            [
-                (path.clone(), binary.clone()),
-                (format!("{path}/"), binary.clone()),
-            ]
-        })
-        .collect();
+        .partition(|(_, method, _)| method == "ANY");
+    // API Gateway prefers a route for the method to the path's ANY route.
+    for (path, method, binary) in any.into_iter().chain(specific) {
+        for spelling in [path.clone(), format!("{path}/")] {
+            let methods = if method == "ANY" {
+                API_METHODS.to_vec()
+            } else {
+                vec![method.as_str()]
+            };
+            for m in methods {
+                served.insert((spelling.clone(), m.to_string()), binary.clone());
+            }
+        }
+    }
     assert_eq!(
-        both_spellings, router,
+        served, router,
         "template.yaml HttpApi routes and FUNCTION_URL_PATHS, each with and without a final slash (left), \
          and the Cargo.toml watch router (right) differ"
     );
 
-    let stated: BTreeSet<String> = FUNCTIONS.iter().map(|(b, ..)| b.to_string()).collect();
+    let stated: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.binary.to_string()).collect();
     let in_template: BTreeSet<String> = functions.keys().cloned().collect();
     let in_crates: BTreeSet<String> = crates.keys().cloned().collect();
     assert_eq!(
@@ -897,31 +986,24 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
     );
 
     // The endpoint's NAME, the app name in its AWS requests, is its binary's.
-    let names = BTreeMap::from([
-        ("GetCode", GetCode::NAME),
-        ("SendCode", SendCode::NAME),
-        ("Refresh", Refresh::NAME),
-        ("Retrieve", Retrieve::NAME),
-        ("SetReferrer", SetReferrer::NAME),
-        ("Jwks", Jwks::NAME),
-        ("Logout", Logout::NAME),
-        ("LogoutAll", LogoutAll::NAME),
-        ("ListSessions", ListSessions::NAME),
-        ("RevokeSession", RevokeSession::NAME),
-        ("DeleteAccount", DeleteAccount::NAME),
-    ]);
-    for (binary, endpoint, _) in FUNCTIONS {
+    for Function {
+        binary,
+        endpoint,
+        name,
+        ..
+    } in FUNCTIONS
+    {
         let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
         assert!(
             main.contains(&format!("run::<{endpoint}>()")),
             "functions/{binary}: main should run the {endpoint} endpoint"
         );
-        assert_eq!(names[endpoint], binary, "{endpoint}::NAME");
+        assert_eq!(name, binary, "{endpoint}::NAME");
     }
 
     // Per-route settings must name real route keys, or they silently apply to nothing.
     let api = &template["Resources"]["HttpApi"]["Properties"];
-    let route_keys: BTreeSet<String> = template_routes.keys().map(|p| format!("ANY {p}")).collect();
+    let route_keys: BTreeSet<String> = paths.iter().map(|p| format!("ANY {p}")).collect();
     let throttled: Vec<&String> = api["RouteSettings"]
         .as_object()
         .map(|m| m.keys().collect())
@@ -1000,10 +1082,18 @@ fn alarms_watch_every_function() {
         .values()
         .map(|(id, _)| id.clone())
         .collect();
-    // A metric math alarm watches at most 10 metrics: each kind is split in two.
+    // A metric math alarm watches at most 10 metrics: each kind is split in three.
     for alarms in [
-        ["FunctionErrorsAlarm", "AccountFunctionErrorsAlarm"],
-        ["FunctionThrottlesAlarm", "AccountFunctionThrottlesAlarm"],
+        [
+            "FunctionErrorsAlarm",
+            "AccountFunctionErrorsAlarm",
+            "Seed004FunctionErrorsAlarm",
+        ],
+        [
+            "FunctionThrottlesAlarm",
+            "AccountFunctionThrottlesAlarm",
+            "Seed004FunctionThrottlesAlarm",
+        ],
     ] {
         let mut watched = BTreeSet::new();
         for alarm in alarms {
@@ -1048,7 +1138,7 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
     for (set_name, stack) in stacks(&template) {
         let mut seen: Vec<(String, BTreeMap<String, String>, BTreeSet<String>)> = Vec::new();
 
-        for (binary, _, build) in FUNCTIONS {
+        for Function { binary, build, .. } in FUNCTIONS {
             let (id, resource) = &functions[binary];
             let env = stack.environment(resource);
             let context = format!("{set_name}: {id}");
@@ -1160,16 +1250,17 @@ fn is_stack_table_resource(template: &Value, resource: &str) -> bool {
 }
 
 #[test]
-fn only_get_code_may_publish_sms_and_every_other_grant_is_on_a_table() {
+fn only_functions_that_send_codes_may_publish_sms_and_every_other_grant_is_on_a_table() {
     let template = template();
     let functions = template_functions(&template);
     let mut problems = Vec::new();
     for (set_name, stack) in stacks(&template) {
-        for (binary, _, _) in FUNCTIONS {
+        for Function { binary, .. } in FUNCTIONS {
             let (id, resource) = &functions[binary];
             let mut granted = stack.permissions(id, resource);
             let sms = granted.remove(&("sns:Publish".into(), "NOT arn:aws:sns:*:*:*".into()));
-            let sends_sms = binary == "get-code" && stack.parameters["SmsProvider"] == "sns";
+            let sends_sms =
+                SENDS_CODES.contains(&binary) && stack.parameters["SmsProvider"] == "sns";
             if sms != sends_sms {
                 problems.push(format!(
                     "{set_name}: {id} {} sns:Publish to phone numbers (NotResource arn:aws:sns:*:*:*)",
@@ -1222,7 +1313,7 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
 
     let mut used: BTreeMap<&str, BTreeSet<(String, String)>> = FUNCTIONS
         .iter()
-        .map(|(b, ..)| (*b, BTreeSet::new()))
+        .map(|f| (f.binary, BTreeSet::new()))
         .collect();
     let mut problems = Vec::new();
     let record = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -1276,7 +1367,7 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let stack = Stack::new(&template, &overrides);
-        for (binary, _, _) in FUNCTIONS {
+        for Function { binary, .. } in FUNCTIONS {
             let (id, resource) = &functions[binary];
             let granted: BTreeSet<(String, String)> = stack
                 .permissions(id, resource)
@@ -1375,19 +1466,6 @@ fn the_users_table_indexes_are_the_ones_the_adapter_queries() {
 fn sample_events_match_their_functions_route_and_method() {
     let template = template();
     let functions = template_functions(&template);
-    let methods: BTreeMap<&str, Method> = BTreeMap::from([
-        ("get-code", <GetCode as Endpoint>::METHOD),
-        ("send-code", <SendCode as Endpoint>::METHOD),
-        ("refresh", <Refresh as Endpoint>::METHOD),
-        ("retrieve", <Retrieve as Endpoint>::METHOD),
-        ("set-referrer", <SetReferrer as Endpoint>::METHOD),
-        ("jwks", <Jwks as Endpoint>::METHOD),
-        ("logout", <Logout as Endpoint>::METHOD),
-        ("logout-all", <LogoutAll as Endpoint>::METHOD),
-        ("list-sessions", <ListSessions as Endpoint>::METHOD),
-        ("revoke-session", <RevokeSession as Endpoint>::METHOD),
-        ("delete-account", <DeleteAccount as Endpoint>::METHOD),
-    ]);
     let events = root().join("events");
     let mut checked = 0;
     for dir in std::fs::read_dir(&events).expect("events/ exists") {
@@ -1445,7 +1523,7 @@ fn sample_events_match_their_functions_route_and_method() {
             if status.starts_with('2') {
                 assert_eq!(
                     event["requestContext"]["http"]["method"],
-                    methods[function.as_str()].as_str(),
+                    function_of(&function).method.as_str(),
                     "{name}: a success event uses the endpoint's method"
                 );
             }
@@ -1485,7 +1563,7 @@ async fn the_issuer_the_authorizer_trusts_is_the_one_the_functions_sign_and_serv
         // Every function that signs or verifies tokens is given that issuer
         // and the audience; the jwks function none (it takes the host).
         let mut environments = BTreeMap::new();
-        for (binary, _, _) in FUNCTIONS {
+        for Function { binary, .. } in FUNCTIONS {
             let (id, resource) = &functions[binary];
             let env = stack.environment(resource);
             let uses_tokens = ["TOKEN_PRIVATE_KEY", "TOKEN_AUDIENCE"]
@@ -1590,17 +1668,27 @@ fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
     let stack = Stack::new(&template, &[("CorsOrigins", "https://app.example.com")]);
     let names: BTreeSet<String> = authorizers(&stack).into_keys().collect();
     let mut guarded = BTreeSet::new();
-    for (binary, probe) in PROBES {
+    // Every public OPTIONS route, of whichever function: seed-004's profile
+    // has one function per method and one preflight route for the path.
+    let preflight_paths: BTreeSet<String> = functions
+        .values()
+        .flat_map(|(id, resource)| template_routes(id, resource))
+        .filter(|(_, method)| method == "OPTIONS")
+        .map(|(path, _)| path)
+        .collect();
+    for Function { binary, probe, .. } in FUNCTIONS {
         let (id, resource) = &functions[binary];
         let (values, _) = process_environment(&stack.environment(resource), &keys);
         let config = config_of(values);
         let events = resource["Properties"]["Events"].as_object().unwrap();
-        let any_routes: BTreeMap<String, Option<String>> = events
+        // (path, method) of each route that is not a preflight: ANY, or the
+        // function's own method.
+        let api_routes: BTreeMap<(String, String), Option<String>> = events
             .values()
-            .filter(|e| e["Properties"]["Method"] == "ANY")
-            .map(|e| (route_of(id, e).0, route_authorizer(e)))
+            .filter(|e| e["Properties"]["Method"] != "OPTIONS")
+            .map(|e| (route_of(id, e), route_authorizer(e)))
             .collect();
-        for (path, authorizer) in &any_routes {
+        for ((path, method), authorizer) in &api_routes {
             if let Some(name) = authorizer {
                 assert!(
                     names.contains(name),
@@ -1608,49 +1696,41 @@ fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
                 );
             }
             let raw_path = path.replace("{id}", "q3Yb0dJv2o1kXrWm9Zc4Fg");
-            let answer = probe(&config, None, &raw_path, &format!("ANY {path}"));
+            let answer = probe(&config, None, &raw_path, &format!("{method} {path}"));
             let wants_token = answer == (401, Some("missing_token".to_string()));
             assert_eq!(
                 authorizer.is_some(),
                 wants_token,
-                "{id}: {path} without a token is answered {answer:?}; \
+                "{id}: {method} {path} without a token is answered {answer:?}; \
                  the route must be behind the authorizer exactly when that is 401 missing_token"
             );
             if wants_token {
                 guarded.insert(binary);
+                assert!(
+                    preflight_paths.contains(path),
+                    "{id}: {path} is behind the authorizer but has no public OPTIONS route for preflights"
+                );
             }
         }
         for event in events
             .values()
-            .filter(|e| e["Properties"]["Method"] != "ANY")
+            .filter(|e| e["Properties"]["Method"] == "OPTIONS")
         {
-            let (path, method) = route_of(id, event);
-            assert_eq!(
-                method, "OPTIONS",
-                "{id}: ANY routes, and OPTIONS for preflights"
-            );
+            let (path, _) = route_of(id, event);
             assert_eq!(
                 route_authorizer(event),
                 None,
                 "{id}: a preflight carries no token"
             );
             assert!(
-                matches!(any_routes.get(&path), Some(Some(_))),
-                "{id}: OPTIONS {path} only beside a route behind the authorizer"
+                matches!(
+                    api_routes.get(&(path.clone(), "ANY".to_string())),
+                    Some(Some(_))
+                ),
+                "{id}: OPTIONS {path} only beside an ANY route behind the authorizer"
             );
             let answer = probe(&config, Some("OPTIONS"), &path, &format!("OPTIONS {path}"));
             assert_eq!(answer.0, 204, "{id}: the function answers the preflight");
-        }
-        for (path, authorizer) in &any_routes {
-            if authorizer.is_some() {
-                assert!(
-                    events
-                        .values()
-                        .any(|e| e["Properties"]["Method"] == "OPTIONS"
-                            && e["Properties"]["Path"] == path.as_str()),
-                    "{id}: {path} is behind the authorizer but has no public OPTIONS route for preflights"
-                );
-            }
         }
     }
     assert_eq!(
@@ -1661,7 +1741,9 @@ fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
             "logout-all",
             "list-sessions",
             "revoke-session",
-            "delete-account"
+            "delete-account",
+            "client-profile",
+            "update-client-profile",
         ]),
         "the bearer routes"
     );

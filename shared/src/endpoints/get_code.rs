@@ -50,6 +50,13 @@ struct GetCodeResponse {
     sms_text: Option<String>,
 }
 
+/// A code sent (or stored for a test number).
+pub(crate) struct SentCode {
+    code: String,
+    /// The SMS sent; None for a test number (no SMS).
+    text: Option<String>,
+}
+
 /// What became of one counter's unit.
 enum Take {
     Taken,
@@ -70,19 +77,35 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
     pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
-        let lang = match body.lang.as_deref() {
+        let sent = self
+            .send_to(&phone, body.lang.as_deref(), source_ip(&request))
+            .await?;
+        Ok(self.answer(&phone, sent))
+    }
+
+    /// Stores a new code for `phone` and sends it (the SMS in `lang`, else
+    /// the phone's region's language), under every limit; `source` is the
+    /// client's address. What get_code does after reading its request, and
+    /// step 1 of seed-004's register and login.
+    pub(crate) async fn send_to(
+        &self,
+        phone: &Phone,
+        lang: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<SentCode, ApiError> {
+        let lang = match lang {
             Some(requested) => Lang::parse(requested).ok_or(ApiError::UnsupportedLang)?,
             None => Lang::for_region(phone.region()),
         };
         let now = now();
-        let test_code = self.test_numbers.code_for(&phone, now);
+        let test_code = self.test_numbers.code_for(phone, now);
         let code = match test_code {
             Some(fixed) => fixed.to_string(),
             None => self.otp_policy.generate(),
         };
         let pending = PendingCode::new(
             phone.clone(),
-            self.hasher.hash(&phone, &code),
+            self.hasher.hash(phone, &code),
             now,
             &self.otp_policy,
         );
@@ -94,10 +117,10 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
                 return Err(refusal.into());
             }
             tracing::info!("code stored for a test phone number; no SMS sent");
-            return Ok(self.answer(&phone, code, None));
+            return Ok(SentCode { code, text: None });
         }
 
-        let source = Source::from_text(source_ip(&request));
+        let source = Source::from_text(source);
         let counters = self.limits.counters(source, phone.region(), now);
         let (issued, source_taken, region_taken, service_taken) = tokio::join!(
             self.otps.issue(&pending, &self.otp_policy, now),
@@ -119,7 +142,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
             match take {
                 Some(Take::Taken) => taken.push(counter),
                 Some(Take::Refused) => {
-                    log_spent(counter, &phone);
+                    log_spent(counter, phone);
                     // The most specific budget answers: the source's, the
                     // country's, then the service's.
                     refused.get_or_insert(LimitRefusal {
@@ -142,19 +165,22 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
             },
         };
         if let Err(err) = outcome {
-            self.give_back(&phone, stored.then_some(&pending), &taken)
+            self.give_back(phone, stored.then_some(&pending), &taken)
                 .await;
             return Err(err);
         }
 
         let text = self.texts.message(lang, &code);
-        if let Err(err) = self.sms.send(&phone, &text).await {
+        if let Err(err) = self.sms.send(phone, &text).await {
             tracing::error!(error = %err, "SMS send failed");
             // Take the code back (no cooldown, the SMS does not count) and the budgets.
-            self.give_back(&phone, Some(&pending), &taken).await;
+            self.give_back(phone, Some(&pending), &taken).await;
             return Err(ApiError::Unavailable);
         }
-        Ok(self.answer(&phone, code, Some(text)))
+        Ok(SentCode {
+            code,
+            text: Some(text),
+        })
     }
 
     /// One unit of `counter`; None where there is no counter.
@@ -198,15 +224,16 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
         }
     }
 
-    /// `text` is the SMS sent, None for a test number (no SMS).
-    fn answer(&self, phone: &Phone, code: String, text: Option<String>) -> Response<Body> {
+    /// get_code's answer (seed-004's step 1 too): the phone, and in dev
+    /// mode the code and the SMS.
+    pub(crate) fn answer(&self, phone: &Phone, sent: SentCode) -> Response<Body> {
         let dev = self.sms.returns_code_in_response();
         json_response(
             StatusCode::OK,
             &GetCodeResponse {
                 phone: phone.to_string(),
-                sms_code: dev.then_some(code),
-                sms_text: text.filter(|_| dev),
+                sms_code: dev.then_some(sent.code),
+                sms_text: sent.text.filter(|_| dev),
             },
         )
     }

@@ -1,17 +1,22 @@
 //! One module per Lambda function. Each endpoint is built once per cold start
 //! from configuration (`from_config`) and then serves many requests (`handle`).
 
+mod client_profile;
 mod delete_account;
 mod get_code;
 mod jwks;
 mod list_sessions;
+mod login;
 mod logout;
 mod logout_all;
 mod refresh;
+mod register;
 mod retrieve;
 mod revoke_session;
 mod send_code;
 mod set_referrer;
+mod two_step;
+mod update_client_profile;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -26,17 +31,22 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
+pub use client_profile::ClientProfile;
 pub use delete_account::DeleteAccount;
 pub use get_code::GetCode;
 pub use jwks::Jwks;
 pub use list_sessions::ListSessions;
+pub use login::Login;
 pub use logout::Logout;
 pub use logout_all::LogoutAll;
 pub use refresh::Refresh;
+pub use register::Register;
 pub use retrieve::Retrieve;
 pub use revoke_session::RevokeSession;
 pub use send_code::SendCode;
 pub use set_referrer::SetReferrer;
+pub use two_step::TwoStep;
+pub use update_client_profile::UpdateClientProfile;
 
 use crate::adapters::aws_http::https_client;
 use crate::config::{Config, ConfigError};
@@ -55,6 +65,10 @@ pub trait Endpoint: Send + Sync + Sized {
     /// function made a request.
     const NAME: &str;
     const METHOD: Method;
+    /// Methods other functions serve at this function's path (seed-004's
+    /// profile: GET here, PATCH in its own function): a 405 and a preflight
+    /// answer name them too.
+    const ALSO_AT_PATH: &'static [Method] = &[];
     /// Whether the function calls AWS. One that does not (jwks) gets no
     /// SDK configuration and so can build no AWS client.
     const USES_AWS: bool = true;
@@ -70,7 +84,7 @@ pub trait Endpoint: Send + Sync + Sized {
 
 /// Method check, the endpoint, and the one mapping of errors to responses.
 pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body> {
-    let result = match crate::http::require_method(&request, &E::METHOD) {
+    let result = match crate::http::require_method(&request, &E::METHOD, E::ALSO_AT_PATH) {
         Ok(()) => endpoint.handle(request).await,
         Err(err) => Err(err),
     };
@@ -114,7 +128,8 @@ impl<E: Endpoint> Function<E> {
         // Only the Origin header outlives the request, which the endpoint takes.
         let origin = request.headers().get(header::ORIGIN).cloned();
         if request.method() == Method::OPTIONS {
-            return self.cors.preflight(origin.as_ref(), &E::METHOD);
+            let methods = crate::http::allowed_methods(&E::METHOD, E::ALSO_AT_PATH);
+            return self.cors.preflight(origin.as_ref(), &methods);
         }
         let budget = request
             .lambda_context_ref()

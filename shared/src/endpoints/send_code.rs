@@ -16,7 +16,7 @@ use crate::http::{client_info, json_body, now};
 use crate::invite::InviteCode;
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
-use crate::session::{RefreshKey, SessionPolicy};
+use crate::session::{ClientInfo, RefreshKey, SessionPolicy};
 use crate::store::{Attempt, NewUser, OtpStore, SessionStore, User, UserStore};
 use crate::token::TokenSigner;
 use crate::user::UserId;
@@ -53,13 +53,53 @@ struct SendCodeRequest {
 /// tried again with another, a bounded number of times.
 const MAX_SESSION_TRIES: usize = 3;
 
+/// What is known of a phone's account before its code is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownAccount {
+    /// Nothing: look it up (and create it if there is none).
+    Unknown,
+    /// This user's: just read.
+    Of(UserId),
+    /// None: just read, so create it without reading again.
+    Absent,
+}
+
+/// A signed-in user and their new session's tokens.
+pub(crate) struct SignedIn {
+    pub user: UserId,
+    /// The user, when this sign-in created them.
+    pub created: Option<User>,
+    pub tokens: TokenPair,
+}
+
 impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
     /// The request over any ports: what `handle` runs in the function, and
     /// what tests run over in-memory or scripted ones.
     pub async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: SendCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
-        let code = body.password.trim();
+        let signed_in = self
+            .sign_in_with(
+                &phone,
+                &body.password,
+                client_info(&request),
+                KnownAccount::Unknown,
+            )
+            .await?;
+        Ok(json_response(StatusCode::OK, &signed_in.tokens))
+    }
+
+    /// Checks `code` for `phone`, creates the user on first sign-in, starts
+    /// a session: send_code after reading its request, and step 2 of
+    /// seed-004's register and login.
+    pub(crate) async fn sign_in_with(
+        &self,
+        phone: &Phone,
+        code: &str,
+        client: ClientInfo,
+        account: KnownAccount,
+    ) -> Result<SignedIn, ApiError> {
+        let code = code.trim();
         if !self.otp_policy.is_well_formed(code) {
             return Err(ApiError::MalformedCode {
                 length: self.otp_policy.length,
@@ -71,7 +111,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         // phone) before comparing, so parallel guesses cannot exceed the limits.
         let pending = match self
             .otps
-            .count_attempt(&phone, &self.otp_policy, now)
+            .count_attempt(phone, &self.otp_policy, now)
             .await?
         {
             Attempt::Counted(pending) => pending,
@@ -80,18 +120,18 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
             Attempt::Exhausted => return Err(ApiError::TooManyAttempts),
             Attempt::Locked { retry_after } => return Err(ApiError::PhoneLocked { retry_after }),
         };
-        if !self.hasher.matches(&phone, code, &pending.code_hash) {
+        if !self.hasher.matches(phone, code, &pending.code_hash) {
             return Err(ApiError::CodeInvalid);
         }
         // The user first: if that fails (503), the code is still there and the
         // same code can be tried again. Creating the user twice is harmless
         // (the second sign-in finds it).
-        let user = self.ensure_user(&phone, now).await?;
+        let (user, created) = self.ensure_user(phone, account, now).await?;
         // Single use: of two parallel correct submissions only one uses the
         // code, and only its check stops counting as failed.
         if !self
             .otps
-            .consume(&phone, &pending.code_hash, &self.otp_policy, now)
+            .consume(phone, &pending.code_hash, &self.otp_policy, now)
             .await?
         {
             return Err(ApiError::CodeInvalid);
@@ -99,12 +139,15 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         // The session last, once the code is used: if this write fails
         // (503), no session exists that nobody holds a token of; the code is
         // spent, and the client asks for a new one.
-        let client = client_info(&request);
         for _ in 0..MAX_SESSION_TRIES {
             let session = self.session_policy.start(user, client.clone(), now);
             if self.sessions.create(&session).await? {
                 let tokens = TokenPair::of(&session, &self.signer, &self.refresh_key, now);
-                return Ok(json_response(StatusCode::OK, &tokens));
+                return Ok(SignedIn {
+                    user,
+                    created,
+                    tokens,
+                });
             }
         }
         tracing::error!("could not store a session after {MAX_SESSION_TRIES} tries");
@@ -112,12 +155,23 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
     }
 
     /// The id of `phone`'s user, created with a fresh id and a fresh unique
-    /// invite code on first sign-in.
-    async fn ensure_user(&self, phone: &Phone, now: u64) -> Result<UserId, ApiError> {
+    /// invite code on first sign-in (then the new user too).
+    async fn ensure_user(
+        &self,
+        phone: &Phone,
+        account: KnownAccount,
+        now: u64,
+    ) -> Result<(UserId, Option<User>), ApiError> {
+        let mut look_up = match account {
+            KnownAccount::Of(id) => return Ok((id, None)),
+            KnownAccount::Unknown => true,
+            KnownAccount::Absent => false,
+        };
         for _ in 0..MAX_CREATE_TRIES {
-            if let Some(id) = self.users.id_of(phone).await? {
-                return Ok(id);
+            if look_up && let Some(id) = self.users.id_of(phone).await? {
+                return Ok((id, None));
             }
+            look_up = true;
             let user = User {
                 id: UserId::generate(),
                 phone: phone.clone(),
@@ -126,7 +180,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
                 created_at: now,
             };
             match self.users.create(&user).await? {
-                NewUser::Created(user) => return Ok(user.id),
+                NewUser::Created(user) => return Ok((user.id, Some(user))),
                 // Someone else's phone claim: look it up again. A taken id
                 // or code: draw again.
                 NewUser::PhoneTaken | NewUser::IdTaken | NewUser::InviteCodeTaken => continue,

@@ -14,8 +14,9 @@ use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
 use crate::invite::InviteCode;
 use crate::referral::{ChainEnd, WalkError, walk_to_top};
-use crate::store::{Referrer, ReferrerWrite, UserStore};
+use crate::store::{Referrer, ReferrerWrite, User, UserStore};
 use crate::token::TokenVerifier;
+use crate::user::UserId;
 
 /// A chain top that keeps gaining referrers while we write, or parallel
 /// joins into the same tree (they all condition-check its root, so DynamoDB
@@ -50,7 +51,25 @@ impl<U: UserStore> SetReferrer<U> {
     pub async fn set_referrer(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let id = caller(&self.verifier, &request)?.user;
         let body: SetReferrerRequest = json_body(&request)?;
-        let code = InviteCode::parse(&body.invite_code).ok_or(ApiError::MalformedInviteCode)?;
+        let (_, referrer) = self.refer(id, &body.invite_code).await?;
+        let message = format!(
+            "You have become referral of user with invite code {}",
+            referrer.invite_code
+        );
+        Ok(json_response(StatusCode::OK, &Message { message }))
+    }
+
+    /// Makes the owner of `invite_code` user `id`'s referrer, if the rules
+    /// allow: the code exists and is not their own, they have no referrer
+    /// yet, and no circle closes. Returns the user as they are now, and
+    /// their referrer. set_referrer after reading its request, and seed-004's
+    /// `PATCH /api/clients/profile/`.
+    pub(crate) async fn refer(
+        &self,
+        id: UserId,
+        invite_code: &str,
+    ) -> Result<(User, Referrer), ApiError> {
+        let code = InviteCode::parse(invite_code).ok_or(ApiError::MalformedInviteCode)?;
 
         let (me, owner) = tokio::join!(self.users.get(id), self.users.owner_of(&code));
         let me = me?.ok_or(ApiError::UserNotFound)?;
@@ -89,11 +108,11 @@ impl<U: UserStore> SetReferrer<U> {
             };
             match self.users.set_referrer(id, &referrer, top, now()).await? {
                 ReferrerWrite::Set => {
-                    let message = format!(
-                        "You have become referral of user with invite code {}",
-                        referrer.invite_code
-                    );
-                    return Ok(json_response(StatusCode::OK, &Message { message }));
+                    let me = User {
+                        referrer: Some(referrer.clone()),
+                        ..me
+                    };
+                    return Ok((me, referrer));
                 }
                 ReferrerWrite::AlreadySet(code) => {
                     return Err(ApiError::AlreadyReferred(code.to_string()));

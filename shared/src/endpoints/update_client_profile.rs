@@ -1,0 +1,56 @@
+//! `PATCH /api/clients/profile/` (seed-004, bearer access token)
+//! `{"invitation_code"}` → the whole profile, with `someone_invitation_code`
+//! set: set_referrer's rules (the code exists, is not the caller's own, the
+//! caller has no referrer yet, no circle closes), set_referrer's code.
+
+use aws_config::SdkConfig;
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+
+use super::client_profile::ClientProfileBody;
+use super::set_referrer::SetReferrer;
+use super::{Endpoint, caller};
+use crate::adapters::dynamo::UserTable;
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::http::json_body;
+use crate::store::UserStore;
+
+pub struct UpdateClientProfile<U = UserTable>(pub SetReferrer<U>);
+
+#[derive(Deserialize)]
+struct UpdateRequest {
+    /// The seed's documentation says `invitation_code`; its code read
+    /// `someone_invitation_code`. Either is accepted (not both).
+    #[serde(alias = "someone_invitation_code")]
+    invitation_code: String,
+}
+
+impl<U: UserStore> UpdateClientProfile<U> {
+    pub async fn update(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let id = caller(&self.0.verifier, &request)?.user;
+        let body: UpdateRequest = json_body(&request)?;
+        // The referrals do not depend on the referrer being set: read together.
+        let (referred, referrals) = tokio::join!(
+            self.0.refer(id, &body.invitation_code),
+            self.0.users.referrals_of(id)
+        );
+        let (me, _) = referred?;
+        ClientProfileBody::answer(me, referrals)
+    }
+}
+
+impl Endpoint for UpdateClientProfile {
+    const NAME: &str = "update-client-profile";
+    const METHOD: Method = Method::PATCH;
+    const ALSO_AT_PATH: &'static [Method] = &[Method::GET];
+
+    fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(UpdateClientProfile(SetReferrer::from_config(config, aws)?))
+    }
+
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.update(request).await
+    }
+}
