@@ -30,8 +30,9 @@ use lambda_http::{Body, Request};
 use phone_auth::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Logout, LogoutAll, Refresh, Retrieve,
-    RevokeSession, SendCode, SetReferrer, aws_config, serve,
+    ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Login, Logout, LogoutAll,
+    Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer, UpdateClientProfile,
+    aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -76,8 +77,10 @@ impl World {
     const LOCKED: &str = "+79990000111";
     /// A user with invite code EvtDl8 whose account the delete-account event deletes.
     const DELETING: (&str, &str) = ("+79990000112", "EvtDl8");
+    /// login 200 (step 2): a user with invite code EvtLg9 and code 1234 pending.
+    const LOGGING_IN: (&str, &str) = ("+79990000113", "EvtLg9");
 
-    fn phones() -> [&'static str; 12] {
+    fn phones() -> [&'static str; 13] {
         [
             Self::FRESH,
             Self::COOLING_DOWN,
@@ -91,15 +94,17 @@ impl World {
             Self::WINDOW_FULL,
             Self::LOCKED,
             Self::DELETING.0,
+            Self::LOGGING_IN.0,
         ]
     }
 
-    fn users() -> [(&'static str, &'static str); 4] {
+    fn users() -> [(&'static str, &'static str); 5] {
         [
             Self::REFERRER,
             Self::NEWCOMER,
             Self::REFERRED,
             Self::DELETING,
+            Self::LOGGING_IN,
         ]
     }
 
@@ -157,6 +162,10 @@ struct Harness {
     list_sessions: ListSessions,
     revoke_session: RevokeSession,
     delete_account: DeleteAccount,
+    register: Register,
+    login: Login,
+    client_profile: ClientProfile,
+    update_client_profile: UpdateClientProfile,
 }
 
 impl Harness {
@@ -225,6 +234,12 @@ impl Harness {
                 .unwrap_or_else(|e| built("revoke-session", e)),
             delete_account: DeleteAccount::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("delete-account", e)),
+            register: Register::from_config(&config, &aws).unwrap_or_else(|e| built("register", e)),
+            login: Login::from_config(&config, &aws).unwrap_or_else(|e| built("login", e)),
+            client_profile: ClientProfile::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("client-profile", e)),
+            update_client_profile: UpdateClientProfile::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("update-client-profile", e)),
             config,
             dynamo,
             users_table,
@@ -308,8 +323,9 @@ impl Harness {
         let now = phone_auth::http::now();
         let policy = self.config.otp_policy().map_err(|e| e.to_string())?;
         // (phone, when its codes were sent): each send through the store, as get-code does.
-        let sends: [(&str, &[u64]); 6] = [
+        let sends: [(&str, &[u64]); 7] = [
             (World::LOCKED, &[now]),
+            (World::LOGGING_IN.0, &[now]),
             (World::COOLING_DOWN, &[now]),
             (World::SIGNING_IN, &[now]),
             (World::WRONG_CODE, &[now]),
@@ -459,6 +475,10 @@ impl Harness {
             "list-sessions" => serve(&self.list_sessions, request).await,
             "revoke-session" => serve(&self.revoke_session, request).await,
             "delete-account" => serve(&self.delete_account, request).await,
+            "register" => serve(&self.register, request).await,
+            "login" => serve(&self.login, request).await,
+            "client-profile" => serve(&self.client_profile, request).await,
+            "update-client-profile" => serve(&self.update_client_profile, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();
@@ -599,6 +619,10 @@ async fn every_event_gets_the_answer_its_file_name_states() {
         "logout-all",
         "list-sessions",
         "revoke-session",
+        "register",
+        "login",
+        "client-profile",
+        "update-client-profile",
     ] {
         assert!(
             functions.contains(function),

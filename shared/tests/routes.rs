@@ -1478,9 +1478,10 @@ fn sample_events_match_their_functions_route_and_method() {
         let (id, resource) = functions
             .get(&function)
             .unwrap_or_else(|| panic!("events/{function}/: no such function in template.yaml"));
-        let paths: Vec<String> = template_routes(id, resource)
+        // The function's routes but its preflight's: (path, method).
+        let routes: Vec<(String, String)> = template_routes(id, resource)
             .into_iter()
-            .map(|(path, _)| path)
+            .filter(|(_, method)| method != "OPTIONS")
             .collect();
         for file in std::fs::read_dir(&dir).unwrap() {
             let file = file.unwrap().path();
@@ -1510,11 +1511,13 @@ fn sample_events_match_their_functions_route_and_method() {
             } else {
                 // As API Gateway sends it: the route key without the slash, the
                 // path as the client wrote it (the seed's clients add the slash).
-                let path = paths
+                let (path, method) = routes
                     .iter()
-                    .find(|path| route_matches(path, raw_path))
-                    .unwrap_or_else(|| panic!("{name}: rawPath {raw_path:?} is none of {paths:?}"));
-                format!("ANY {path}")
+                    .find(|(path, _)| route_matches(path, raw_path))
+                    .unwrap_or_else(|| {
+                        panic!("{name}: rawPath {raw_path:?} is none of {routes:?}")
+                    });
+                format!("{method} {path}")
             };
             for key in [&event["routeKey"], &event["requestContext"]["routeKey"]] {
                 assert_eq!(key, &route_key, "{name}: routeKey");
