@@ -83,17 +83,23 @@ limited_server() { # NAME VAR=VALUE...: adds the port it serves on to LIMITED_PO
   LIMITED_PORTS+=("$port")
 }
 LIMITED_PORTS=()
+# seed-004's routes with PREVENT_USER_EXISTENCE_ERRORS=true, through the
+# recorder too: login then creates users (its PutItem grant is seen used).
+HIDDEN_ACCOUNTS_PORT=$(free_port)
+serve_functions "$HIDDEN_ACCOUNTS_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
+  OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000 PREVENT_USER_EXISTENCE_ERRORS=true
 limited_server ip OTP_MAX_SENDS_PER_IP=3 \
   TEST_PHONE_NUMBERS=+79990000000:1234 TEST_PHONE_NUMBERS_EXPIRE=2099-12-31
 limited_server daily OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET=2
 limited_server limits OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET_BY_REGION=KZ=2 OTP_MAX_FAILED_CHECKS=2
-for port in "$API_PORT" "${LIMITED_PORTS[@]}"; do
+for port in "$API_PORT" "$HIDDEN_ACCOUNTS_PORT" "${LIMITED_PORTS[@]}"; do
   wait_for_http "http://127.0.0.1:$port/" 120 "$STATE/watch-$port.log"
 done
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
   E2E_IP_LIMITED_URL="http://127.0.0.1:${LIMITED_PORTS[0]}" \
   E2E_DAILY_BUDGET_URL="http://127.0.0.1:${LIMITED_PORTS[1]}" \
   E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
+  E2E_HIDDEN_ACCOUNTS_URL="http://127.0.0.1:$HIDDEN_ACCOUNTS_PORT" \
   cargo test -p phone_auth --all-features --test e2e -- --ignored
 say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
