@@ -46,8 +46,9 @@ use stubs::SnsStub;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// In the order the warm phase runs them: list-sessions gives revoke-session
-/// its session ids, and delete-account, last, deletes the warm phase's users.
-pub const FUNCTIONS: [&str; 11] = [
+/// its session ids, login (seed-004) asks codes for the warm phase's users,
+/// and delete-account, last, deletes them.
+pub const FUNCTIONS: [&str; 15] = [
     "get-code",
     "send-code",
     "refresh",
@@ -58,6 +59,10 @@ pub const FUNCTIONS: [&str; 11] = [
     "logout-all",
     "list-sessions",
     "revoke-session",
+    "register",
+    "login",
+    "client-profile",
+    "update-client-profile",
     "delete-account",
 ];
 pub const BASELINE: &str = "baseline";
@@ -490,6 +495,21 @@ async fn cold_phase(
                     let user = helpers.account_to_delete(&phones.next(), &top_code).await?;
                     events::delete_account(&user.access)
                 }
+                // seed-004. Step 1 of each two-step route, as get-code: a
+                // new phone for register, a phone with an account (signed
+                // in once, so no code is pending) for login.
+                "register" => events::register(&phones.next(), None),
+                "login" => {
+                    let phone = phones.next();
+                    helpers.sign_in(&phone).await?;
+                    events::login(&phone, None)
+                }
+                "client-profile" => events::client_profile(&reader.access),
+                // A referrer set by a user of its own each round, as set-referrer.
+                "update-client-profile" => {
+                    let joiner = helpers.sign_in(&phones.next()).await?;
+                    events::update_client_profile(&joiner.access, &top_code)
+                }
                 _ => unreachable!("every function has an event"),
             };
             let sample = cold_start(settings, env, name, event).await?;
@@ -560,6 +580,27 @@ async fn warm_phase(
                 .zip(&own_sessions)
                 .map(|(u, sid)| events::revoke_session(&u.access, sid))
                 .collect(),
+            // seed-004. Step 1 of register for new phones (step 2 is
+            // send-code's work); step 1 of login for `users`' phones, each
+            // with an account and no code pending (send-code used theirs).
+            "register" => (0..n)
+                .map(|_| events::register(&phones.next(), None))
+                .collect(),
+            "login" => new_phones.iter().map(|p| events::login(p, None)).collect(),
+            // `users`, each with a referrer (set-referrer above), no referrals.
+            "client-profile" => users
+                .iter()
+                .map(|u| events::client_profile(&u.access))
+                .collect(),
+            // Users of their own, without a referrer yet (`users` have one).
+            "update-client-profile" => {
+                let mut batch = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fresh = helpers.sign_in(&phones.next()).await?;
+                    batch.push(events::update_client_profile(&fresh.access, &top_code));
+                }
+                batch
+            }
             // Last: deletes `users`, each with a referrer (set-referrer above).
             "delete-account" => users
                 .iter()
