@@ -17,6 +17,9 @@ pub const LOGOUT: &str = "/users/auth/logout/";
 pub const LOGOUT_ALL: &str = "/users/auth/logout_all/";
 pub const SESSIONS: &str = "/users/sessions/";
 pub const ME: &str = "/users/me/";
+pub const REGISTER: &str = "/api/register/";
+pub const LOGIN: &str = "/api/login/";
+pub const CLIENT_PROFILE: &str = "/api/clients/profile/";
 
 /// One HTTP API request event; `body` is sent as JSON text.
 pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Vec<u8> {
@@ -160,6 +163,44 @@ pub fn revoke_session(access: &str, session_id: &str) -> Vec<u8> {
 
 pub fn delete_account(access: &str) -> Vec<u8> {
     http("DELETE", ME, None, Some(access))
+}
+
+/// `POST /api/register/` (seed-004): step 1 (`code` None) asks for a code,
+/// step 2 creates the user with it.
+pub fn register(phone: &str, code: Option<&str>) -> Vec<u8> {
+    http("POST", REGISTER, Some(two_step_body(phone, code)), None)
+}
+
+/// `POST /api/login/` (seed-004): the same two steps, for a phone with an account.
+pub fn login(phone: &str, code: Option<&str>) -> Vec<u8> {
+    http("POST", LOGIN, Some(two_step_body(phone, code)), None)
+}
+
+fn two_step_body(phone: &str, code: Option<&str>) -> Value {
+    match code {
+        None => json!({ "phone": phone }),
+        Some(code) => json!({ "phone": phone, "sms_code": code }),
+    }
+}
+
+/// `GET /api/clients/profile/` (seed-004): the route is `ANY` (PATCH has its own).
+pub fn client_profile(access: &str) -> Vec<u8> {
+    http("GET", CLIENT_PROFILE, None, Some(access))
+}
+
+/// `PATCH /api/clients/profile/` (seed-004) as API Gateway delivers it: the
+/// template's `PATCH` route, which it prefers to the path's `ANY` one.
+pub fn update_client_profile(access: &str, invite_code: &str) -> Vec<u8> {
+    let mut event = event(
+        "PATCH",
+        CLIENT_PROFILE,
+        Some(json!({ "invitation_code": invite_code })),
+        Some(access),
+    );
+    let route = format!("PATCH {}", CLIENT_PROFILE.trim_end_matches('/'));
+    event["routeKey"] = json!(route);
+    event["requestContext"]["routeKey"] = json!(route);
+    serde_json::to_vec(&event).expect("JSON values serialize")
 }
 
 /// Any request does for the empty function.

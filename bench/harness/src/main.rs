@@ -46,8 +46,9 @@ use stubs::SnsStub;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// In the order the warm phase runs them: list-sessions gives revoke-session
-/// its session ids, and delete-account, last, deletes the warm phase's users.
-pub const FUNCTIONS: [&str; 11] = [
+/// its session ids, login (seed-004) asks codes for the warm phase's users,
+/// and delete-account, last, deletes them.
+pub const FUNCTIONS: [&str; 15] = [
     "get-code",
     "send-code",
     "refresh",
@@ -58,6 +59,10 @@ pub const FUNCTIONS: [&str; 11] = [
     "logout-all",
     "list-sessions",
     "revoke-session",
+    "register",
+    "login",
+    "client-profile",
+    "update-client-profile",
     "delete-account",
 ];
 pub const BASELINE: &str = "baseline";
@@ -243,6 +248,23 @@ async fn call_ok(function: &mut Function, event: Vec<u8>) -> Res<(Duration, Valu
     Ok((duration, reply.body))
 }
 
+/// `call`, requiring `status` (seed-004's register answers 201).
+async fn call_status(
+    function: &mut Function,
+    event: Vec<u8>,
+    status: u16,
+) -> Res<(Duration, Value)> {
+    let (duration, reply) = call(function, event).await?;
+    if reply.status != status {
+        return Err(format!(
+            "{} answered {} (expected {status}): {}",
+            function.name, reply.status, reply.body
+        )
+        .into());
+    }
+    Ok((duration, reply.body))
+}
+
 struct User {
     access: String,
     refresh: String,
@@ -357,6 +379,20 @@ fn user(tokens: &Value) -> Res<User> {
             refresh: refresh.to_string(),
         }),
         _ => Err(format!("send_code answered without tokens: {tokens}").into()),
+    }
+}
+
+/// The tokens of seed-004's register (step 2) or login (step 2) answer.
+fn seed_user(answer: &Value) -> Res<User> {
+    match (
+        answer["access_token"].as_str(),
+        answer["refresh_token"].as_str(),
+    ) {
+        (Some(access), Some(refresh)) => Ok(User {
+            access: access.to_string(),
+            refresh: refresh.to_string(),
+        }),
+        _ => Err(format!("step 2 answered without tokens: {answer}").into()),
     }
 }
 
@@ -490,6 +526,21 @@ async fn cold_phase(
                     let user = helpers.account_to_delete(&phones.next(), &top_code).await?;
                     events::delete_account(&user.access)
                 }
+                // seed-004. Step 1 of each two-step route, as get-code: a
+                // new phone for register, a phone with an account (signed
+                // in once, so no code is pending) for login.
+                "register" => events::register(&phones.next(), None),
+                "login" => {
+                    let phone = phones.next();
+                    helpers.sign_in(&phone).await?;
+                    events::login(&phone, None)
+                }
+                "client-profile" => events::client_profile(&reader.access),
+                // A referrer set by a user of its own each round, as set-referrer.
+                "update-client-profile" => {
+                    let joiner = helpers.sign_in(&phones.next()).await?;
+                    events::update_client_profile(&joiner.access, &top_code)
+                }
                 _ => unreachable!("every function has an event"),
             };
             let sample = cold_start(settings, env, name, event).await?;
@@ -560,6 +611,27 @@ async fn warm_phase(
                 .zip(&own_sessions)
                 .map(|(u, sid)| events::revoke_session(&u.access, sid))
                 .collect(),
+            // seed-004. Step 1 of register for new phones (step 2 is
+            // send-code's work); step 1 of login for `users`' phones, each
+            // with an account and no code pending (send-code used theirs).
+            "register" => (0..n)
+                .map(|_| events::register(&phones.next(), None))
+                .collect(),
+            "login" => new_phones.iter().map(|p| events::login(p, None)).collect(),
+            // `users`, each with a referrer (set-referrer above), no referrals.
+            "client-profile" => users
+                .iter()
+                .map(|u| events::client_profile(&u.access))
+                .collect(),
+            // Users of their own, without a referrer yet (`users` have one).
+            "update-client-profile" => {
+                let mut batch = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fresh = helpers.sign_in(&phones.next()).await?;
+                    batch.push(events::update_client_profile(&fresh.access, &top_code));
+                }
+                batch
+            }
             // Last: deletes `users`, each with a referrer (set-referrer above).
             "delete-account" => users
                 .iter()
@@ -829,6 +901,137 @@ async fn flow_phase(
     let (_, gone) = call(counted.get("retrieve"), events::retrieve(&account.access)).await?;
     expect_refusal(&gone, 404, "user_not_found")?;
     proxy.take();
+
+    seed_004_flows(counted, proxy, phones, &mut record, &host).await
+}
+
+/// seed-004's routes, counted as the sign-up and sign-in above: each
+/// two-step flow whole, and its step 2 on its own as well.
+async fn seed_004_flows(
+    counted: &mut Fleet,
+    proxy: &DynamoProxy,
+    phones: &mut Phones,
+    record: &mut impl FnMut(&str, &str, Tally, Duration),
+    host: &User,
+) -> Res<()> {
+    let phone = phones.next();
+    proxy.take();
+    let (_, sent) = call_ok(counted.get("register"), events::register(&phone, None)).await?;
+    let step_1 = proxy.take();
+    if !sent["sms_code"].is_null() {
+        return Err(format!("register step 1 answered the code in a release build: {sent}").into());
+    }
+    let code = counted
+        .sns
+        .code_for(&phone)
+        .ok_or("register step 1 sent no SMS")?;
+    let (d, registered) = call_status(
+        counted.get("register"),
+        events::register(&phone, Some(&code)),
+        201,
+    )
+    .await?;
+    let step_2 = proxy.take();
+    let me = seed_user(&registered)?;
+    record(
+        "register",
+        "register step 1 + step 2, new phone",
+        step_1.plus(&step_2),
+        d,
+    );
+    record(
+        "register_step_2",
+        "register step 2 alone, new phone (the registration's)",
+        step_2,
+        d,
+    );
+
+    // The same phone, now with an account: login's two steps (its
+    // registration code is used, so none is pending), and register refused.
+    call_ok(counted.get("login"), events::login(&phone, None)).await?;
+    let step_1 = proxy.take();
+    let code = counted
+        .sns
+        .code_for(&phone)
+        .ok_or("login step 1 sent no SMS")?;
+    let (d, logged_in) = call_ok(counted.get("login"), events::login(&phone, Some(&code))).await?;
+    let step_2 = proxy.take();
+    seed_user(&logged_in)?;
+    if logged_in["id"] != registered["id"] {
+        return Err(format!("login found another user: {logged_in} vs {registered}").into());
+    }
+    record(
+        "login",
+        "login step 1 + step 2, known phone",
+        step_1.plus(&step_2),
+        d,
+    );
+    record(
+        "login_step_2",
+        "login step 2 alone, known phone (the login's)",
+        step_2,
+        d,
+    );
+    let (d, refused) = call(counted.get("register"), events::register(&phone, None)).await?;
+    expect_refusal(&refused, 400, "phone_already_registered")?;
+    record(
+        "register_refused",
+        "register step 1, phone with an account (refused)",
+        proxy.take(),
+        d,
+    );
+    let (d, refused) = call(counted.get("login"), events::login(&phones.next(), None)).await?;
+    expect_refusal(&refused, 400, "user_not_found")?;
+    record(
+        "login_refused",
+        "login step 1, phone without an account (refused)",
+        proxy.take(),
+        d,
+    );
+
+    let (d, profile) = call_ok(
+        counted.get("client-profile"),
+        events::client_profile(&me.access),
+    )
+    .await?;
+    expect_connections(&profile, 0)?;
+    record(
+        "client_profile",
+        "client-profile GET, 0 invited clients",
+        proxy.take(),
+        d,
+    );
+    let (d, profile) = call_ok(
+        counted.get("client-profile"),
+        events::client_profile(&host.access),
+    )
+    .await?;
+    expect_connections(&profile, 100)?;
+    record(
+        "client_profile_100",
+        "client-profile GET, 100 invited clients",
+        proxy.take(),
+        d,
+    );
+
+    // As set_referrer_depth_1: the code of a user with no referrer.
+    let top = counted.sign_in(&phones.next()).await?;
+    let top_code = counted.invite_code(&top).await?;
+    proxy.take();
+    let (d, profile) = call_ok(
+        counted.get("update-client-profile"),
+        events::update_client_profile(&me.access, &top_code),
+    )
+    .await?;
+    if profile["someone_invitation_code"] != top_code.as_str() {
+        return Err(format!("PATCH did not set the referrer {top_code}: {profile}").into());
+    }
+    record(
+        "update_client_profile",
+        "update-client-profile PATCH, sets a referrer (chain of 1 above)",
+        proxy.take(),
+        d,
+    );
     Ok(())
 }
 
@@ -847,6 +1050,18 @@ fn expect_sessions(list: &Value, n: usize) -> Res<()> {
     let got = list["sessions"].as_array().map_or(0, Vec::len);
     if got != n {
         return Err(format!("expected {n} live sessions, the list has {got}: {list}").into());
+    }
+    Ok(())
+}
+
+fn expect_connections(profile: &Value, n: usize) -> Res<()> {
+    let got = profile["connections_invited_clients"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if got != n {
+        return Err(
+            format!("expected {n} invited clients, the profile has {got}: {profile}").into(),
+        );
     }
     Ok(())
 }
