@@ -134,18 +134,21 @@ impl Api {
     }
 }
 
-/// A Russian mobile number no other test of this run uses. Not any random
-/// `+79…`: a few ranges (e.g. +7 930 000…) are unassigned and fail validation,
-/// which made a 30-sign-up test fail about once in a few hundred runs. The
-/// +7 900 block is valid throughout; a counter from a random start keeps
-/// the numbers of one run distinct.
+/// A random valid Russian mobile number. Drawn again when it falls in one of
+/// the few unassigned `+79…` ranges (e.g. +7 930 000…): those fail validation,
+/// and a 30-sign-up test failed about once in a few hundred runs on them.
 fn unique_phone() -> String {
     use rand::RngExt;
-    use std::sync::{LazyLock, atomic::AtomicU32, atomic::Ordering};
-    static NEXT: LazyLock<AtomicU32> =
-        LazyLock::new(|| AtomicU32::new(rand::rng().random_range(0..10_000_000u32)));
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 10_000_000;
-    format!("+7900{n:07}")
+    let any_region = phone_auth::phone::PhonePolicy {
+        default_region: phone_auth::phone::Region::RU,
+        allowed_regions: vec![],
+    };
+    loop {
+        let candidate = format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32));
+        if phone_auth::phone::Phone::parse(&candidate, &any_region).is_ok() {
+            return candidate;
+        }
+    }
 }
 
 async fn all<T: Send + 'static>(

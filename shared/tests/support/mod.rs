@@ -274,9 +274,20 @@ pub fn a_user(phone: phone_auth::phone::Phone) -> phone_auth::store::User {
     }
 }
 
-/// A random valid Russian mobile number, so tests sharing the run's tables never collide.
+/// A random valid Russian mobile number, so tests sharing the run's tables never
+/// collide. Drawn again when it falls in one of the few unassigned `+79…`
+/// ranges (e.g. +7 930 000…), which fail validation.
 pub fn unique_phone() -> String {
-    format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32))
+    loop {
+        let candidate = format!("+79{:09}", rand::rng().random_range(0..1_000_000_000u32));
+        let any_region = phone_auth::phone::PhonePolicy {
+            default_region: phone_auth::phone::Region::RU,
+            allowed_regions: vec![],
+        };
+        if phone_auth::phone::Phone::parse(&candidate, &any_region).is_ok() {
+            return candidate;
+        }
+    }
 }
 
 /// An access token of the user `id` (no session).
