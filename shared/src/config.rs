@@ -141,6 +141,16 @@ impl Config {
         self.get("AWS_ENDPOINT_URL_SNS")
     }
 
+    /// `AWS_ENDPOINT_URL_EVENTBRIDGE`: the same for EventBridge (moto locally).
+    pub fn eventbridge_endpoint_url(&self) -> Option<String> {
+        self.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
+    }
+
+    /// `EVENT_BUS_NAME`: the EventBridge bus the domain events go to.
+    pub fn event_bus_name(&self) -> Result<String, ConfigError> {
+        self.required("EVENT_BUS_NAME")
+    }
+
     pub fn users_table(&self) -> Result<String, ConfigError> {
         self.required("USERS_TABLE")
     }

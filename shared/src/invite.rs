@@ -13,7 +13,8 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 /// ```compile_fail
 /// let c: phone_auth::invite::InviteCode = serde_json::from_str("\"x\"").unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct InviteCode(String);
 
 impl InviteCode {

@@ -2,6 +2,8 @@
 //!
 //! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`session`],
 //!   [`token`], [`user`].
+//! * Domain events and referral counts, from the users table's stream: [`user_events`];
+//!   the function that publishes them: [`publish_events`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
@@ -17,6 +19,7 @@ pub mod invite;
 pub mod limits;
 pub mod otp;
 pub mod phone;
+pub mod publish_events;
 pub mod referral;
 pub mod session;
 pub mod sms;
@@ -24,3 +27,4 @@ pub mod sms_text;
 pub mod store;
 pub mod token;
 pub mod user;
+pub mod user_events;

@@ -9,6 +9,7 @@ use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
 use crate::session::{RefreshToken, Session, SessionId};
 use crate::user::UserId;
+use crate::user_events::CountChange;
 
 /// Storage could not answer (network, throttling, service error). Maps to 503.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +195,15 @@ pub trait UserStore: Send + Sync {
         user: &User,
         now: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The referrers' `referrals_count`, kept from the users table's stream by
+/// the publish-events function: never written in the request path, so a
+/// popular referrer's item is not written by every sign-up they bring.
+pub trait ReferralCounts: Send + Sync {
+    /// Applies the change once: applied again (its stream record was
+    /// delivered again), it changes nothing.
+    fn apply(&self, change: &CountChange) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// How the one conditional write of a refresh ended.

@@ -5,6 +5,9 @@
 //!     `referrer_id`, `referrer_code`, `referred_at`, `created_at`. Deleted,
 //!     it stays as a tombstone: `phone` removed, `deleted_at` set, the rest
 //!     kept (its code stays retired, its link keeps the no-circle rule).
+//!     Kept by the publish-events function from the table's stream, never
+//!     by a request: `referrals_count` (its live referrals) and, on a
+//!     referral, `counted` while it is in its referrer's count.
 //!   - a phone's claim: `pk` = `PHONE#<E.164>`, `user_id`: one user per
 //!     phone; deleted with the user, so the phone can sign up again.
 //!   - an invite code's claim: `pk` = `INVITE#<code>`, `owner_id`, and
@@ -60,10 +63,12 @@ use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow}
 use crate::phone::Phone;
 use crate::session::{RefreshToken, Session, SessionId};
 use crate::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
-    SessionStore, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, OtpStore, ReferralCounts, Referrer, ReferrerWrite, Revocation,
+    Rotation, SessionStore, StoreError, User, UserStore,
 };
 use crate::user::UserId;
+use crate::user_events::{CountChange, UserChange, UserImage};
+use aws_lambda_events::event::dynamodb::EventRecord as StreamRecord;
 
 pub const REFERRER_INDEX: &str = "referrer-index";
 pub const USER_INDEX: &str = "user-index";
@@ -691,17 +696,21 @@ fn invite_code(value: String) -> Result<InviteCode, StoreError> {
 }
 
 impl UserItem {
+    fn referrer(&self) -> Result<Option<Referrer>, StoreError> {
+        match (self.referrer_id, &self.referrer_code) {
+            (Some(id), Some(code)) => Ok(Some(Referrer {
+                id: user_id(id)?,
+                invite_code: invite_code(code.clone())?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
     /// The user, unless this is a tombstone.
     fn into_user(self) -> Result<Option<User>, StoreError> {
+        let referrer = self.referrer()?;
         let Some(phone) = self.phone.filter(|_| self.deleted_at.is_none()) else {
             return Ok(None);
-        };
-        let referrer = match (self.referrer_id, self.referrer_code) {
-            (Some(id), Some(code)) => Some(Referrer {
-                id: user_id(id)?,
-                invite_code: invite_code(code)?,
-            }),
-            _ => None,
         };
         Ok(Some(User {
             id: user_id(self.id)?,
@@ -710,6 +719,117 @@ impl UserItem {
             referrer,
             created_at: self.created_at,
         }))
+    }
+
+    /// The item as a change shows it, tombstone or not; its phone left out.
+    fn into_image(self) -> Result<UserImage, StoreError> {
+        Ok(UserImage {
+            id: user_id(self.id)?,
+            referrer: self.referrer()?,
+            invite_code: invite_code(self.invite_code)?,
+            created_at: self.created_at,
+            referred_at: self.referred_at,
+            deleted_at: self.deleted_at,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- the users table's stream
+
+/// The change a record of the users table's stream carries: None for an
+/// item that is not a user's (a phone's or an invite code's claim), an error
+/// for one this code cannot read.
+pub fn user_change(record: &StreamRecord) -> Result<Option<UserChange>, StoreError> {
+    let is_user = matches!(
+        record.change.keys.get("pk"),
+        Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with("USER#")
+    );
+    if !is_user {
+        return Ok(None);
+    }
+    let image = |item: &serde_dynamo::Item| -> Result<Option<UserImage>, StoreError> {
+        if item.is_empty() {
+            return Ok(None);
+        }
+        // serde's message can quote the offending value (a phone): not logged.
+        let item: UserItem = serde_dynamo::from_item(item.clone())
+            .map_err(|_| StoreError("unexpected item shape in the stream".into()))?;
+        item.into_image().map(Some)
+    };
+    Ok(Some(UserChange {
+        id: record.event_id.clone(),
+        before: image(&record.change.old_image)?,
+        after: image(&record.change.new_image)?,
+    }))
+}
+
+/// A referral's item says whether it is in its referrer's count (`counted`),
+/// and the count moves in the same transaction as that mark: a change
+/// applied twice finds the mark as it left it, and changes nothing.
+impl ReferralCounts for UserTable {
+    async fn apply(&self, change: &CountChange) -> Result<(), StoreError> {
+        let (referrer, referral, mark, condition, delta) = match *change {
+            CountChange::Add { referrer, referral } => (
+                referrer,
+                referral,
+                "SET counted = :yes",
+                "attribute_not_exists(counted) AND referrer_id = :rid",
+                1,
+            ),
+            CountChange::Remove { referrer, referral } => (
+                referrer,
+                referral,
+                "REMOVE counted",
+                "attribute_exists(counted) AND referrer_id = :rid",
+                -1,
+            ),
+        };
+        let mut mark = Update::builder()
+            .table_name(&self.table)
+            .key("pk", user_key(referral))
+            .update_expression(mark)
+            .condition_expression(condition)
+            .expression_attribute_values(":rid", n(referrer));
+        if delta > 0 {
+            mark = mark.expression_attribute_values(":yes", AttributeValue::Bool(true));
+        }
+        // The referrer's item always exists (a deleted user's is a
+        // tombstone); the condition keeps ADD from creating a stray one.
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key("pk", user_key(referrer))
+            .update_expression("ADD referrals_count :delta")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":delta", n(delta));
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(mark.build().expect("table, key and expressions are set"))
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(count.build().expect("table, key and expressions are set"))
+                    .build(),
+            )
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(());
+        };
+        match cancellation_reasons(&err) {
+            // Applied before (a redelivered change).
+            Some(reasons) if failed_condition(reasons, 0).is_some() => Ok(()),
+            Some(reasons) if failed_condition(reasons, 1).is_some() => {
+                tracing::warn!("a referral's referrer has no item; its count was not changed");
+                Ok(())
+            }
+            // A conflict with a parallel write (set_referrer's check on the
+            // referrer, say) or an outage: the batch is delivered again.
+            _ => Err(unavailable(err)),
+        }
     }
 }
 

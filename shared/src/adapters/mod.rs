@@ -7,6 +7,7 @@
 
 pub mod aws_http;
 pub mod dynamo;
+pub mod eventbridge;
 pub mod sms;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};

@@ -196,7 +196,7 @@ impl From<StoreError> for ApiError {
 /// * the SDK's HTTPS client trusting Amazon Trust Services' roots, or
 ///   `SSL_CERT_FILE`'s certificates (adapters::aws_http: the system store
 ///   cost 4 ms per cold start);
-/// * endpoints: `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_SNS` (local
+/// * endpoints: `AWS_ENDPOINT_URL_DYNAMODB`, `_SNS` and `_EVENTBRIDGE` (local
 ///   runs and tests), an empty value counting as unset: template.yaml
 ///   declares them empty so that `sam local` can point them at its peers
 ///   (SAM's `--env-vars` overrides only declared variables), and the SDK on
@@ -214,6 +214,7 @@ pub fn aws_config(config: &Config) -> Result<SdkConfig, ConfigError> {
     let endpoints = EndpointUrls {
         dynamodb: config.dynamodb_endpoint_url(),
         sns: config.sns_endpoint_url(),
+        eventbridge: config.eventbridge_endpoint_url(),
     };
     Ok(SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -230,11 +231,12 @@ pub fn aws_config(config: &Config) -> Result<SdkConfig, ConfigError> {
 }
 
 /// The per-service settings the SDK's clients ask for: only the endpoint
-/// URLs of the two services, when set.
+/// URLs of the services this project calls, when set.
 #[derive(Debug)]
 struct EndpointUrls {
     dynamodb: Option<String>,
     sns: Option<String>,
+    eventbridge: Option<String>,
 }
 
 impl LoadServiceConfig for EndpointUrls {
@@ -242,6 +244,7 @@ impl LoadServiceConfig for EndpointUrls {
         match (key.env(), key.service_id()) {
             ("AWS_ENDPOINT_URL", "DynamoDB") => self.dynamodb.clone(),
             ("AWS_ENDPOINT_URL", "SNS") => self.sns.clone(),
+            ("AWS_ENDPOINT_URL", "EventBridge") => self.eventbridge.clone(),
             _ => None,
         }
     }
