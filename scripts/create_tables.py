@@ -42,6 +42,10 @@ def env_name(logical_id):
 
 def create(client, name, properties):
     request = {key: properties[key] for key in COPIED if key in properties}
+    stream = properties.get("StreamSpecification")
+    if stream:
+        # CloudFormation names only the view type; CreateTable also wants it enabled.
+        request["StreamSpecification"] = {"StreamEnabled": True, **stream}
     client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **request)
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     ttl = properties.get("TimeToLiveSpecification")

@@ -16,6 +16,10 @@ print(json.dumps({"Parameters": {
     "SESSIONS_TABLE": "sam-SessionsTable",
     "AWS_ENDPOINT_URL_DYNAMODB": "http://dynamodb:8000",
     "AWS_ENDPOINT_URL_SNS": "http://moto:5000",
+    # publish-events is invoked by a stream, which sam local does not poll:
+    # `sam local invoke PublishEventsFunction -e events/publish-events/...`.
+    "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://moto:5000",
+    "EVENT_BUS_NAME": "sam-events",
     "SMS_PROVIDER": "sns",
     # The tokens' issuer: sam local start-api's default address, where the
     # discovery document is then found as it is deployed (the jwks function

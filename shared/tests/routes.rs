@@ -36,12 +36,45 @@ use serde_json::{Map, Value, json};
 
 // ------------------------------------------------------------------ the functions
 
-type Build = fn(&Config) -> Result<Method, ConfigError>;
+type Build = fn(&Config) -> Result<(), ConfigError>;
 
 /// What the function's cold start builds (`endpoints::run`), AWS SDK
 /// configuration included.
-fn build<E: Endpoint>(config: &Config) -> Result<Method, ConfigError> {
-    phone_auth::endpoints::build::<E>(config).map(|_| E::METHOD)
+fn build<E: Endpoint>(config: &Config) -> Result<(), ConfigError> {
+    phone_auth::endpoints::build::<E>(config).map(|_| ())
+}
+
+/// What publish-events' cold start builds (`publish_events::run`).
+fn build_publish_events(config: &Config) -> Result<(), ConfigError> {
+    let aws = phone_auth::endpoints::aws_config(config)?;
+    phone_auth::publish_events::PublishEvents::from_config(config, &aws).map(|_| ())
+}
+
+/// A function no route reaches: Lambda invokes it with another event.
+struct EventFunction {
+    binary: &'static str,
+    /// What its `main` runs.
+    runs: &'static str,
+    build: Build,
+}
+
+/// Every function behind no route.
+const EVENT_FUNCTIONS: [EventFunction; 1] = [EventFunction {
+    binary: "publish-events",
+    runs: "publish_events::run()",
+    build: build_publish_events,
+}];
+
+fn is_event_function(binary: &str) -> bool {
+    EVENT_FUNCTIONS.iter().any(|f| f.binary == binary)
+}
+
+/// Every function's binary and cold start, with or without a route.
+fn every_build() -> impl Iterator<Item = (&'static str, Build)> {
+    FUNCTIONS
+        .into_iter()
+        .map(|f| (f.binary, f.build))
+        .chain(EVENT_FUNCTIONS.into_iter().map(|f| (f.binary, f.build)))
 }
 
 /// Variables Lambda itself sets in every function (reserved: never in the template).
@@ -148,9 +181,10 @@ fn secret_for(variable: &str, reference: &str, keys: &(String, String)) -> Resul
 /// role may call that service, with the value "", which the SDK loader in
 /// endpoints/mod.rs treats as unset. Declared only so `sam local start-api
 /// --env-vars` can point it at local/'s peers (scripts/tests/test_sam_local.py).
-const SDK_ENDPOINTS: [(&str, &str); 2] = [
+const SDK_ENDPOINTS: [(&str, &str); 3] = [
     ("AWS_ENDPOINT_URL_DYNAMODB", "dynamodb:"),
     ("AWS_ENDPOINT_URL_SNS", "sns:"),
+    ("AWS_ENDPOINT_URL_EVENTBRIDGE", "events:"),
 ];
 
 /// Paths a function answers at its own URL (a Lambda function URL: every
@@ -257,6 +291,10 @@ fn template_functions(template: &Value) -> BTreeMap<String, (String, Value)> {
 
 /// (path, method) of each of the function's HttpApi events (its routes).
 fn template_routes(id: &str, function: &Value) -> Vec<(String, String)> {
+    let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str();
+    if binary.is_some_and(is_event_function) {
+        return Vec::new();
+    }
     let events: Vec<&Value> = function["Properties"]["Events"]
         .as_object()
         .map(|e| e.values().collect())
@@ -895,6 +933,7 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
     // leaves to this function (seed-004's PATCH profile).
     let routes: Vec<(String, String, String)> = functions
         .iter()
+        .filter(|(binary, _)| !is_event_function(binary))
         .flat_map(|(binary, (id, resource))| {
             template_routes(id, resource)
                 .into_iter()
@@ -987,7 +1026,9 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
          and the Cargo.toml watch router (right) differ"
     );
 
-    let stated: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.binary.to_string()).collect();
+    let stated: BTreeSet<String> = every_build()
+        .map(|(binary, _)| binary.to_string())
+        .collect();
     let in_template: BTreeSet<String> = functions.keys().cloned().collect();
     let in_crates: BTreeSet<String> = crates.keys().cloned().collect();
     assert_eq!(
@@ -1014,6 +1055,18 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         );
         assert_eq!(name, binary, "{endpoint}::NAME");
     }
+    for EventFunction { binary, runs, .. } in EVENT_FUNCTIONS {
+        let main = std::fs::read_to_string(&crates[binary]).expect("main.rs");
+        assert!(
+            main.contains(runs),
+            "functions/{binary}: main should run {runs}"
+        );
+    }
+    assert_eq!(
+        phone_auth::publish_events::NAME,
+        "publish-events",
+        "publish_events::NAME is its binary's"
+    );
 
     // Per-route settings must name real route keys, or they silently apply to nothing.
     let api = &template["Resources"]["HttpApi"]["Properties"];
@@ -1152,7 +1205,7 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
     for (set_name, stack) in stacks(&template) {
         let mut seen: Vec<(String, BTreeMap<String, String>, BTreeSet<String>)> = Vec::new();
 
-        for Function { binary, build, .. } in FUNCTIONS {
+        for (binary, build) in every_build() {
             let (id, resource) = &functions[binary];
             let env = stack.environment(resource);
             let context = format!("{set_name}: {id}");
@@ -1190,6 +1243,11 @@ fn every_function_gets_exactly_the_variables_its_code_reads() {
             for name in env.keys() {
                 if SDK_ENDPOINTS.iter().any(|(variable, _)| variable == name) {
                     continue; // read by the SDK, checked above
+                }
+                // Globals' variables reach every function (SAM cannot leave
+                // one out): one behind no route ignores the API's CORS origins.
+                if is_event_function(binary) && name == "CORS_ALLOW_ORIGINS" {
+                    continue;
                 }
                 if !read.contains(name) {
                     problems.push(format!(
@@ -1325,9 +1383,8 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
         })
         .collect();
 
-    let mut used: BTreeMap<&str, BTreeSet<(String, String)>> = FUNCTIONS
-        .iter()
-        .map(|f| (f.binary, BTreeSet::new()))
+    let mut used: BTreeMap<&str, BTreeSet<(String, String)>> = every_build()
+        .map(|(binary, _)| (binary, BTreeSet::new()))
         .collect();
     let mut problems = Vec::new();
     let record = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -1381,7 +1438,7 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let stack = Stack::new(&template, &overrides);
-        for Function { binary, .. } in FUNCTIONS {
+        for (binary, _) in every_build() {
             let (id, resource) = &functions[binary];
             let granted: BTreeSet<(String, String)> = stack
                 .permissions(id, resource)
@@ -1456,6 +1513,69 @@ fn the_sessions_table_index_is_the_one_the_adapter_queries() {
     assert_eq!(table["KeySchema"][0]["AttributeName"], "sid");
 }
 
+/// publish-events: the users table's stream in batches, the first record
+/// not handled reported back, a dead-letter queue after the retries, only
+/// users' items; and it may only update users and put events on the
+/// stack's bus.
+#[test]
+fn publish_events_reads_the_users_stream_and_may_only_count_and_publish() {
+    let template = template();
+    let functions = template_functions(&template);
+    let (id, resource) = &functions["publish-events"];
+    let table = &template["Resources"]["UsersTable"]["Properties"];
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
+        "the function compares each change's before and after"
+    );
+    let events = resource["Properties"]["Events"]
+        .as_object()
+        .expect("events");
+    assert_eq!(events.len(), 1, "{id}: one event source");
+    let source = events.values().next().unwrap();
+    assert_eq!(source["Type"], "DynamoDB");
+    let properties = &source["Properties"];
+    assert_eq!(
+        properties["Stream"],
+        json!({"Fn::GetAtt": "UsersTable.StreamArn"})
+    );
+    assert_eq!(
+        properties["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(properties["StartingPosition"], "TRIM_HORIZON");
+    assert_eq!(
+        properties["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({"Fn::GetAtt": "PublishEventsDeadLetterQueue.Arn"})
+    );
+    assert!(
+        properties["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    let pattern: Value = serde_json::from_str(
+        properties["FilterCriteria"]["Filters"][0]["Pattern"]
+            .as_str()
+            .expect("a filter pattern"),
+    )
+    .expect("the pattern is JSON");
+    assert_eq!(
+        pattern,
+        json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "USER#"}]}}}}),
+        "only users' items (adapters::dynamo::user_change reads no other)"
+    );
+    for (set_name, stack) in stacks(&template) {
+        let granted = stack.permissions(id, resource);
+        let expected: BTreeSet<(String, String)> = [
+            ("dynamodb:UpdateItem", "UsersTable"),
+            ("events:PutEvents", "EventBus"),
+        ]
+        .into_iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect();
+        assert_eq!(granted, expected, "{set_name}: {id}'s own grants");
+    }
+}
+
 /// The users table has exactly the indexes the adapter queries.
 #[test]
 fn the_users_table_indexes_are_the_ones_the_adapter_queries() {
@@ -1492,6 +1612,9 @@ fn sample_events_match_their_functions_route_and_method() {
         let (id, resource) = functions
             .get(&function)
             .unwrap_or_else(|| panic!("events/{function}/: no such function in template.yaml"));
+        if is_event_function(&function) {
+            continue; // no route: its samples are read by its own tests (tests/user_events.rs)
+        }
         // The function's routes but its preflight's: (path, method).
         let routes: Vec<(String, String)> = template_routes(id, resource)
             .into_iter()
