@@ -97,3 +97,29 @@ create_tables() { # DYNAMODB_PORT PREFIX -> exports USERS_TABLE, OTPS_TABLE, SES
     python3 "$ROOT/scripts/create_tables.py" --endpoint "http://127.0.0.1:$1" --prefix "$2"
   )
 }
+
+# The domain events' bus on moto's EventBridge (EVENT_BUS_NAME, AWS_ENDPOINT_URL_EVENTBRIDGE
+# for the functions); with a queue name, a rule delivers every event to that SQS queue too.
+create_event_bus() { # MOTO_URL BUS [QUEUE]
+  python3 - "$@" <<'PY'
+import sys, boto3
+url, bus, queue = sys.argv[1], sys.argv[2], (sys.argv[3:] or [None])[0]
+events = boto3.client("events", endpoint_url=url)
+if bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
+    events.create_event_bus(Name=bus)
+if queue:
+    sqs = boto3.client("sqs", endpoint_url=url)
+    queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all-events", EventBusName=bus, EventPattern='{"source": ["phone-auth"]}')
+    events.put_targets(Rule="all-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+PY
+  export EVENT_BUS_NAME=$2 AWS_ENDPOINT_URL_EVENTBRIDGE=$1
+}
+
+# Lambda's stream poller, locally: the users table's stream to publish-events
+# under cargo lambda watch (scripts/stream_relay.py).
+start_stream_relay() { # DYNAMODB_PORT API_PORT [--moto URL --events-queue NAME]
+  start_background "$STATE/relay-$2.log" python3 "$ROOT/scripts/stream_relay.py" \
+    --dynamodb "http://127.0.0.1:$1" --table "$USERS_TABLE" --invoke "http://127.0.0.1:$2" "${@:3}"
+}

@@ -43,7 +43,7 @@ API_PORT=$(free_port)
 # Build the functions up front, so the first concurrent requests do not wait on the compiler.
 cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
   -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account \
-  -p register -p login -p client-profile -p update-client-profile
+  -p register -p login -p client-profile -p update-client-profile -p publish-events
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -72,8 +72,12 @@ serve_functions() {
 # server of its own with a small one and tables of its own (the budgets'
 # counters are per table), straight to DynamoDB Local: they use no DynamoDB
 # action the shared server's run does not (the check below reads its record).
+# The domain events' bus on moto; the users table's stream relayed to this
+# server's publish-events (its requests go through the recorder too).
+create_event_bus "$MOTO_ENDPOINT" "test-events-$$"
 serve_functions "$API_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
   OTP_MAX_SENDS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000
+start_stream_relay "$DYNAMODB_PORT" "$API_PORT"
 limited_server() { # NAME VAR=VALUE...: adds the port it serves on to LIMITED_PORTS
   local port tables
   port=$(free_port)
