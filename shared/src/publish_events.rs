@@ -312,36 +312,19 @@ mod tests {
     async fn the_failure_is_reported_to_lambda_by_its_sequence_number() {
         let function = PublishEvents {
             bus: Bus {
-                refuse: vec!["event-1".into()],
+                refuse: vec!["c5f0a3d1e2b44f6f9a7b8c9d0e1f2a3b".into()],
                 ..Bus::default()
             },
             counts: Counts::default(),
         };
-        let batch: StreamBatch = serde_json::from_value(serde_json::json!({
-            "Records": [{
-                "eventID": "event-1",
-                "eventName": "INSERT",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "eu-central-1",
-                "dynamodb": {
-                    "ApproximateCreationDateTime": 1700000000,
-                    "Keys": {"pk": {"S": "USER#10"}},
-                    "NewImage": {
-                        "pk": {"S": "USER#10"}, "id": {"N": "10"},
-                        "phone": {"S": "+79001234567"}, "invite_code": {"S": "ABC123"},
-                        "created_at": {"N": "1"}
-                    },
-                    "SequenceNumber": "111",
-                    "SizeBytes": 100,
-                    "StreamViewType": "NEW_AND_OLD_IMAGES"
-                }
-            }]
-        }))
-        .unwrap();
+        // The sample `sam local invoke` uses: two sign-ups and a referrer set.
+        let batch: StreamBatch =
+            serde_json::from_str(include_str!("../../events/publish-events/sign-up.json")).unwrap();
         let response = serde_json::to_value(function.handle(batch).await).unwrap();
+        assert_eq!(function.counts.applied.lock().unwrap().len(), 0);
         assert_eq!(
             response,
-            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "111"}]})
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "100000000000000000001"}]})
         );
     }
 }
