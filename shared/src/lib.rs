@@ -1,7 +1,7 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
-//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`session`],
-//!   [`token`], [`user`].
+//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`cursor`],
+//!   [`session`], [`token`], [`user`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
@@ -10,6 +10,7 @@
 pub mod adapters;
 pub mod config;
 pub mod cors;
+pub mod cursor;
 pub mod endpoints;
 pub mod error;
 pub mod http;

@@ -209,7 +209,8 @@ async fn the_whole_contract_over_http() {
             "invite_code",
             "invited_by_phone",
             "invite_code_referer",
-            "referrals"
+            "referrals",
+            "referrals_count"
         ]
         .iter()
         .map(|k| k.to_string())
@@ -1059,6 +1060,7 @@ async fn seed_004s_example_session_and_both_families_on_the_same_users() {
         json!({
             "id": id, "phone": phone, "invitation_code": code,
             "someone_invitation_code": null, "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
 
@@ -1083,6 +1085,7 @@ async fn seed_004s_example_session_and_both_families_on_the_same_users() {
         json!({
             "id": id, "phone": phone, "invitation_code": code,
             "someone_invitation_code": referrer_code, "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
     // A second PATCH is refused, with the detail DRF clients read.

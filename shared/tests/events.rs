@@ -364,6 +364,7 @@ impl Harness {
                 invite_code: InviteCode::parse(code).expect("world invite codes are well formed"),
                 referrer: None,
                 created_at: now,
+                referrals_count: 0,
             };
             match self.users.create(&user).await.map_err(|e| e.to_string())? {
                 NewUser::Created(_) => {}

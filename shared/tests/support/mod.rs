@@ -271,6 +271,7 @@ pub fn a_user(phone: phone_auth::phone::Phone) -> phone_auth::store::User {
         invite_code: InviteCode::generate(),
         referrer: None,
         created_at: now(),
+        referrals_count: 0,
     }
 }
 
