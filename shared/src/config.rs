@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::adapters::aws_http::TrustedRoots;
 use crate::cors::Cors;
+use crate::cursor::CursorKey;
 use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy, Region};
@@ -165,6 +166,14 @@ impl Config {
     pub fn refresh_key(&self) -> Result<RefreshKey, ConfigError> {
         let key = hmac_key("REFRESH_TOKEN_KEY", self.required("REFRESH_TOKEN_KEY")?)?;
         Ok(RefreshKey::new(&key))
+    }
+
+    /// `CURSOR_KEY`: the MAC key of the referral list's cursors. Changing it
+    /// only invalidates the cursors handed out (clients start again from the
+    /// first page).
+    pub fn cursor_key(&self) -> Result<CursorKey, ConfigError> {
+        let key = hmac_key("CURSOR_KEY", self.required("CURSOR_KEY")?)?;
+        Ok(CursorKey::new(&key))
     }
 
     /// `PROFILE_REFERRALS_MAX` (0–1000): the most referrals a profile lists
@@ -786,6 +795,14 @@ mod tests {
         assert!(matches!(
             config(&[]).refresh_key(),
             Err(ConfigError::Missing("REFRESH_TOKEN_KEY"))
+        ));
+        assert!(matches!(
+            config(&[("CURSOR_KEY", "short")]).cursor_key(),
+            Err(ConfigError::Invalid("CURSOR_KEY", _))
+        ));
+        assert!(matches!(
+            config(&[]).cursor_key(),
+            Err(ConfigError::Missing("CURSOR_KEY"))
         ));
         let referrals_max =
             |v: &str| config(&[("PROFILE_REFERRALS_MAX", v)]).profile_referrals_max();
