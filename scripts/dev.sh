@@ -46,7 +46,7 @@ for name in $(python3 -c 'import re, sys; src = re.sub(r"\s", "", open(sys.argv[
   value=${!name:-}
   if [ -z "$value" ]; then continue; fi
   case $name in
-    TOKEN_PRIVATE_KEY | TOKEN_PUBLIC_KEY | OTP_HMAC_KEY | REFRESH_TOKEN_KEY | SMSAERO_API_KEY | USERS_TABLE | OTPS_TABLE | SESSIONS_TABLE | SMS_PROVIDER | EVENT_BUS_NAME) ;;
+    TOKEN_PRIVATE_KEY | TOKEN_PUBLIC_KEY | OTP_HMAC_KEY | REFRESH_TOKEN_KEY | CURSOR_KEY | SMSAERO_API_KEY | USERS_TABLE | OTPS_TABLE | SESSIONS_TABLE | SMS_PROVIDER | EVENT_BUS_NAME) ;;
     TEST_PHONE_NUMBERS) echo "  $name: $(tr ',' '\n' <<<"$value" | wc -l) numbers" >&2 ;;
     *) echo "  $name=$value" >&2 ;;
   esac

@@ -84,11 +84,13 @@ ensure_local_secrets() {
   fi
   [ -f "$dir/otp-hmac-key" ] || openssl rand -hex 32 >"$dir/otp-hmac-key"
   [ -f "$dir/refresh-token-key" ] || openssl rand -hex 32 >"$dir/refresh-token-key"
-  export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY REFRESH_TOKEN_KEY
+  [ -f "$dir/cursor-key" ] || openssl rand -hex 32 >"$dir/cursor-key"
+  export TOKEN_PRIVATE_KEY TOKEN_PUBLIC_KEY OTP_HMAC_KEY REFRESH_TOKEN_KEY CURSOR_KEY
   TOKEN_PRIVATE_KEY=$(cat "$dir/token-rsa-private.pem")
   TOKEN_PUBLIC_KEY=$(cat "$dir/token-rsa-public.pem")
   OTP_HMAC_KEY=$(cat "$dir/otp-hmac-key")
   REFRESH_TOKEN_KEY=$(cat "$dir/refresh-token-key")
+  CURSOR_KEY=$(cat "$dir/cursor-key")
 }
 
 create_tables() { # DYNAMODB_PORT PREFIX -> exports USERS_TABLE, OTPS_TABLE, SESSIONS_TABLE

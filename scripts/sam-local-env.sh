@@ -29,5 +29,6 @@ print(json.dumps({"Parameters": {
     "TOKEN_PUBLIC_KEY": os.environ["TOKEN_PUBLIC_KEY"],
     "OTP_HMAC_KEY": os.environ["OTP_HMAC_KEY"],
     "REFRESH_TOKEN_KEY": os.environ["REFRESH_TOKEN_KEY"],
+    "CURSOR_KEY": os.environ["CURSOR_KEY"],
 }}, indent=2))
 PY

@@ -136,6 +136,7 @@ BEARER_FUNCTIONS = {
     "DeleteAccountFunction",
     "ClientProfileFunction",
     "UpdateClientProfileFunction",
+    "ListReferralsFunction",
 }
 
 
@@ -509,6 +510,7 @@ def test_the_deploy_role_reaches_the_stacks_own_names(cfn):
     assert sam["RefreshTokenKeySecret"]["Properties"]["Name"] == {
         "Fn::Sub": "${SecretsPrefix}/${Stage}/refresh-token-key"
     }
+    assert sam["CursorKeySecret"]["Properties"]["Name"] == {"Fn::Sub": "${SecretsPrefix}/${Stage}/cursor-key"}
     assert sam["FunctionEnvironmentKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}-functions"}
 
 

@@ -6,12 +6,16 @@ use std::str::FromStr;
 
 use crate::adapters::aws_http::TrustedRoots;
 use crate::cors::Cors;
+use crate::cursor::CursorKey;
 use crate::limits::{SendLimits, TestNumbers};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy, Region};
 use crate::session::{RefreshKey, SessionPolicy};
 use crate::sms_text::{self, Autofill, Lang, SmsTexts, Template};
 use crate::token::{KeyError, TokenKeys, TokenSettings, TokenSigner, TokenVerifier};
+
+/// Default for `PROFILE_REFERRALS_MAX`.
+pub const DEFAULT_PROFILE_REFERRALS_MAX: usize = 100;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -172,6 +176,28 @@ impl Config {
     pub fn refresh_key(&self) -> Result<RefreshKey, ConfigError> {
         let key = hmac_key("REFRESH_TOKEN_KEY", self.required("REFRESH_TOKEN_KEY")?)?;
         Ok(RefreshKey::new(&key))
+    }
+
+    /// `CURSOR_KEY`: the MAC key of the referral list's cursors. Changing it
+    /// only invalidates the cursors handed out (clients start again from the
+    /// first page).
+    pub fn cursor_key(&self) -> Result<CursorKey, ConfigError> {
+        let key = hmac_key("CURSOR_KEY", self.required("CURSOR_KEY")?)?;
+        Ok(CursorKey::new(&key))
+    }
+
+    /// `PROFILE_REFERRALS_MAX` (0–1000): the most referrals a profile lists
+    /// (the first ones, oldest first); `GET /users/referrals/` pages through
+    /// all of them. Each listed one is an index item the profile reads.
+    pub fn profile_referrals_max(&self) -> Result<usize, ConfigError> {
+        let max = self.number("PROFILE_REFERRALS_MAX", DEFAULT_PROFILE_REFERRALS_MAX)?;
+        if max > 1000 {
+            return Err(ConfigError::Invalid(
+                "PROFILE_REFERRALS_MAX",
+                "at most 1000 (each is an index item every profile view reads)".into(),
+            ));
+        }
+        Ok(max)
     }
 
     /// `SESSION_IDLE_DAYS`, `SESSION_MAX_DAYS`, `REFRESH_REUSE_GRACE_SECONDS`.
@@ -578,6 +604,7 @@ mod tests {
             }
         );
         assert_eq!(c.sms_provider(), Ok(SmsProvider::Sns));
+        assert_eq!(c.profile_referrals_max(), Ok(100));
         assert_eq!(c.prevent_user_existence_errors(), Ok(false));
         assert_eq!(c.phone_policy().unwrap().default_region, Region::RU);
         assert!(c.phone_policy().unwrap().allowed_regions.is_empty());
@@ -779,6 +806,27 @@ mod tests {
             config(&[]).refresh_key(),
             Err(ConfigError::Missing("REFRESH_TOKEN_KEY"))
         ));
+        assert!(matches!(
+            config(&[("CURSOR_KEY", "short")]).cursor_key(),
+            Err(ConfigError::Invalid("CURSOR_KEY", _))
+        ));
+        assert!(matches!(
+            config(&[]).cursor_key(),
+            Err(ConfigError::Missing("CURSOR_KEY"))
+        ));
+        let referrals_max =
+            |v: &str| config(&[("PROFILE_REFERRALS_MAX", v)]).profile_referrals_max();
+        assert_eq!(referrals_max("0"), Ok(0));
+        assert_eq!(referrals_max("1000"), Ok(1000));
+        for bad in ["1001", "-1", "lots"] {
+            assert!(
+                matches!(
+                    referrals_max(bad),
+                    Err(ConfigError::Invalid("PROFILE_REFERRALS_MAX", _))
+                ),
+                "{bad:?}"
+            );
+        }
         for bad in [
             [("SESSION_IDLE_DAYS", "0")],
             [("SESSION_IDLE_DAYS", "91")],

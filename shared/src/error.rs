@@ -4,6 +4,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::cursor::{InvalidCursor, InvalidLimit, MAX_PAGE_SIZE};
 use crate::limits::{Budget, LimitRefusal};
 use crate::otp::SendRefusal;
 use crate::phone::PhoneError;
@@ -90,8 +91,29 @@ pub enum ApiError {
         "the referral chain above this invite code is longer than {max} users; it cannot be joined"
     )]
     ReferralChainTooDeep { max: usize },
+    /// `GET /users/referrals/`'s `limit`.
+    #[error("limit must be one whole number from 1 to {MAX_PAGE_SIZE}, given once")]
+    InvalidLimit,
+    /// `GET /users/referrals/`'s `cursor` is not a `next_cursor` this
+    /// service gave the caller (changed, made up, or another user's).
+    #[error(
+        "the cursor is not a next_cursor of your own pages; start again from the first page, without one"
+    )]
+    InvalidCursor,
     #[error("a required service is unavailable; try again shortly")]
     Unavailable,
+}
+
+impl From<InvalidLimit> for ApiError {
+    fn from(_: InvalidLimit) -> Self {
+        ApiError::InvalidLimit
+    }
+}
+
+impl From<InvalidCursor> for ApiError {
+    fn from(_: InvalidCursor) -> Self {
+        ApiError::InvalidCursor
+    }
 }
 
 impl From<SendRefusal> for ApiError {
@@ -186,6 +208,8 @@ impl ApiError {
             AlreadyReferred(_) => (StatusCode::CONFLICT, "already_referred"),
             ReferralCycle => (StatusCode::CONFLICT, "referral_cycle"),
             ReferralChainTooDeep { .. } => (StatusCode::CONFLICT, "referral_chain_too_deep"),
+            InvalidLimit => (StatusCode::BAD_REQUEST, "invalid_limit"),
+            InvalidCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
         }
     }

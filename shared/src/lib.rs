@@ -1,7 +1,7 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
-//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`session`],
-//!   [`token`], [`user`].
+//! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`cursor`],
+//!   [`session`], [`token`], [`user`].
 //! * Domain events and referral counts, from the users table's stream: [`user_events`];
 //!   the function that publishes them: [`publish_events`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].
@@ -12,6 +12,7 @@
 pub mod adapters;
 pub mod config;
 pub mod cors;
+pub mod cursor;
 pub mod endpoints;
 pub mod error;
 pub mod http;

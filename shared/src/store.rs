@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
@@ -26,6 +27,38 @@ pub struct User {
     pub invite_code: InviteCode,
     pub referrer: Option<Referrer>,
     pub created_at: u64,
+    /// How many users entered this user's invite code, as the consumer of
+    /// the table's stream counts them. Eventually consistent (it follows a
+    /// referral by seconds), and never written by a request: a popular
+    /// referrer's item must not become a hot key. 0 until the first; a new
+    /// `User` has 0, and creating one never writes it.
+    pub referrals_count: u64,
+}
+
+/// One of a user's referrals, as the referrer index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    pub id: UserId,
+    pub phone: Phone,
+    /// When they entered the referrer's invite code (unix seconds).
+    pub referred_at: u64,
+}
+
+impl Referral {
+    /// Where a page that ends with this referral ends.
+    pub fn position(&self) -> Position {
+        Position {
+            referred_at: self.referred_at,
+            id: self.id,
+        }
+    }
+}
+
+/// In which order referrals are read: by when they entered the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    OldestFirst,
+    NewestFirst,
 }
 
 /// Who referred a user, fixed once set (and kept when either is deleted).
@@ -144,7 +177,8 @@ pub trait CounterStore: Send + Sync {
 /// code has one owner, each enforced by a conditional write in the
 /// transaction that creates the user; a deleted user leaves a tombstone that
 /// keeps their id, their invite code (retired: never issued again, never
-/// found) and their referrer link (the no-circle rule walks through it).
+/// found) and their referrer link (the no-circle rule walks through it), but
+/// is no longer among their referrer's referrals.
 pub trait UserStore: Send + Sync {
     /// The id of the user who owns `phone`, read consistently.
     fn id_of(
@@ -170,11 +204,35 @@ pub trait UserStore: Send + Sync {
         id: UserId,
     ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 
-    /// Phones of everyone (not deleted) who entered `id`'s invite code, oldest first.
+    /// At most `limit` of the users (not deleted) who entered `referrer`'s
+    /// invite code, in `order`, starting right after `after` (from the
+    /// start without). Read from an index, which is eventually consistent: a
+    /// referral of a moment ago may be missing. Reads `limit` index items
+    /// (more only while it meets tombstones, which deletion takes out of the
+    /// index: only accounts deleted before it did are still there), whatever
+    /// the number of referrals.
+    fn referrals_page(
+        &self,
+        referrer: UserId,
+        order: Order,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Referral>, StoreError>> + Send;
+
+    /// Phones of the first `max` users (not deleted) who entered `id`'s
+    /// invite code, oldest first: what a profile lists.
     fn referrals_of(
         &self,
         id: UserId,
-    ) -> impl Future<Output = Result<Vec<Phone>, StoreError>> + Send;
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Phone>, StoreError>> + Send {
+        async move {
+            let page = self
+                .referrals_page(id, Order::OldestFirst, None, max)
+                .await?;
+            Ok(page.into_iter().map(|r| r.phone).collect())
+        }
+    }
 
     /// Sets `id`'s referrer if it has none (and is not deleted), on
     /// condition that `chain_top` still has no referrer of its own.
@@ -188,8 +246,9 @@ pub trait UserStore: Send + Sync {
 
     /// Turns the user into a tombstone at `now`, in one atomic write: their
     /// phone is erased and free to sign up again (as somebody new), their
-    /// invite code retired. False if they were already deleted (or never
-    /// existed): a retried deletion finds its work done.
+    /// invite code retired, and they leave their referrer's referrals.
+    /// False if they were already deleted (or never existed): a retried
+    /// deletion finds its work done.
     fn delete(
         &self,
         user: &User,

@@ -130,6 +130,7 @@ async fn register_sends_a_code_then_creates_the_user_with_201() {
                 "id",
                 "invitation_code",
                 "phone",
+                "referrals_count",
                 "someone_invitation_code"
             ]
         )
@@ -142,6 +143,7 @@ async fn register_sends_a_code_then_creates_the_user_with_201() {
             "invitation_code": user["invitation_code"],
             "someone_invitation_code": null,
             "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
 }
@@ -326,6 +328,7 @@ async fn patch_sets_the_referrer_once_and_answers_the_whole_profile() {
             "invitation_code": user["invitation_code"],
             "someone_invitation_code": code,
             "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
     assert_eq!(profile(&access(&user)).await, (200, me));

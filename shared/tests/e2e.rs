@@ -209,7 +209,8 @@ async fn the_whole_contract_over_http() {
             "invite_code",
             "invited_by_phone",
             "invite_code_referer",
-            "referrals"
+            "referrals",
+            "referrals_count"
         ]
         .iter()
         .map(|k| k.to_string())
@@ -528,6 +529,8 @@ async fn every_route_answers_with_and_without_the_final_slash() {
         (status, body["code"].as_str()),
         (401, Some("refresh_token_invalid"))
     );
+    let page = api.get_ok("/users/referrals", access).await;
+    assert_eq!(page["next_cursor"], Value::Null);
     // The session routes, without the slash (with it: the session tests).
     let listed = api.get_ok("/users/sessions", access).await;
     let sid = listed["sessions"][0]["id"].as_str().unwrap().to_string();
@@ -1001,6 +1004,89 @@ async fn a_deleted_account_is_gone_and_its_phone_starts_over_http() {
     assert_ne!(after["invite_code"], before["invite_code"]);
 }
 
+/// A referrer with five referrals pages through them over HTTP, two at a
+/// time, newest first: the pages end exactly with the last one, a cursor is
+/// good for its own caller only, and the profile counts what it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the served functions; make test runs it"]
+async fn a_referrer_pages_through_their_referrals_over_http() {
+    let api = Api::new();
+    let (_, referrer, code) = api.sign_up().await;
+    let mut joined = Vec::new();
+    for _ in 0..5 {
+        let (phone, access, _) = api.sign_up().await;
+        assert_eq!(api.set_referrer(&access, &code).await.0, 200);
+        joined.push(phone);
+    }
+    let mut listed = Vec::new();
+    let mut joined_at = Vec::new();
+    let mut path = "/users/referrals/?limit=2".to_string();
+    let mut cursors = Vec::new();
+    loop {
+        let page = api.get_ok(&path, &referrer).await;
+        let referrals = page["referrals"].as_array().unwrap();
+        assert!(referrals.len() <= 2, "{page}");
+        for referral in referrals {
+            listed.push(referral["phone"].as_str().unwrap().to_string());
+            joined_at.push(referral["joined_at"].as_u64().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                cursors.push(cursor.to_string());
+                // Without the final slash, as API Gateway also serves it.
+                path = format!("/users/referrals?limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    // Newest first by the second they joined (within a second, by id):
+    // here several join within one second.
+    assert!(joined_at.is_sorted_by(|a, b| a >= b), "{joined_at:?}");
+    let sorted = |phones: &[String]| {
+        let mut phones = phones.to_vec();
+        phones.sort();
+        phones
+    };
+    assert_eq!(sorted(&listed), sorted(&joined), "each exactly once");
+    assert_eq!(cursors.len(), 2, "pages of 2, 2 and 1");
+
+    // A cursor is its caller's: the first referral presents the referrer's.
+    let (_, someone, _) = api.sign_up().await;
+    let (status, body) = api
+        .send(
+            api.http
+                .get(format!(
+                    "{}/users/referrals/?cursor={}",
+                    api.base, cursors[0]
+                ))
+                .bearer_auth(&someone),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+    let (status, body) = api
+        .send(
+            api.http
+                .get(format!("{}/users/referrals/?limit=101", api.base))
+                .bearer_auth(&referrer),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_limit"))
+    );
+    // The profile lists them all (fewer than PROFILE_REFERRALS_MAX), oldest
+    // first: the pages' order reversed.
+    let mut oldest_first = listed;
+    oldest_first.reverse();
+    assert_eq!(
+        api.profile(&referrer).await["referrals"],
+        json!(oldest_first)
+    );
+}
+
 // ------------------------------------------------------------------ seed-004's routes
 
 impl Api {
@@ -1059,6 +1145,7 @@ async fn seed_004s_example_session_and_both_families_on_the_same_users() {
         json!({
             "id": id, "phone": phone, "invitation_code": code,
             "someone_invitation_code": null, "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
 
@@ -1083,6 +1170,7 @@ async fn seed_004s_example_session_and_both_families_on_the_same_users() {
         json!({
             "id": id, "phone": phone, "invitation_code": code,
             "someone_invitation_code": referrer_code, "connections_invited_clients": [],
+            "referrals_count": 0,
         })
     );
     // A second PATCH is refused, with the detail DRF clients read.

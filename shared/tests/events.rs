@@ -30,9 +30,9 @@ use lambda_http::{Body, Request};
 use phone_auth::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Login, Logout, LogoutAll,
-    Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer, UpdateClientProfile,
-    aws_config, serve,
+    ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals, ListSessions, Login,
+    Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer,
+    UpdateClientProfile, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -166,6 +166,7 @@ struct Harness {
     login: Login,
     client_profile: ClientProfile,
     update_client_profile: UpdateClientProfile,
+    list_referrals: ListReferrals,
 }
 
 impl Harness {
@@ -182,6 +183,10 @@ impl Harness {
             (
                 "REFRESH_TOKEN_KEY",
                 format!("events-refresh-{:032x}", rand::rng().random::<u128>()),
+            ),
+            (
+                "CURSOR_KEY",
+                format!("events-cursor-{:032x}", rand::rng().random::<u128>()),
             ),
             ("TOKEN_PRIVATE_KEY", private),
             ("TOKEN_PUBLIC_KEY", public),
@@ -240,6 +245,8 @@ impl Harness {
                 .unwrap_or_else(|e| built("client-profile", e)),
             update_client_profile: UpdateClientProfile::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("update-client-profile", e)),
+            list_referrals: ListReferrals::from_config(&config, &aws)
+                .unwrap_or_else(|e| built("list-referrals", e)),
             config,
             dynamo,
             users_table,
@@ -364,6 +371,7 @@ impl Harness {
                 invite_code: InviteCode::parse(code).expect("world invite codes are well formed"),
                 referrer: None,
                 created_at: now,
+                referrals_count: 0,
             };
             match self.users.create(&user).await.map_err(|e| e.to_string())? {
                 NewUser::Created(_) => {}
@@ -479,6 +487,7 @@ impl Harness {
             "login" => serve(&self.login, request).await,
             "client-profile" => serve(&self.client_profile, request).await,
             "update-client-profile" => serve(&self.update_client_profile, request).await,
+            "list-referrals" => serve(&self.list_referrals, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();
@@ -623,6 +632,7 @@ async fn every_event_gets_the_answer_its_file_name_states() {
         "login",
         "client-profile",
         "update-client-profile",
+        "list-referrals",
     ] {
         assert!(
             functions.contains(function),

@@ -381,7 +381,7 @@ async fn a_referrer_is_reported_set() {
     let expected = vec![joiner.phone.clone()];
     // A GSI: eventually consistent on AWS.
     let listed = support::eventually(
-        || async { t.users.referrals_of(referrer.id).await.unwrap() },
+        || async { t.users.referrals_of(referrer.id, 100).await.unwrap() },
         |listed| listed == &expected,
     )
     .await;

@@ -142,7 +142,7 @@ async fn a_chain_that_keeps_moving_gets_503_after_five_walks() {
     assert!(started.elapsed() <= Duration::from_millis(375));
     assert_eq!(script.calls("set_referrer"), 5);
     assert_eq!(users.user(&me.phone).unwrap().referrer, None);
-    assert_eq!(users.referrals_of(chain[0].id).await.unwrap(), vec![]);
+    assert_eq!(users.referrals_of(chain[0].id, 100).await.unwrap(), vec![]);
 }
 
 // ---------------------------------------------------------------- send_code

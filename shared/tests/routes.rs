@@ -28,9 +28,9 @@ use std::time::Duration;
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListSessions, Login,
-    Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SDK_OPERATION_TIMEOUT, SendCode,
-    SetReferrer, UpdateClientProfile,
+    ANSWER_MARGIN, ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals,
+    ListSessions, Login, Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession,
+    SDK_OPERATION_TIMEOUT, SendCode, SetReferrer, UpdateClientProfile,
 };
 use serde_json::{Map, Value, json};
 
@@ -87,7 +87,7 @@ const SENDS_CODES: [&str; 3] = ["get-code", "register", "login"];
 /// The functions behind API Gateway's JWT authorizer (their routes want an
 /// access token), named here so the checks that find them cannot quietly
 /// find none.
-const BEARER_FUNCTIONS: [&str; 8] = [
+const BEARER_FUNCTIONS: [&str; 9] = [
     "retrieve",
     "set-referrer",
     "logout-all",
@@ -96,6 +96,7 @@ const BEARER_FUNCTIONS: [&str; 8] = [
     "delete-account",
     "client-profile",
     "update-client-profile",
+    "list-referrals",
 ];
 
 /// One function: its binary, the endpoint its `main` runs, and what the
@@ -124,7 +125,7 @@ const fn function<E: Endpoint>(binary: &'static str, endpoint: &'static str) -> 
 }
 
 /// Every function, the one list this test keeps.
-const FUNCTIONS: [Function; 15] = [
+const FUNCTIONS: [Function; 16] = [
     function::<GetCode>("get-code", "GetCode"),
     function::<SendCode>("send-code", "SendCode"),
     function::<Refresh>("refresh", "Refresh"),
@@ -140,6 +141,7 @@ const FUNCTIONS: [Function; 15] = [
     function::<Login>("login", "Login"),
     function::<ClientProfile>("client-profile", "ClientProfile"),
     function::<UpdateClientProfile>("update-client-profile", "UpdateClientProfile"),
+    function::<ListReferrals>("list-referrals", "ListReferrals"),
 ];
 
 fn function_of(binary: &str) -> Function {
@@ -157,6 +159,7 @@ fn secret_for(variable: &str, reference: &str, keys: &(String, String)) -> Resul
         "TOKEN_PUBLIC_KEY" => ("/token-public-key", keys.1.clone()),
         "OTP_HMAC_KEY" => ("<OtpHmacKeySecret>", "k".repeat(64)),
         "REFRESH_TOKEN_KEY" => ("<RefreshTokenKeySecret>", "r".repeat(64)),
+        "CURSOR_KEY" => ("<CursorKeySecret>", "c".repeat(64)),
         "SMSAERO_EMAIL" => ("/smsaero:SecretString:email", "sms@example.com".into()),
         "SMSAERO_API_KEY" => ("/smsaero:SecretString:api_key", "api-key".into()),
         _ => return Err(format!("{variable} is not a secret but reads {reference}")),
@@ -196,11 +199,12 @@ const FUNCTION_URL_PATHS: [(&str, &str); 2] = [
     ("jwks", "/.well-known/jwks.json"),
 ];
 
-const SECRET_VARIABLES: [&str; 6] = [
+const SECRET_VARIABLES: [&str; 7] = [
     "TOKEN_PRIVATE_KEY",
     "TOKEN_PUBLIC_KEY",
     "OTP_HMAC_KEY",
     "REFRESH_TOKEN_KEY",
+    "CURSOR_KEY",
     "SMSAERO_EMAIL",
     "SMSAERO_API_KEY",
 ];

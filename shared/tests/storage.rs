@@ -599,7 +599,7 @@ async fn unknown_things_are_absent() {
     assert_eq!(users.referrer_of(UserId::generate()).await.unwrap(), None);
     assert!(
         users
-            .referrals_of(UserId::generate())
+            .referrals_of(UserId::generate(), 100)
             .await
             .unwrap()
             .is_empty()
@@ -664,7 +664,7 @@ async fn a_referrer_is_set_once_and_listed_in_order() {
     let expected = vec![first.phone, second.phone];
     // A GSI: eventually consistent on AWS.
     let listed = support::eventually(
-        || async { users.referrals_of(top.id).await.unwrap() },
+        || async { users.referrals_of(top.id, 100).await.unwrap() },
         |listed| listed == &expected,
     )
     .await;
@@ -746,13 +746,13 @@ async fn a_deleted_user_leaves_a_tombstone_that_keeps_links_and_retires_the_code
     // Gone from their referrer's list; their referral still listed under
     // the tombstone (which no profile shows).
     let listed = support::eventually(
-        || async { users.referrals_of(top.id).await.unwrap() },
+        || async { users.referrals_of(top.id, 100).await.unwrap() },
         |listed| listed.is_empty(),
     )
     .await;
     assert_eq!(listed, Vec::<Phone>::new());
     assert_eq!(
-        users.referrals_of(gone.id).await.unwrap(),
+        users.referrals_of(gone.id, 100).await.unwrap(),
         vec![below.phone.clone()]
     );
     // A tombstone cannot gain a referrer.

@@ -20,6 +20,7 @@ pub const ME: &str = "/users/me/";
 pub const REGISTER: &str = "/api/register/";
 pub const LOGIN: &str = "/api/login/";
 pub const CLIENT_PROFILE: &str = "/api/clients/profile/";
+pub const REFERRALS: &str = "/users/referrals/";
 
 /// One HTTP API request event; `body` is sent as JSON text.
 pub fn http(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> Vec<u8> {
@@ -186,6 +187,11 @@ fn two_step_body(phone: &str, code: Option<&str>) -> Value {
 /// `GET /api/clients/profile/` (seed-004): the route is `ANY` (PATCH has its own).
 pub fn client_profile(access: &str) -> Vec<u8> {
     http("GET", CLIENT_PROFILE, None, Some(access))
+}
+
+/// `GET /users/referrals/`: the first page, at the default size.
+pub fn list_referrals(access: &str) -> Vec<u8> {
+    http("GET", REFERRALS, None, Some(access))
 }
 
 /// `PATCH /api/clients/profile/` (seed-004) as API Gateway delivers it: the

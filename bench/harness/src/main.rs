@@ -21,7 +21,7 @@
 //! (an `https://` endpoint in front of DynamoDB Local) with `BENCH_TLS_CA` (its
 //! CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
 //! `USERS_TABLE`, `OTPS_TABLE`, `SESSIONS_TABLE`, `OTP_HMAC_KEY`, `REFRESH_TOKEN_KEY`,
-//! `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
+//! `CURSOR_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
 
 mod events;
 mod http1;
@@ -48,7 +48,7 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// In the order the warm phase runs them: list-sessions gives revoke-session
 /// its session ids, login (seed-004) asks codes for the warm phase's users,
 /// and delete-account, last, deletes them.
-pub const FUNCTIONS: [&str; 15] = [
+pub const FUNCTIONS: [&str; 16] = [
     "get-code",
     "send-code",
     "refresh",
@@ -63,6 +63,7 @@ pub const FUNCTIONS: [&str; 15] = [
     "login",
     "client-profile",
     "update-client-profile",
+    "list-referrals",
     "delete-account",
 ];
 pub const BASELINE: &str = "baseline";
@@ -140,6 +141,7 @@ impl Settings {
             "SESSIONS_TABLE",
             "OTP_HMAC_KEY",
             "REFRESH_TOKEN_KEY",
+            "CURSOR_KEY",
             "TOKEN_PRIVATE_KEY",
             "TOKEN_PUBLIC_KEY",
         ] {
@@ -536,6 +538,8 @@ async fn cold_phase(
                     events::login(&phone, None)
                 }
                 "client-profile" => events::client_profile(&reader.access),
+                // Reading only, as client-profile: the same user each round.
+                "list-referrals" => events::list_referrals(&reader.access),
                 // A referrer set by a user of its own each round, as set-referrer.
                 "update-client-profile" => {
                     let joiner = helpers.sign_in(&phones.next()).await?;
@@ -622,6 +626,11 @@ async fn warm_phase(
             "client-profile" => users
                 .iter()
                 .map(|u| events::client_profile(&u.access))
+                .collect(),
+            // `users`' first page of referrals (they have none: an empty page).
+            "list-referrals" => users
+                .iter()
+                .map(|u| events::list_referrals(&u.access))
                 .collect(),
             // Users of their own, without a referrer yet (`users` have one).
             "update-client-profile" => {

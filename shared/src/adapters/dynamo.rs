@@ -2,12 +2,16 @@
 //!
 //! * Users table, key `pk`, three kinds of item:
 //!   - a user: `pk` = `USER#<id>`, `id`, `phone`, `invite_code`,
-//!     `referrer_id`, `referrer_code`, `referred_at`, `created_at`. Deleted,
-//!     it stays as a tombstone: `phone` removed, `deleted_at` set, the rest
-//!     kept (its code stays retired, its link keeps the no-circle rule).
-//!     Kept by the publish-events function from the table's stream, never
-//!     by a request: `referrals_count` (its live referrals) and, on a
-//!     referral, `counted` while it is in its referrer's count.
+//!     `referrer_id`, `referrer_code`, `referred_at`, `created_at`, and
+//!     `referrals_count` (absent: 0), which only the publish-events function
+//!     writes from the table's stream, never a request; on a referral,
+//!     `counted` while it is in its referrer's count.
+//!     Deleted, it stays as a tombstone: `phone` and `referred_at` removed
+//!     (which takes it out of `referrer-index`), `deleted_at` set, the rest
+//!     kept (its code stays retired, `referrer_id` keeps the no-circle rule).
+//!     Tombstones of accounts deleted before `referred_at` was removed
+//!     still have it, and are left out of the index's answers by their
+//!     missing `phone`.
 //!   - a phone's claim: `pk` = `PHONE#<E.164>`, `user_id`: one user per
 //!     phone; deleted with the user, so the phone can sign up again.
 //!   - an invite code's claim: `pk` = `INVITE#<code>`, `owner_id`, and
@@ -18,7 +22,8 @@
 //!   All three are written in one transaction at sign-up, each on condition
 //!   that it does not exist.
 //!   - GSI `referrer-index` (`referrer_id`, `referred_at`, with `phone`): a
-//!     user's referrals.
+//!     user's live referrals in the order they joined, read a page at a time
+//!     (`Limit`, `ExclusiveStartKey` = the last one's `referred_at` and `pk`).
 //! * Otps table, key `phone`, two kinds of item:
 //!   - a phone's (key: E.164): its send window (`window_start`, `sends`,
 //!     `created_at` of the last send) and, while one is pending, its code
@@ -57,14 +62,15 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use super::aws_error_kind;
+use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
 use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
 use crate::session::{RefreshToken, Session, SessionId};
 use crate::store::{
-    Attempt, CounterStore, NewUser, OtpStore, ReferralCounts, Referrer, ReferrerWrite, Revocation,
-    Rotation, SessionStore, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, ReferralCounts, Referrer,
+    ReferrerWrite, Revocation, Rotation, SessionStore, StoreError, User, UserStore,
 };
 use crate::user::UserId;
 use crate::user_events::{CountChange, UserChange, UserImage};
@@ -643,6 +649,16 @@ struct UserItem {
     created_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deleted_at: Option<u64>,
+    /// Written only by the stream consumer's `ADD`, so never serialized
+    /// here unless set (see `From<&User>`). Signed: a count below zero (a
+    /// decrement that overtook its increment) reads as 0 rather than making
+    /// the item unreadable.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    referrals_count: i64,
+}
+
+fn is_zero(count: &i64) -> bool {
+    *count == 0
 }
 
 fn user_key(id: UserId) -> AttributeValue {
@@ -687,7 +703,41 @@ impl From<&User> for UserItem {
             referred_at: None,
             created_at: user.created_at,
             deleted_at: None,
+            // Never written from a `User`: the count belongs to the stream
+            // consumer. Left out of the item (0 is not serialized), so no
+            // write built from a `User` could reset a count it did not read
+            // (creation is a conditional put of a new item, which has none).
+            referrals_count: 0,
         }
+    }
+}
+
+/// One item of `referrer-index`: the referral's key, when they joined, and
+/// their phone (none: an old tombstone, see the table layout).
+#[derive(Deserialize)]
+struct IndexedReferral {
+    pk: String,
+    referred_at: u64,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl IndexedReferral {
+    fn into_referral(self) -> Result<Option<Referral>, StoreError> {
+        let Some(phone) = self.phone else {
+            return Ok(None);
+        };
+        let id = self
+            .pk
+            .strip_prefix("USER#")
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| StoreError("an indexed referral is not a user's item".into()))
+            .and_then(user_id)?;
+        Ok(Some(Referral {
+            id,
+            phone: Phone::from_trusted(phone),
+            referred_at: self.referred_at,
+        }))
     }
 }
 
@@ -718,6 +768,7 @@ impl UserItem {
             invite_code: invite_code(self.invite_code)?,
             referrer,
             created_at: self.created_at,
+            referrals_count: u64::try_from(self.referrals_count).unwrap_or(0),
         }))
     }
 
@@ -987,19 +1038,52 @@ impl UserStore for UserTable {
         self.user_id_at(user_key(id), "referrer_id").await
     }
 
-    /// Through `referrer-index`, which carries each referral's phone; a
-    /// deleted referral's tombstone has none and is left out.
-    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
-        let phones = query_by_user(
-            &self.client,
-            &self.table,
-            REFERRER_INDEX,
-            "referrer_id",
-            id,
-            "phone",
-        )
-        .await?;
-        Ok(phones.into_iter().map(Phone::from_trusted).collect())
+    /// Through `referrer-index`, which carries each referral's phone: one
+    /// Query with `Limit` (the index holds live referrals only), another
+    /// from where it stopped only while an old tombstone (no `phone`) took
+    /// a place in the page.
+    async fn referrals_page(
+        &self,
+        referrer: UserId,
+        order: Order,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let mut found = Vec::new();
+        // The index's keys and the table's: where the previous page ended.
+        let mut start: Option<Item> = after.map(|position| {
+            HashMap::from([
+                ("referrer_id".to_string(), n(referrer)),
+                ("referred_at".to_string(), n(position.referred_at)),
+                ("pk".to_string(), user_key(position.id)),
+            ])
+        });
+        while found.len() < limit {
+            let wanted = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(REFERRER_INDEX)
+                .key_condition_expression("referrer_id = :id")
+                .expression_attribute_values(":id", n(referrer))
+                .scan_index_forward(order == Order::OldestFirst)
+                .limit(wanted)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items.unwrap_or_default() {
+                if let Some(referral) = decode::<IndexedReferral>(item)?.into_referral()? {
+                    found.push(referral);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 
     async fn set_referrer(
@@ -1077,7 +1161,11 @@ impl UserStore for UserTable {
         let tombstone = Update::builder()
             .table_name(&self.table)
             .key("pk", user_key(user.id))
-            .update_expression("REMOVE phone SET deleted_at = :now")
+            // Without `referred_at` the tombstone leaves `referrer-index`:
+            // the index holds live referrals only, so a page's `Limit` is
+            // exact. `referrer_id` and `referrer_code` stay (the no-circle
+            // rule walks `referrer_id`; the code stays on record).
+            .update_expression("REMOVE phone, referred_at SET deleted_at = :now")
             .condition_expression("attribute_exists(phone)")
             .expression_attribute_values(":now", n(now))
             .build()

@@ -1,8 +1,9 @@
 //! `GET /api/clients/profile/` (seed-004, bearer access token) → `{"id",
 //! "phone", "invitation_code", "someone_invitation_code",
-//! "connections_invited_clients": [phones]}`: the same user as
-//! `/users/retrieve/`, in the seed's words. PATCH on the same path is its
-//! own function (update_client_profile.rs).
+//! "connections_invited_clients": [phones], "referrals_count"}`: the same
+//! user as `/users/retrieve/`, in the seed's words, with the same first
+//! `PROFILE_REFERRALS_MAX` referrals. PATCH on the same path is its own
+//! function (update_client_profile.rs).
 
 use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
@@ -21,6 +22,8 @@ use crate::user::UserId;
 pub struct ClientProfile<U = UserTable> {
     pub users: U,
     pub verifier: TokenVerifier,
+    /// `PROFILE_REFERRALS_MAX`: the most referrals the profile lists.
+    pub referrals_max: usize,
 }
 
 /// The seed's profile, what both GET and PATCH answer.
@@ -31,8 +34,13 @@ pub(crate) struct ClientProfileBody {
     invitation_code: String,
     /// The invite code this user entered; null until they do.
     someone_invitation_code: Option<String>,
-    /// Phones of everyone who entered this user's code, oldest first.
+    /// Phones of the first `PROFILE_REFERRALS_MAX` who entered this user's
+    /// code, oldest first (the seed listed all; `GET /users/referrals/`
+    /// pages through all).
     connections_invited_clients: Vec<Phone>,
+    /// Everyone who entered it, counted from the table's stream: seconds
+    /// behind a new referral (not in the seed).
+    referrals_count: u64,
 }
 
 impl ClientProfileBody {
@@ -46,6 +54,7 @@ impl ClientProfileBody {
             invitation_code: user.invite_code.to_string(),
             someone_invitation_code: user.referrer.map(|r| r.invite_code.to_string()),
             connections_invited_clients: referrals?,
+            referrals_count: user.referrals_count,
         };
         Ok(json_response(StatusCode::OK, &body))
     }
@@ -56,7 +65,10 @@ impl<U: UserStore> ClientProfile<U> {
         let id = caller(&self.verifier, &request)?.user;
         // Independent reads, issued together. Unlike /users/retrieve/ the
         // seed shows no referrer's phone: no third read.
-        let (user, referrals) = tokio::join!(self.users.get(id), self.users.referrals_of(id));
+        let (user, referrals) = tokio::join!(
+            self.users.get(id),
+            self.users.referrals_of(id, self.referrals_max)
+        );
         ClientProfileBody::answer(user?.ok_or(ApiError::UserNotFound)?, referrals)
     }
 }
@@ -70,6 +82,7 @@ impl Endpoint for ClientProfile {
         Ok(ClientProfile {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),
             verifier: config.token_verifier()?,
+            referrals_max: config.profile_referrals_max()?,
         })
     }
 

@@ -1,4 +1,7 @@
-//! `GET /users/retrieve/` (bearer access token) → the caller's profile.
+//! `GET /users/retrieve/` (bearer access token) → the caller's profile. Its
+//! `referrals` are the first `PROFILE_REFERRALS_MAX` (oldest first; `GET
+//! /users/referrals/` pages through all), `referrals_count` counts them all
+//! (eventually consistent: seconds behind).
 
 use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
@@ -18,6 +21,8 @@ use crate::user::UserId;
 pub struct Retrieve<U = UserTable> {
     pub users: U,
     pub verifier: TokenVerifier,
+    /// `PROFILE_REFERRALS_MAX`: the most referrals `referrals` lists.
+    pub referrals_max: usize,
 }
 
 #[derive(Serialize)]
@@ -29,14 +34,21 @@ struct Profile {
     invite_code: String,
     invited_by_phone: Option<Phone>,
     invite_code_referer: Option<String>,
+    /// The first `PROFILE_REFERRALS_MAX` referrals' phones, oldest first.
     referrals: Vec<Phone>,
+    /// All referrals, counted from the table's stream: seconds behind a
+    /// new referral, so it may briefly disagree with `referrals`.
+    referrals_count: u64,
 }
 
 impl<U: UserStore> Retrieve<U> {
     async fn profile(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let id = caller(&self.verifier, &request)?.user;
         // Independent reads, issued together.
-        let (user, referrals) = tokio::join!(self.users.get(id), self.users.referrals_of(id));
+        let (user, referrals) = tokio::join!(
+            self.users.get(id),
+            self.users.referrals_of(id, self.referrals_max)
+        );
         let user = user?.ok_or(ApiError::UserNotFound)?;
         // The referrer's phone, read now rather than copied into the user's
         // item: once the referrer deletes their account it is gone (null).
@@ -54,6 +66,7 @@ impl<U: UserStore> Retrieve<U> {
             invited_by_phone,
             invite_code_referer,
             referrals: referrals?,
+            referrals_count: user.referrals_count,
         };
         Ok(json_response(StatusCode::OK, &profile))
     }
@@ -67,6 +80,7 @@ impl Endpoint for Retrieve {
         Ok(Retrieve {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),
             verifier: config.token_verifier()?,
+            referrals_max: config.profile_referrals_max()?,
         })
     }
 

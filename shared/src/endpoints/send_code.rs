@@ -178,6 +178,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
                 invite_code: (self.invite_codes)(),
                 referrer: None,
                 created_at: now,
+                referrals_count: 0,
             };
             match self.users.create(&user).await? {
                 NewUser::Created(user) => return Ok((user.id, Some(user))),

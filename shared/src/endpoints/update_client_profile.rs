@@ -17,7 +17,11 @@ use crate::error::ApiError;
 use crate::http::json_body;
 use crate::store::UserStore;
 
-pub struct UpdateClientProfile<U = UserTable>(pub SetReferrer<U>);
+pub struct UpdateClientProfile<U = UserTable> {
+    pub referring: SetReferrer<U>,
+    /// `PROFILE_REFERRALS_MAX`: the most referrals the answer lists.
+    pub referrals_max: usize,
+}
 
 #[derive(Deserialize)]
 struct UpdateRequest {
@@ -29,12 +33,12 @@ struct UpdateRequest {
 
 impl<U: UserStore> UpdateClientProfile<U> {
     pub async fn update(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        let id = caller(&self.0.verifier, &request)?.user;
+        let id = caller(&self.referring.verifier, &request)?.user;
         let body: UpdateRequest = json_body(&request)?;
         // The referrals do not depend on the referrer being set: read together.
         let (referred, referrals) = tokio::join!(
-            self.0.refer(id, &body.invitation_code),
-            self.0.users.referrals_of(id)
+            self.referring.refer(id, &body.invitation_code),
+            self.referring.users.referrals_of(id, self.referrals_max)
         );
         let (me, _) = referred?;
         ClientProfileBody::answer(me, referrals)
@@ -47,7 +51,10 @@ impl Endpoint for UpdateClientProfile {
     const ALSO_AT_PATH: &'static [Method] = &[Method::GET];
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
-        Ok(UpdateClientProfile(SetReferrer::from_config(config, aws)?))
+        Ok(UpdateClientProfile {
+            referring: SetReferrer::from_config(config, aws)?,
+            referrals_max: config.profile_referrals_max()?,
+        })
     }
 
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {

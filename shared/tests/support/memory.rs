@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use phone_auth::cursor::Position;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
@@ -15,8 +16,8 @@ use phone_auth::phone::Phone;
 use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
-    SessionStore, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
+    Rotation, SessionStore, StoreError, User, UserStore,
 };
 use phone_auth::user::UserId;
 
@@ -235,8 +236,8 @@ struct Users {
     phones: HashMap<Phone, UserId>,
     /// The `INVITE#<code>` claims, and whether the code is retired.
     claims: HashMap<InviteCode, (UserId, bool)>,
-    /// Users with a referrer, in the order they got it (the referrer index).
-    referred: Vec<UserId>,
+    /// Users with a referrer and when they got it (the referrer index).
+    referred: Vec<(UserId, u64)>,
 }
 
 impl Users {
@@ -261,6 +262,7 @@ impl MemoryUsers {
             invite_code: InviteCode::parse(code).expect("a well-formed invite code"),
             referrer: None,
             created_at: 0,
+            referrals_count: 0,
         };
         let mut users = self.0.lock().unwrap();
         assert!(
@@ -349,15 +351,40 @@ impl UserStore for MemoryUsers {
             .map(|referrer| referrer.id))
     }
 
-    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
+    /// The index's order: by when they joined, then by id; a page starts
+    /// strictly after `after`, whether or not that referral is still there.
+    async fn referrals_page(
+        &self,
+        referrer: UserId,
+        order: Order,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
         let users = self.0.lock().unwrap();
-        Ok(users
+        let mut found: Vec<Referral> = users
             .referred
             .iter()
-            .filter_map(|r| users.live(*r))
-            .filter(|user| user.referrer.as_ref().is_some_and(|r| r.id == id))
-            .map(|user| user.phone.clone())
-            .collect())
+            .filter_map(|(id, at)| users.live(*id).map(|user| (user, *at)))
+            .filter(|(user, _)| user.referrer.as_ref().is_some_and(|r| r.id == referrer))
+            .map(|(user, referred_at)| Referral {
+                id: user.id,
+                phone: user.phone.clone(),
+                referred_at,
+            })
+            .collect();
+        let key = |p: Position| (p.referred_at, p.id);
+        found.sort_by_key(|r| key(r.position()));
+        if order == Order::NewestFirst {
+            found.reverse();
+        }
+        if let Some(after) = after {
+            found.retain(|r| match order {
+                Order::OldestFirst => key(r.position()) > key(*after),
+                Order::NewestFirst => key(r.position()) < key(*after),
+            });
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// "My referrer is X" on condition that I have none (and am not
@@ -368,7 +395,7 @@ impl UserStore for MemoryUsers {
         id: UserId,
         referrer: &Referrer,
         chain_top: UserId,
-        _now: u64,
+        now: u64,
     ) -> Result<ReferrerWrite, StoreError> {
         let mut users = self.0.lock().unwrap();
         let Some(me) = users.live(id) else {
@@ -385,7 +412,7 @@ impl UserStore for MemoryUsers {
             return Ok(ReferrerWrite::ChainMoved);
         }
         users.by_id.get_mut(&id).unwrap().0.referrer = Some(referrer.clone());
-        users.referred.push(id);
+        users.referred.push((id, now));
         Ok(ReferrerWrite::Set)
     }
 

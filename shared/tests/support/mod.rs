@@ -36,9 +36,9 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// One key pair, OTP HMAC key and refresh-token key for the whole test binary.
-fn secrets() -> &'static (String, String, String, String) {
-    static SECRETS: OnceLock<(String, String, String, String)> = OnceLock::new();
+/// One key pair, OTP HMAC key, refresh-token key and cursor key for the whole test binary.
+fn secrets() -> &'static (String, String, String, String, String) {
+    static SECRETS: OnceLock<(String, String, String, String, String)> = OnceLock::new();
     SECRETS.get_or_init(|| {
         let (private, public) = phone_auth::token::generate_key_pair();
         (
@@ -46,6 +46,7 @@ fn secrets() -> &'static (String, String, String, String) {
             public,
             format!("test-hmac-key-{:032x}", rand::rng().random::<u128>()),
             format!("test-refresh-key-{:032x}", rand::rng().random::<u128>()),
+            format!("test-cursor-key-{:032x}", rand::rng().random::<u128>()),
         )
     })
 }
@@ -53,12 +54,13 @@ fn secrets() -> &'static (String, String, String, String) {
 /// Configuration as the functions would read it, from the process environment
 /// (tables, endpoints), per-run secrets, and `overrides`.
 pub fn config(overrides: &[(&str, &str)]) -> Config {
-    let (private, public, hmac, refresh) = secrets().clone();
+    let (private, public, hmac, refresh, cursor) = secrets().clone();
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.insert("TOKEN_PRIVATE_KEY".into(), private);
     vars.insert("TOKEN_PUBLIC_KEY".into(), public);
     vars.insert("OTP_HMAC_KEY".into(), hmac);
     vars.insert("REFRESH_TOKEN_KEY".into(), refresh);
+    vars.insert("CURSOR_KEY".into(), cursor);
     vars.insert("SMS_PROVIDER".into(), "log".into());
     for (key, value) in overrides {
         vars.insert(key.to_string(), value.to_string());
@@ -271,6 +273,7 @@ pub fn a_user(phone: phone_auth::phone::Phone) -> phone_auth::store::User {
         invite_code: InviteCode::generate(),
         referrer: None,
         created_at: now(),
+        referrals_count: 0,
     }
 }
 

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use phone_auth::cursor::Position;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
 use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
@@ -17,8 +18,8 @@ use phone_auth::phone::Phone;
 use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, Revocation, Rotation,
-    SessionStore, StoreError, User, UserStore,
+    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
+    Rotation, SessionStore, StoreError, User, UserStore,
 };
 use phone_auth::user::UserId;
 use tokio::sync::Barrier;
@@ -52,6 +53,7 @@ const CALLS: &[&str] = &[
     "create",
     "owner_of",
     "referrer_of",
+    "referrals_page",
     "referrals_of",
     "set_referrer",
     "delete",
@@ -239,9 +241,22 @@ impl<P: UserStore> UserStore for Scripted<P> {
         self.port.referrer_of(id).await
     }
 
-    async fn referrals_of(&self, id: UserId) -> Result<Vec<Phone>, StoreError> {
+    async fn referrals_page(
+        &self,
+        referrer: UserId,
+        order: Order,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        self.script.enter("referrals_page").await?;
+        self.port
+            .referrals_page(referrer, order, after, limit)
+            .await
+    }
+
+    async fn referrals_of(&self, id: UserId, max: usize) -> Result<Vec<Phone>, StoreError> {
         self.script.enter("referrals_of").await?;
-        self.port.referrals_of(id).await
+        self.port.referrals_of(id, max).await
     }
 
     async fn set_referrer(
