@@ -1271,3 +1271,43 @@ async fn with_existence_errors_prevented_seed_004s_routes_reveal_no_account() {
         .await;
     assert_eq!(again["invitation_code"], profile["invitation_code"]);
 }
+
+/// The users table's stream reaches publish-events (scripts/stream_relay.py
+/// here, Lambda's poller when deployed), which counts a referral in the
+/// referrer's profile, and takes it out again when the referral deletes
+/// their account: eventually consistent, so the test reads until the count
+/// is there (at most 60 s; seconds in practice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the served functions and the stream relay; make test runs both"]
+async fn a_referral_is_counted_in_the_referrers_profile_from_the_stream() {
+    let api = Api::new();
+    let (_, referrer, code) = api.sign_up().await;
+    let (_, referral, _) = api.sign_up().await;
+    let count_becomes = |expected: u64| {
+        let api = api.clone();
+        let referrer = referrer.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let count = api.profile(&referrer).await["referrals_count"].as_u64();
+                if count == Some(expected) || tokio::time::Instant::now() >= deadline {
+                    return count;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(count_becomes(0).await, Some(0));
+    let (status, body) = api.set_referrer(&referral, &code).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count_becomes(1).await, Some(1));
+    let (status, _) = api
+        .no_content(
+            api.http
+                .delete(format!("{}/users/me/", api.base))
+                .bearer_auth(&referral),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(count_becomes(0).await, Some(0));
+}

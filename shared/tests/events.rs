@@ -580,6 +580,11 @@ fn event_files() -> Vec<PathBuf> {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.expect("readable directory entry").path();
+            // publish-events' sample is a stream batch, not an API
+            // Gateway request: its own tests read it (publish_events.rs).
+            if path.ends_with("publish-events") {
+                continue;
+            }
             if path.is_dir() {
                 dirs.push(path);
             } else {
