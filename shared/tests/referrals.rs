@@ -25,8 +25,8 @@ use phone_auth::store::{NewUser, Referrer, ReferrerWrite, User, UserStore};
 use phone_auth::user::UserId;
 use serde_json::{Value, json};
 use support::{
-    a_user, access_token, assert_error, call, dynamo, endpoint, env, now, parse_phone, request,
-    unique_phone,
+    a_user, access_token, assert_error, call, dynamo, endpoint, env, now, parse_phone, raw_user,
+    request, unique_phone,
 };
 
 async fn users() -> UserTable {
@@ -304,21 +304,6 @@ async fn the_route_wants_an_access_token_and_a_get() {
 }
 
 // ---------------------------------------------------------------- deletion
-
-/// The user's item as stored.
-async fn raw_user(id: UserId) -> std::collections::HashMap<String, AttributeValue> {
-    dynamo()
-        .await
-        .get_item()
-        .table_name(env("USERS_TABLE"))
-        .key("pk", AttributeValue::S(format!("USER#{id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap()
-}
 
 /// A deleted referral's tombstone leaves the index (it loses
 /// `referred_at`, keeps `referrer_id` for the no-circle rule): gone from the

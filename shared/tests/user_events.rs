@@ -16,10 +16,9 @@ use phone_auth::adapters::eventbridge::EventBridgeBus;
 use phone_auth::publish_events::PublishEvents;
 use phone_auth::store::{NewUser, Referrer, ReferrerWrite, User, UserStore};
 use serde_json::{Value, json};
-use support::{a_user, env, now, parse_phone, unique_phone};
+use support::{a_user, env, now, parse_phone, raw_user, unique_phone};
 
 struct Pipeline {
-    dynamo: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     sqs: aws_sdk_sqs::Client,
@@ -106,9 +105,8 @@ impl Pipeline {
             users: UserTable::new(dynamo.clone(), table.clone()),
             function: PublishEvents {
                 bus: EventBridgeBus::new(events, name),
-                counts: UserTable::new(dynamo.clone(), table),
+                counts: UserTable::new(dynamo, table),
             },
-            dynamo,
             streams,
             stream_arn,
             sqs,
@@ -214,19 +212,8 @@ impl Pipeline {
     }
 
     async fn referrals_count(&self, user: &User) -> Option<String> {
-        self.dynamo
-            .get_item()
-            .table_name(env("USERS_TABLE"))
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{}", user.id)),
-            )
-            .consistent_read(true)
-            .send()
+        raw_user(user.id)
             .await
-            .unwrap()
-            .item
-            .unwrap()
             .get("referrals_count")
             .map(|n| n.as_n().unwrap().clone())
     }

@@ -426,3 +426,24 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A user's item as stored, read consistently (attributes no domain type
+/// shows: `referrals_count` as the stream's consumer wrote it, tombstones).
+pub async fn raw_user(
+    id: phone_auth::user::UserId,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    dynamo()
+        .await
+        .get_item()
+        .table_name(env("USERS_TABLE"))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{id}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
