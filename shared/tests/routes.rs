@@ -1606,6 +1606,8 @@ fn sample_events_match_their_functions_route_and_method() {
     let functions = template_functions(&template);
     let events = root().join("events");
     let mut checked = 0;
+    // Per function: whether it has a success sample, and a failure sample.
+    let mut samples: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for dir in std::fs::read_dir(&events).expect("events/ exists") {
         let dir = dir.unwrap().path();
         let function = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -1617,7 +1619,7 @@ fn sample_events_match_their_functions_route_and_method() {
             .get(&function)
             .unwrap_or_else(|| panic!("events/{function}/: no such function in template.yaml"));
         if is_event_function(&function) {
-            continue; // no route: its samples are read by its own tests (tests/user_events.rs)
+            continue; // no route: its sample is a stream batch, read by publish_events.rs's tests
         }
         // The function's routes but its preflight's: (path, method).
         let routes: Vec<(String, String)> = template_routes(id, resource)
@@ -1664,6 +1666,12 @@ fn sample_events_match_their_functions_route_and_method() {
                 assert_eq!(key, &route_key, "{name}: routeKey");
             }
             let status = file.file_name().unwrap().to_string_lossy();
+            let found = samples.entry(function.clone()).or_default();
+            if status.starts_with('2') {
+                found.0 = true;
+            } else {
+                found.1 = true;
+            }
             if status.starts_with('2') {
                 assert_eq!(
                     event["requestContext"]["http"]["method"],
@@ -1675,6 +1683,12 @@ fn sample_events_match_their_functions_route_and_method() {
         }
     }
     assert!(checked >= 10, "only {checked} events found");
+    // Every function behind a route has samples, for success and for failure.
+    for Function { binary, .. } in FUNCTIONS {
+        let (success, failure) = samples.get(binary).copied().unwrap_or_default();
+        assert!(success, "events/{binary}/ has no success event");
+        assert!(failure, "events/{binary}/ has no failure event");
+    }
 }
 
 /// API Gateway's JWT authorizer, the functions and the jwks function agree:
