@@ -15,7 +15,7 @@
 
 use std::convert::Infallible;
 
-use aws_config::{AppName, SdkConfig};
+use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -23,7 +23,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use crate::adapters::dynamo::{UserTable, user_change};
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::config::{Config, ConfigError};
-use crate::endpoints::aws_config;
+use crate::endpoints::function_aws_config;
 use crate::store::{ReferralCounts, StoreError};
 use crate::user_events::{EventBus, Outcome, UserChange};
 
@@ -43,6 +43,11 @@ pub struct Delivered {
 }
 
 impl PublishEvents {
+    /// What a cold start builds, from configuration alone.
+    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        PublishEvents::from_config(config, &function_aws_config(config, NAME)?)
+    }
+
     /// Builds the clients; no I/O.
     pub fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(PublishEvents {
@@ -118,8 +123,7 @@ impl<B: EventBus, C: ReferralCounts> PublishEvents<B, C> {
                 return Some(batch[i].sequence.clone());
             }
         }
-        let handled = events.len();
-        tracing::info!(records = batch.len(), events = handled, "stream batch");
+        tracing::info!(records = batch.len(), events = events.len(), "stream batch");
         batch.get(published).map(|d| d.sequence.clone())
     }
 }
@@ -127,14 +131,7 @@ impl<B: EventBus, C: ReferralCounts> PublishEvents<B, C> {
 /// The whole `main` of the function: build once, then handle batches.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env();
-    let function = aws_config(&config)
-        .map(|aws| {
-            aws.into_builder()
-                .app_name(AppName::new(NAME).expect("the function name is a valid app name"))
-                .build()
-        })
-        .and_then(|aws| PublishEvents::from_config(&config, &aws))
+    let function = PublishEvents::build(&Config::from_env())
         .inspect_err(|err| tracing::error!(error = %err, "configuration error"))?;
     let function = &function;
     lambda_runtime::run(service_fn(

@@ -46,8 +46,7 @@ fn build<E: Endpoint>(config: &Config) -> Result<(), ConfigError> {
 
 /// What publish-events' cold start builds (`publish_events::run`).
 fn build_publish_events(config: &Config) -> Result<(), ConfigError> {
-    let aws = phone_auth::endpoints::aws_config(config)?;
-    phone_auth::publish_events::PublishEvents::from_config(config, &aws).map(|_| ())
+    phone_auth::publish_events::PublishEvents::build(config).map(|_| ())
 }
 
 /// A function no route reaches: Lambda invokes it with another event.

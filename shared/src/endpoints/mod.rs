@@ -252,15 +252,20 @@ impl LoadServiceConfig for EndpointUrls {
     }
 }
 
+/// [`aws_config`] for the function `name`: its requests carry `app/<name>`.
+pub fn function_aws_config(config: &Config, name: &'static str) -> Result<SdkConfig, ConfigError> {
+    Ok(aws_config(config)?
+        .into_builder()
+        .app_name(AppName::new(name).expect("function names are valid app names"))
+        .build())
+}
+
 /// What a cold start builds, from configuration alone: the SDK
 /// configuration (only for a function that calls AWS), the endpoint and its
 /// CORS rules. Configuration is read here, once.
 pub fn build<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigError> {
     let aws = if E::USES_AWS {
-        aws_config(config)?
-            .into_builder()
-            .app_name(AppName::new(E::NAME).expect("function names are valid app names"))
-            .build()
+        function_aws_config(config, E::NAME)?
     } else {
         // No region, credentials or HTTP client: nothing could be sent with it.
         SdkConfig::builder().build()
