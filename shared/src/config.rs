@@ -8,6 +8,7 @@ use crate::adapters::aws_http::TrustedRoots;
 use crate::cors::Cors;
 use crate::cursor::CursorKey;
 use crate::limits::{SendLimits, TestNumbers};
+use crate::observe::{Output, PhoneRefKey, Reporter};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy, Region};
 use crate::session::{RefreshKey, SessionPolicy};
@@ -148,6 +149,28 @@ impl Config {
     /// `AWS_ENDPOINT_URL_EVENTBRIDGE`: the same for EventBridge (moto locally).
     pub fn eventbridge_endpoint_url(&self) -> Option<String> {
         self.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
+    }
+
+    /// How each request is reported (observe.rs): `AWS_LAMBDA_LOG_FORMAT=JSON`
+    /// (Lambda sets it from the template's `LoggingConfig`) gives one JSON
+    /// line with EMF metrics; anything else a human-readable line.
+    /// `METRICS_NAMESPACE` is the metrics' CloudWatch namespace (the stack's
+    /// name, deployed; `PhoneAuth` by default). The phone_ref key is derived
+    /// from `OTP_HMAC_KEY` where a function has it (those that read phones).
+    pub fn reporter(&self, function: &'static str) -> Reporter {
+        let output = match self.get("AWS_LAMBDA_LOG_FORMAT") {
+            Some(format) if format.eq_ignore_ascii_case("json") => Output::JsonLines,
+            _ => Output::Text,
+        };
+        Reporter::new(
+            function,
+            self.get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| "PhoneAuth".to_string()),
+            self.otp_hmac_key()
+                .ok()
+                .map(|key| PhoneRefKey::derive(&key)),
+            output,
+        )
     }
 
     /// `EVENT_BUS_NAME`: the EventBridge bus the domain events go to.

@@ -8,6 +8,7 @@
 //! * HTTP: [`http`] reads requests, [`error`] is the one error type and its mapping,
 //!   [`endpoints`] has one module per function.
 //! * [`config`] is the one configuration loader; [`cors`] the browser-origin rules.
+//! * [`observe`]: what each request reports to operators (log record, audit event, metrics).
 
 pub mod adapters;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod invite;
 pub mod limits;
+pub mod observe;
 pub mod otp;
 pub mod phone;
 pub mod publish_events;

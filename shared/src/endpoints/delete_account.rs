@@ -10,6 +10,7 @@ use crate::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::http::now;
+use crate::observe::{self, Fact};
 use crate::store::{OtpStore, SessionStore, UserStore};
 use crate::token::TokenVerifier;
 
@@ -46,7 +47,7 @@ impl<U: UserStore, S: SessionStore, O: OtpStore> DeleteAccount<U, S, O> {
             self.sessions.erase(&sid).await?;
         }
         self.users.delete(&user, now()).await?;
-        tracing::info!("account deleted");
+        observe::note(Fact::AccountDeleted);
         Ok(no_content())
     }
 }

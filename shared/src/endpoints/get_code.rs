@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now, source_ip};
 use crate::limits::{Budget, Counter, LimitRefusal, SendLimits, Source, TestNumbers};
+use crate::observe::{self, Fact};
 use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
 use crate::sms::SmsSender;
@@ -77,6 +78,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
     pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
+        observe::phone(&phone);
         let sent = self
             .send_to(&phone, body.lang.as_deref(), source_ip(&request))
             .await?;
@@ -173,10 +175,12 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
         let text = self.texts.message(lang, &code);
         if let Err(err) = self.sms.send(phone, &text).await {
             tracing::error!(error = %err, "SMS send failed");
+            observe::note(Fact::SmsFailed);
             // Take the code back (no cooldown, the SMS does not count) and the budgets.
             self.give_back(phone, Some(&pending), &taken).await;
             return Err(ApiError::Unavailable);
         }
+        observe::note(Fact::CodeSent);
         Ok(SentCode {
             code,
             text: Some(text),

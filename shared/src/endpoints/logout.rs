@@ -10,8 +10,9 @@ use crate::adapters::dynamo::SessionTable;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::http::{json_body, now};
+use crate::observe::{self, Fact};
 use crate::session::RefreshKey;
-use crate::store::SessionStore;
+use crate::store::{Revocation, SessionStore};
 
 pub struct Logout<S = SessionTable> {
     pub sessions: S,
@@ -37,7 +38,9 @@ impl<S: SessionStore> Logout<S> {
     pub async fn logout(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: LogoutRequest = json_body(&request)?;
         let token = self.refresh_key.open(body.refresh.trim())?;
-        self.sessions.revoke(&token.sid, None, now()).await?;
+        if self.sessions.revoke(&token.sid, None, now()).await? == Revocation::Revoked {
+            observe::note(Fact::SessionRevoked);
+        }
         Ok(no_content())
     }
 }

@@ -10,7 +10,8 @@ use crate::adapters::dynamo::SessionTable;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::http::now;
-use crate::store::SessionStore;
+use crate::observe::{self, Fact};
+use crate::store::{Revocation, SessionStore};
 use crate::token::TokenVerifier;
 
 pub struct LogoutAll<S = SessionTable> {
@@ -29,7 +30,9 @@ impl<S: SessionStore> LogoutAll<S> {
         let caller = caller(&self.verifier, &request)?;
         let now = now();
         for sid in self.sessions.session_ids_of(&caller.user).await? {
-            self.sessions.revoke(&sid, Some(&caller.user), now).await?;
+            if self.sessions.revoke(&sid, Some(&caller.user), now).await? == Revocation::Revoked {
+                observe::note(Fact::SessionRevoked);
+            }
         }
         Ok(no_content())
     }

@@ -30,6 +30,7 @@ use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use client_profile::ClientProfile;
@@ -55,6 +56,7 @@ use crate::config::{Config, ConfigError};
 use crate::cors::Cors;
 use crate::error::ApiError;
 use crate::http::bearer_token;
+use crate::observe::{Arrival, Reporter};
 use crate::session::SessionId;
 use crate::store::StoreError;
 use crate::token::{TokenKind, TokenVerifier};
@@ -86,11 +88,15 @@ pub trait Endpoint: Send + Sync + Sized {
 
 /// Method check, the endpoint, and the one mapping of errors to responses.
 pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body> {
-    let result = match crate::http::require_method(&request, &E::METHOD, E::ALSO_AT_PATH) {
-        Ok(()) => endpoint.handle(request).await,
-        Err(err) => Err(err),
-    };
-    result.unwrap_or_else(ApiError::into_response)
+    attempt(endpoint, request)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+/// Method check and the endpoint, the error not yet an answer.
+async fn attempt<E: Endpoint>(endpoint: &E, request: Request) -> Result<Response<Body>, ApiError> {
+    crate::http::require_method(&request, &E::METHOD, E::ALSO_AT_PATH)?;
+    endpoint.handle(request).await
 }
 
 /// Time kept back from the invocation's deadline to answer: when the
@@ -103,19 +109,29 @@ pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// the answer margin (shared/tests/routes.rs checks it).
 pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What a cold start builds: the endpoint and the CORS rules around it.
+/// What a cold start builds: the endpoint, the CORS rules around it, and
+/// what reports each request (observe.rs).
 pub struct Function<E> {
     endpoint: E,
     cors: Cors,
+    reporter: Reporter,
 }
 
 impl<E: Endpoint> Function<E> {
-    pub fn new(endpoint: E, cors: Cors) -> Self {
-        Function { endpoint, cors }
+    pub fn new(endpoint: E, cors: Cors, reporter: Reporter) -> Self {
+        Function {
+            endpoint,
+            cors,
+            reporter,
+        }
     }
 
     pub fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Function::new(E::from_config(config, aws)?, config.cors()?))
+        Ok(Function::new(
+            E::from_config(config, aws)?,
+            config.cors()?,
+            config.reporter(E::NAME),
+        ))
     }
 
     /// One request: a preflight `OPTIONS` is answered here (204); anything
@@ -137,17 +153,49 @@ impl<E: Endpoint> Function<E> {
             .lambda_context_ref()
             .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
             .map(|left| left.saturating_sub(ANSWER_MARGIN));
-        let handled = serve(&self.endpoint, request);
-        let response = match budget {
-            Some(budget) => tokio::time::timeout(budget, handled)
-                .await
-                .unwrap_or_else(|_| {
-                    tracing::error!("the request ran out of time before its deadline");
-                    ApiError::Unavailable.into_response()
-                }),
-            None => handled.await,
+        let arrival = arrival(&request);
+        let handled = attempt(&self.endpoint, request);
+        let answered = async {
+            let outcome = match budget {
+                Some(budget) => tokio::time::timeout(budget, handled)
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("the request ran out of time before its deadline");
+                        Err(ApiError::Unavailable)
+                    }),
+                None => handled.await,
+            };
+            let error_code = outcome.as_ref().err().map(|err| err.status_and_code().1);
+            let response = outcome.unwrap_or_else(ApiError::into_response);
+            let status = response.status().as_u16();
+            (response, status, error_code)
         };
+        let response = self.reporter.observe(arrival, answered).await;
         self.cors.decorate(origin.as_ref(), response)
+    }
+}
+
+/// What the request's record needs to know before the endpoint takes it.
+fn arrival(request: &Request) -> Arrival {
+    let route = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.route_key.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    Arrival {
+        // Never the raw path: a session id may be in it.
+        route: route.unwrap_or_else(|| format!("{} (no route key)", request.method())),
+        // Lambda's invocation id, as in the platform's own log lines.
+        request_id: request
+            .lambda_context_ref()
+            .map(|context| context.request_id.clone())
+            .unwrap_or_default(),
+        source_ip: crate::http::source_ip(request).map(str::to_string),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.chars().take(256).collect()),
     }
 }
 
@@ -160,6 +208,7 @@ pub(crate) struct Caller {
 
 pub(crate) fn caller(verifier: &TokenVerifier, request: &Request) -> Result<Caller, ApiError> {
     let verified = verifier.verify(bearer_token(request)?, TokenKind::Access)?;
+    crate::observe::user(verified.user);
     Ok(Caller {
         user: verified.user,
         sid: verified.claims.sid.as_deref().and_then(SessionId::parse),
@@ -352,9 +401,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_out_of_time_gets_a_json_503_before_the_deadline() {
         let started = tokio::time::Instant::now();
-        let response = Function::new(Stuck, Cors::default())
-            .serve(post_with_deadline(10))
-            .await;
+        let response = Function::new(
+            Stuck,
+            Cors::default(),
+            Config::from_lookup(|_| None).reporter("stuck"),
+        )
+        .serve(post_with_deadline(10))
+        .await;
         assert_eq!(response.status(), 503);
         let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
         assert_eq!(body["code"], "service_unavailable");

@@ -10,6 +10,7 @@ use crate::adapters::dynamo::SessionTable;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::http::now;
+use crate::observe::{self, Fact};
 use crate::session::SessionId;
 use crate::store::{Revocation, SessionStore};
 use crate::token::TokenVerifier;
@@ -46,7 +47,11 @@ impl<S: SessionStore> RevokeSession<S> {
             .revoke(&sid, Some(&caller.user), now())
             .await?
         {
-            Revocation::Revoked | Revocation::AlreadyRevoked => Ok(no_content()),
+            Revocation::Revoked => {
+                observe::note(Fact::SessionRevoked);
+                Ok(no_content())
+            }
+            Revocation::AlreadyRevoked => Ok(no_content()),
             Revocation::NotFound => Err(ApiError::SessionNotFound),
         }
     }

@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{client_info, json_body, now};
 use crate::invite::InviteCode;
+use crate::observe::{self, Fact};
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
 use crate::session::{ClientInfo, RefreshKey, SessionPolicy};
@@ -78,6 +79,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
     pub async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: SendCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
+        observe::phone(&phone);
         let signed_in = self
             .sign_in_with(
                 &phone,
@@ -143,6 +145,11 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
             let session = self.session_policy.start(user, client.clone(), now);
             if self.sessions.create(&session).await? {
                 let tokens = TokenPair::of(&session, &self.signer, &self.refresh_key, now);
+                observe::user(user);
+                observe::note(Fact::SignedIn);
+                if created.is_some() {
+                    observe::note(Fact::SignedUp);
+                }
                 return Ok(SignedIn {
                     user,
                     created,

@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
 use crate::invite::InviteCode;
+use crate::observe::{self, Fact};
 use crate::referral::{ChainEnd, WalkError, walk_to_top};
 use crate::store::{Referrer, ReferrerWrite, User, UserStore};
 use crate::token::TokenVerifier;
@@ -108,6 +109,7 @@ impl<U: UserStore> SetReferrer<U> {
             };
             match self.users.set_referrer(id, &referrer, top, now()).await? {
                 ReferrerWrite::Set => {
+                    observe::note(Fact::ReferralSet);
                     let me = User {
                         referrer: Some(referrer.clone()),
                         ..me

@@ -16,6 +16,7 @@ use crate::adapters::sms::AnySms;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::http::{client_info, json_body, source_ip};
+use crate::observe;
 use crate::phone::Phone;
 use crate::sms::SmsSender;
 use crate::store::{CounterStore, OtpStore, SessionStore, UserStore};
@@ -66,6 +67,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, M: SmsSender, C: CounterStore>
     pub(crate) async fn step(&self, purpose: Purpose, request: Request) -> Result<Step, ApiError> {
         let body: StepRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.send_code.phone_policy)?;
+        observe::phone(&phone);
         let account = self.account_for(purpose, &phone).await?;
         match body.sms_code {
             None => {
