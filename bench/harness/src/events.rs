@@ -194,6 +194,15 @@ pub fn list_referrals(access: &str) -> Vec<u8> {
     http("GET", REFERRALS, None, Some(access))
 }
 
+/// `GET /users/referrals/?cursor=`: the page after the one that gave `cursor`.
+pub fn list_referrals_after(access: &str, cursor: &str) -> Vec<u8> {
+    let mut event = event("GET", REFERRALS, None, Some(access));
+    // Cursors are URL-safe base64: no escaping needed.
+    event["rawQueryString"] = json!(format!("cursor={cursor}"));
+    event["queryStringParameters"] = json!({ "cursor": cursor });
+    serde_json::to_vec(&event).expect("JSON values serialize")
+}
+
 /// `PATCH /api/clients/profile/` (seed-004) as API Gateway delivers it: the
 /// template's `PATCH` route, which it prefers to the path's `ANY` one.
 pub fn update_client_profile(access: &str, invite_code: &str) -> Vec<u8> {

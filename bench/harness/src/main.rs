@@ -5,7 +5,8 @@
 //! Phases: cold starts (alternating with the baseline), warm latency (one
 //! process per function, many invocations), DynamoDB requests per flow (through
 //! the DynamoDB recorder), concurrent joins into one referral tree (joins.rs), the
-//! DynamoDB Local round trip, and binary/zip sizes.
+//! stream consumer over the users table's stream (stream.rs), the DynamoDB
+//! Local round trip, and binary/zip sizes.
 //! It prints a table and writes `summary.json`; it asserts no timing.
 //!
 //! `bench record LISTEN UPSTREAM FILE` runs only the DynamoDB recorder
@@ -29,6 +30,7 @@ mod joins;
 mod recorder;
 mod report;
 mod runtime;
+mod stream;
 mod stubs;
 
 use std::collections::BTreeMap;
@@ -67,6 +69,11 @@ pub const FUNCTIONS: [&str; 16] = [
     "delete-account",
 ];
 pub const BASELINE: &str = "baseline";
+
+/// Every function measured: the HTTP ones, then the stream consumer.
+pub fn measured() -> impl Iterator<Item = &'static str> {
+    FUNCTIONS.into_iter().chain([stream::NAME])
+}
 
 fn env(name: &str) -> Res<String> {
     std::env::var(name).map_err(|_| format!("{name} is not set (run `make bench`)").into())
@@ -365,6 +372,20 @@ impl Fleet {
         )
         .await?;
         Ok(())
+    }
+
+    /// The user's referrals, every page of list-referrals counted.
+    async fn count_referrals(&mut self, user: &User) -> Res<usize> {
+        let mut count = 0;
+        let mut event = events::list_referrals(&user.access);
+        loop {
+            let (_, page) = call_ok(self.get("list-referrals"), event).await?;
+            count += page["referrals"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(cursor) => event = events::list_referrals_after(&user.access, cursor),
+                None => return Ok(count),
+            }
+        }
     }
 
     async fn stop(self) {
@@ -1023,6 +1044,47 @@ async fn seed_004_flows(
         d,
     );
 
+    // GET /users/referrals/ (issue 15): one Query per page, whatever the
+    // referrer's total: the first page of the user with none, and the two
+    // default pages (50 each) of the host's 100.
+    let (d, page) = call_ok(
+        counted.get("list-referrals"),
+        events::list_referrals(&me.access),
+    )
+    .await?;
+    expect_page(&page, 0, false)?;
+    record(
+        "list_referrals_empty",
+        "list-referrals, first page, 0 referrals",
+        proxy.take(),
+        d,
+    );
+    let (d, page) = call_ok(
+        counted.get("list-referrals"),
+        events::list_referrals(&host.access),
+    )
+    .await?;
+    expect_page(&page, 50, true)?;
+    record(
+        "list_referrals_first",
+        "list-referrals, first page of 100 referrals (50)",
+        proxy.take(),
+        d,
+    );
+    let cursor = page["next_cursor"].as_str().unwrap_or_default().to_string();
+    let (d, page) = call_ok(
+        counted.get("list-referrals"),
+        events::list_referrals_after(&host.access, &cursor),
+    )
+    .await?;
+    expect_page(&page, 50, false)?;
+    record(
+        "list_referrals_next",
+        "list-referrals, second and last page of 100 referrals (cursor)",
+        proxy.take(),
+        d,
+    );
+
     // As set_referrer_depth_1: the code of a user with no referrer.
     let top = counted.sign_in(&phones.next()).await?;
     let top_code = counted.invite_code(&top).await?;
@@ -1075,6 +1137,15 @@ fn expect_connections(profile: &Value, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// A page of list-referrals: `n` referrals, and a cursor exactly when `more`.
+fn expect_page(page: &Value, n: usize, more: bool) -> Res<()> {
+    let got = page["referrals"].as_array().map(Vec::len);
+    if got != Some(n) || page["next_cursor"].is_string() != more {
+        return Err(format!("expected a page of {n} (more: {more}): {page}").into());
+    }
+    Ok(())
+}
+
 fn expect_referrals(profile: &Value, n: usize) -> Res<()> {
     let got = profile["referrals"].as_array().map_or(0, Vec::len);
     if got != n {
@@ -1087,7 +1158,7 @@ async fn run(settings: Settings) -> Res<()> {
     // Logs of this run only: one file per function and role.
     let _ = std::fs::remove_dir_all(settings.out.join("logs"));
     std::fs::create_dir_all(settings.out.join("logs"))?;
-    for name in [BASELINE].into_iter().chain(FUNCTIONS) {
+    for name in [BASELINE].into_iter().chain(measured()) {
         let binary = settings.binary(name);
         if !binary.is_file() {
             return Err(format!("{} is missing; build first", binary.display()).into());
@@ -1123,6 +1194,16 @@ async fn run(settings: Settings) -> Res<()> {
     let mut counted = Fleet::start(&settings, &proxy.endpoint(), &sns, "counted").await?;
     flow_phase(&mut counted, &proxy, &mut phones, &mut results).await?;
     counted.stop().await;
+
+    let stream = stream::stream_phase(&settings, &env).await?;
+    results.cold.insert(stream::NAME.into(), stream.cold);
+    results
+        .cold
+        .entry(BASELINE.into())
+        .or_default()
+        .extend(stream.baseline_cold);
+    results.warm.insert(stream::NAME.into(), stream.warm);
+    results.stream = Some(stream.throughput);
 
     eprintln!("bench: DynamoDB Local round trip");
     let key = serde_json::json!({ "pk": { "S": "+79000000001" } });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::recorder::Tally;
-use crate::{BASELINE, FUNCTIONS};
+use crate::{BASELINE, measured};
 
 pub struct ColdSample {
     pub init: Duration,
@@ -46,6 +46,7 @@ pub struct Results {
     pub dynamodb_round_trips: Vec<Duration>,
     pub sizes: Sizes,
     pub joins: Option<crate::joins::Joins>,
+    pub stream: Option<crate::stream::Throughput>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -92,7 +93,7 @@ pub fn sizes(x86_64: &Path, arm64: Option<&Path>) -> Sizes {
         let Some(dir) = dir else { continue };
         let per_function = [BASELINE]
             .into_iter()
-            .chain(FUNCTIONS)
+            .chain(measured())
             .map(|name| {
                 let d = dir.join(name);
                 (
@@ -369,6 +370,7 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         "ddb_flows": ddb_flows,
         "cost": cost,
         "joins_into_one_tree": results.joins.as_ref().map(crate::joins::Joins::to_json),
+        "stream_consumer": results.stream.as_ref().map(crate::stream::Throughput::to_json),
     })
 }
 
@@ -396,7 +398,7 @@ pub fn table(s: &Value) -> String {
          | bootstrap KiB arm64 / x86_64 | zip KiB arm64 / x86_64 |\n",
     );
     out.push_str("|---|---|---|---|---|---|---|---|---|\n");
-    for name in [BASELINE].into_iter().chain(FUNCTIONS) {
+    for name in [BASELINE].into_iter().chain(measured()) {
         let init = &s["init_ms"][name];
         let first = &s["first_invoke_ms"][name];
         let warm = &s["warm_ms"][name];
@@ -493,6 +495,12 @@ pub fn table(s: &Value) -> String {
         requests["client_profile_100"],
         requests["update_client_profile"],
     ));
+    out.push_str(&format!(
+        "DynamoDB requests (referral pages): list-referrals {} with 0 referrals, {} for the first of 100, {} for the next page\n",
+        requests["list_referrals_empty"],
+        requests["list_referrals_first"],
+        requests["list_referrals_next"],
+    ));
     let joins = &s["joins_into_one_tree"];
     out.push_str(&format!(
         "Concurrent joins into one tree ({} processes): {} of {} succeeded, {}/s, {} walks repeated; {} answered 503 ({:.1}%); p50 {} ms, p99 {} ms\n",
@@ -505,6 +513,22 @@ pub fn table(s: &Value) -> String {
         joins["share_503"].as_f64().unwrap_or(f64::NAN) * 100.0,
         f(&joins["join_ms_p50"]),
         f(&joins["join_ms_p99"]),
+    ));
+    let stream = &s["stream_consumer"];
+    out.push_str(&format!(
+        "Stream consumer (publish-events, batches of {}): {} records ({} users' items) in {} batches → {} events in {} PutEvents requests; {}/s events, {}/s records of busy time ({} s busy, {} s wall); DynamoDB {} requests ({} per event)\n",
+        stream["batch_size"],
+        stream["records"],
+        stream["user_records"],
+        stream["batches"],
+        stream["events_published"],
+        stream["put_events_requests"],
+        f(&stream["events_per_second"]),
+        f(&stream["records_per_second"]),
+        f(&stream["busy_s"]),
+        f(&stream["wall_s"]),
+        stream["dynamodb"]["requests"],
+        f(&stream["dynamodb_requests_per_event"]),
     ));
     out.push_str(&format!(
         "init ratio max {} · peak RSS max {} KiB · zip max {} bytes ({})\n",
@@ -541,15 +565,15 @@ mod tests {
     fn every_function_is_reported() {
         let mut results = Results::default();
         results.cold.insert(BASELINE.into(), cold(2));
-        for name in FUNCTIONS {
+        for name in measured() {
             results.cold.insert(name.into(), cold(2));
         }
-        let last = FUNCTIONS[FUNCTIONS.len() - 1];
+        let last = measured().last().expect("functions");
         results.cold.insert(last.into(), cold(5));
         let summary = summary(&results, &Value::Null);
         assert_eq!(summary["init_ratio_max"], json!(2.5));
         let table = table(&summary);
-        for name in FUNCTIONS {
+        for name in measured() {
             assert!(summary["init_ratio"][name].is_number(), "{name}");
             assert!(table.contains(&format!("\n| {name} | ")), "{name}");
         }

@@ -1,9 +1,11 @@
 //! Loopback peers of the functions: an SNS `Publish` stub that keeps the codes
-//! it was asked to send, and a raw DynamoDB client for the round-trip baseline.
+//! it was asked to send, an EventBridge `PutEvents` stub that counts what it
+//! takes, and a raw DynamoDB client (the round-trip baseline, the stream reader).
 //! (The counting proxy in front of DynamoDB Local is the recorder, recorder.rs.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,7 +121,115 @@ impl SnsStub {
     }
 }
 
+// ------------------------------------------------------------------ EventBridge
+
+/// Answers EventBridge `PutEvents` (JSON 1.1 protocol), taking every entry.
+#[derive(Clone)]
+pub struct EventBridgeStub {
+    pub address: SocketAddr,
+    requests: Arc<AtomicU64>,
+    entries: Arc<AtomicU64>,
+}
+
+impl EventBridgeStub {
+    pub async fn start() -> Res<EventBridgeStub> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let stub = EventBridgeStub {
+            address: listener.local_addr()?,
+            requests: Arc::default(),
+            entries: Arc::default(),
+        };
+        let (requests, entries) = (stub.requests.clone(), stub.entries.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (requests, entries) = (requests.clone(), entries.clone());
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let mut conn = BufReader::new(stream);
+                    while let Ok(Some(request)) = read_message(&mut conn).await {
+                        let n = requests.fetch_add(1, Ordering::Relaxed);
+                        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                        let taken = body["Entries"].as_array().map_or(0, Vec::len);
+                        entries.fetch_add(taken as u64, Ordering::Relaxed);
+                        let results: Vec<Value> = (0..taken)
+                            .map(|i| json!({ "EventId": format!("00000000-0000-4000-8000-{n:08x}{i:04x}") }))
+                            .collect();
+                        let answer =
+                            json!({ "FailedEntryCount": 0, "Entries": results }).to_string();
+                        let headers = [("content-type", "application/x-amz-json-1.1")];
+                        if write_response(conn.get_mut(), 200, &headers, answer.as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(stub)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `PutEvents` requests and entries taken since the last call.
+    pub fn take(&self) -> (u64, u64) {
+        (
+            self.requests.swap(0, Ordering::Relaxed),
+            self.entries.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
 // ------------------------------------------------------------------ DynamoDB
+
+/// DynamoDB's JSON API on one kept-alive connection, without any SDK
+/// (DynamoDB Local takes any signature).
+pub struct RawDynamo {
+    conn: BufReader<TcpStream>,
+    host: String,
+}
+
+impl RawDynamo {
+    pub async fn connect(endpoint: SocketAddr) -> Res<RawDynamo> {
+        let stream = TcpStream::connect(endpoint).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawDynamo {
+            conn: BufReader::new(stream),
+            host: endpoint.to_string(),
+        })
+    }
+
+    /// One request (`target`: `DynamoDB_20120810.GetItem`, `DynamoDBStreams_20120810.GetRecords`, ...).
+    pub async fn send(&mut self, target: &str, body: &[u8]) -> Res<Value> {
+        let headers = [
+            ("host", self.host.as_str()),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", target),
+            ("x-amz-date", "20260101T000000Z"),
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, \
+                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
+            ),
+        ];
+        write_message(self.conn.get_mut(), "POST / HTTP/1.1", &headers, body).await?;
+        let response = read_message(&mut self.conn)
+            .await?
+            .ok_or("DynamoDB Local closed the connection")?;
+        if response.status() != 200 {
+            return Err(format!(
+                "{target} answered {}: {}",
+                response.status(),
+                String::from_utf8_lossy(&response.body)
+            )
+            .into());
+        }
+        Ok(serde_json::from_slice(&response.body)?)
+    }
+}
 
 /// `n` strongly consistent GetItem calls on one kept-alive connection, each timed:
 /// the DynamoDB Local round trip without any SDK, to set the functions' latency against.
@@ -129,42 +239,17 @@ pub async fn get_item_round_trips(
     key: &Value,
     n: usize,
 ) -> Res<Vec<Duration>> {
-    let stream = TcpStream::connect(endpoint).await?;
-    stream.set_nodelay(true)?;
-    let mut conn = BufReader::new(stream);
+    let mut dynamo = RawDynamo::connect(endpoint).await?;
     let body = serde_json::to_vec(&json!({
         "TableName": table,
         "Key": key,
         "ConsistentRead": true,
     }))?;
-    let host = endpoint.to_string();
-    let headers = [
-        ("host", host.as_str()),
-        ("content-type", "application/x-amz-json-1.0"),
-        ("x-amz-target", "DynamoDB_20120810.GetItem"),
-        ("x-amz-date", "20260101T000000Z"),
-        (
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, \
-             SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
-        ),
-    ];
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        write_message(conn.get_mut(), "POST / HTTP/1.1", &headers, &body).await?;
-        let response = read_message(&mut conn)
-            .await?
-            .ok_or("DynamoDB Local closed the connection")?;
+        dynamo.send("DynamoDB_20120810.GetItem", &body).await?;
         times.push(start.elapsed());
-        if response.status() != 200 {
-            return Err(format!(
-                "GetItem answered {}: {}",
-                response.status(),
-                String::from_utf8_lossy(&response.body)
-            )
-            .into());
-        }
     }
     Ok(times)
 }
