@@ -1889,3 +1889,98 @@ fn the_authorizer_guards_exactly_the_routes_whose_function_wants_a_token() {
         "the bearer routes"
     );
 }
+
+/// The functions' own metrics (shared/src/observe.rs, EMF) are the ones the
+/// template's alarms and dashboard read in their namespace: an alarm on a
+/// metric the code never emits would never fire, and a metric the dashboard
+/// does not show is one nobody looks at.
+#[test]
+fn alarms_and_dashboard_read_the_metrics_the_code_emits() {
+    use phone_auth::observe::Metric;
+    let template = template();
+    let namespace = json!({ "Fn::Sub": "PhoneAuth/${AWS::StackName}" });
+    assert_eq!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["METRICS_NAMESPACE"], namespace,
+        "the functions publish in the namespace the alarms read"
+    );
+    let emitted: BTreeSet<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+
+    let mut alarmed = BTreeSet::new();
+    for (id, alarm) in resources_of_type(&template, "AWS::CloudWatch::Alarm") {
+        let properties = &alarm["Properties"];
+        let stats = properties["Metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| &m["MetricStat"]["Metric"]);
+        for metric in std::iter::once(properties).chain(stats) {
+            if metric["Namespace"] != namespace {
+                continue;
+            }
+            let name = metric["MetricName"].as_str().expect("a metric name");
+            assert!(
+                emitted.contains(name),
+                "{id} reads {name}, which no function emits"
+            );
+            alarmed.insert(name);
+        }
+    }
+    // The issue's alarms: a wrong-code spike, lockouts, any refresh reuse,
+    // SMS per hour and the daily budget (both CodesSent), SMS failures.
+    for watched in [
+        "WrongCodes",
+        "Lockouts",
+        "RefreshReuse",
+        "CodesSent",
+        "SmsFailures",
+    ] {
+        assert!(alarmed.contains(watched), "no alarm reads {watched}");
+    }
+
+    let body =
+        template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+            .as_str()
+            .expect("the dashboard body is a Fn::Sub string");
+    let mut substituted = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        substituted.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${...}") + start;
+        let name = &rest[start + 2..end];
+        substituted.push_str(if name == "Namespace" {
+            "NAMESPACE"
+        } else {
+            "x"
+        });
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let dashboard: Value = serde_json::from_str(&substituted).expect("the dashboard is JSON");
+    let mut shown = BTreeSet::new();
+    for widget in dashboard["widgets"].as_array().expect("widgets") {
+        for metric in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let metric = metric.as_array().expect("a metric is an array");
+            if metric[0] == "NAMESPACE" {
+                shown.insert(metric[1].as_str().expect("a name").to_string());
+            } else if let Some(expression) = metric[0]["expression"].as_str()
+                && expression.contains("NAMESPACE")
+            {
+                let name = expression
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .expect("a SEARCH by MetricName");
+                shown.insert(name.to_string());
+            }
+        }
+    }
+    let emitted: BTreeSet<String> = emitted.into_iter().map(str::to_string).collect();
+    assert_eq!(
+        shown, emitted,
+        "the dashboard shows exactly the emitted metrics"
+    );
+}
