@@ -155,9 +155,9 @@ impl Config {
     /// (Lambda sets it from the template's `LoggingConfig`) gives one JSON
     /// line with EMF metrics; anything else a human-readable line.
     /// `METRICS_NAMESPACE` is the metrics' CloudWatch namespace (the stack's
-    /// name, deployed; `PhoneAuth` by default). The phone_ref key is derived
-    /// from `OTP_HMAC_KEY` where a function has it (those that read phones).
-    pub fn reporter(&self, function: &'static str) -> Reporter {
+    /// name, deployed; `PhoneAuth` by default). A function whose requests
+    /// carry phones derives the phone_ref key from `OTP_HMAC_KEY`.
+    pub fn reporter(&self, function: &'static str, reads_phones: bool) -> Reporter {
         let output = match self.get("AWS_LAMBDA_LOG_FORMAT") {
             Some(format) if format.eq_ignore_ascii_case("json") => Output::JsonLines,
             _ => Output::Text,
@@ -166,8 +166,9 @@ impl Config {
             function,
             self.get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| "PhoneAuth".to_string()),
-            self.otp_hmac_key()
-                .ok()
+            reads_phones
+                .then(|| self.otp_hmac_key().ok())
+                .flatten()
                 .map(|key| PhoneRefKey::derive(&key)),
             output,
         )

@@ -274,6 +274,7 @@ fn log_spent(counter: &Counter, phone: &Phone) {
 impl Endpoint for GetCode {
     const NAME: &str = "get-code";
     const METHOD: Method = Method::POST;
+    const READS_PHONES: bool = true;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         let dynamo = aws_sdk_dynamodb::Client::new(aws);

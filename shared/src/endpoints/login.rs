@@ -55,6 +55,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, M: SmsSender, C: CounterStore>
 impl Endpoint for Login {
     const NAME: &str = "login";
     const METHOD: Method = Method::POST;
+    const READS_PHONES: bool = true;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Login(TwoStep::from_config(config, aws)?))

@@ -76,6 +76,9 @@ pub trait Endpoint: Send + Sync + Sized {
     /// Whether the function calls AWS. One that does not (jwks) gets no
     /// SDK configuration and so can build no AWS client.
     const USES_AWS: bool = true;
+    /// Whether requests carry a phone number: their records then show its
+    /// `phone_ref`, whose key the function reads (observe.rs).
+    const READS_PHONES: bool = false;
 
     /// Builds clients and keys. Runs once per cold start and does no network I/O.
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError>;
@@ -130,7 +133,7 @@ impl<E: Endpoint> Function<E> {
         Ok(Function::new(
             E::from_config(config, aws)?,
             config.cors()?,
-            config.reporter(E::NAME),
+            config.reporter(E::NAME, E::READS_PHONES),
         ))
     }
 
@@ -154,7 +157,10 @@ impl<E: Endpoint> Function<E> {
             .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
             .map(|left| left.saturating_sub(ANSWER_MARGIN));
         let arrival = arrival(&request);
-        let handled = attempt(&self.endpoint, request);
+        // On the heap: an endpoint's future is large (a debug build's would
+        // crowd a test thread's stack once wrapped in the report's), and one
+        // small allocation per request costs nothing next to a DynamoDB call.
+        let handled = Box::pin(attempt(&self.endpoint, request));
         let answered = async {
             let outcome = match budget {
                 Some(budget) => tokio::time::timeout(budget, handled)
@@ -404,7 +410,7 @@ mod tests {
         let response = Function::new(
             Stuck,
             Cors::default(),
-            Config::from_lookup(|_| None).reporter("stuck"),
+            Config::from_lookup(|_| None).reporter("stuck", false),
         )
         .serve(post_with_deadline(10))
         .await;

@@ -75,6 +75,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, M: SmsSender, C: CounterStore>
 impl Endpoint for Register {
     const NAME: &str = "register";
     const METHOD: Method = Method::POST;
+    const READS_PHONES: bool = true;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Register(TwoStep::from_config(config, aws)?))

@@ -202,6 +202,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
 impl Endpoint for SendCode {
     const NAME: &str = "send-code";
     const METHOD: Method = Method::POST;
+    const READS_PHONES: bool = true;
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
