@@ -17,5 +17,15 @@ if [ -z "$(ddb_dir)" ]; then
   (cd "$ROOT/local" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The web page's browser test (scripts/e2e/test_web_page.py): Debian's
+# Chromium and its WebDriver, the pair the distribution keeps in step.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  say "Chromium and chromium-driver (Debian packages) for the web page's browser test"
+  command -v apt-get >/dev/null || die "install Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+  SUDO=$( ((EUID == 0)) || echo sudo)
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 say "Rust components (rustfmt, clippy)"
 rustup component add rustfmt clippy >/dev/null 2>&1 || command -v cargo-clippy >/dev/null || die "clippy is missing"

@@ -43,7 +43,7 @@ API_PORT=$(free_port)
 # Build the functions up front, so the first concurrent requests do not wait on the compiler.
 cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
   -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account \
-  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events
+  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events -p web
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -105,7 +105,7 @@ E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
   E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
   E2E_HIDDEN_ACCOUNTS_URL="http://127.0.0.1:$HIDDEN_ACCOUNTS_PORT" \
   cargo test -p phone_auth --all-features --test e2e -- --ignored
-say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves"
+say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
 stop_background
 

@@ -32,7 +32,7 @@ use phone_auth::config::Config;
 use phone_auth::endpoints::{
     ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals, ListSessions, Login,
     Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer,
-    UpdateClientProfile, aws_config, serve,
+    UpdateClientProfile, Web, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
 use phone_auth::otp::{CodeHasher, PendingCode};
@@ -167,6 +167,7 @@ struct Harness {
     client_profile: ClientProfile,
     update_client_profile: UpdateClientProfile,
     list_referrals: ListReferrals,
+    web: Web,
 }
 
 impl Harness {
@@ -247,6 +248,7 @@ impl Harness {
                 .unwrap_or_else(|e| built("update-client-profile", e)),
             list_referrals: ListReferrals::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("list-referrals", e)),
+            web: Web::from_config(&config, &aws).unwrap_or_else(|e| built("web", e)),
             config,
             dynamo,
             users_table,
@@ -488,11 +490,19 @@ impl Harness {
             "client-profile" => serve(&self.client_profile, request).await,
             "update-client-profile" => serve(&self.update_client_profile, request).await,
             "list-referrals" => serve(&self.list_referrals, request).await,
+            "web" => serve(&self.web, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();
         // 204 answers nothing.
         if status == 204 && response.body().is_empty() {
+            return Ok((status, Value::Null));
+        }
+        // The web page and its files are the only answers that are not JSON.
+        let content_type = response.headers().get("content-type");
+        if function == "web"
+            && content_type.is_some_and(|t| !t.as_bytes().starts_with(b"application/json"))
+        {
             return Ok((status, Value::Null));
         }
         let body = serde_json::from_slice(response.body().as_ref())

@@ -30,7 +30,7 @@ use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
     ANSWER_MARGIN, ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals,
     ListSessions, Login, Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession,
-    SDK_OPERATION_TIMEOUT, SendCode, SetReferrer, UpdateClientProfile,
+    SDK_OPERATION_TIMEOUT, SendCode, SetReferrer, UpdateClientProfile, Web,
 };
 use serde_json::{Map, Value, json};
 
@@ -124,7 +124,7 @@ const fn function<E: Endpoint>(binary: &'static str, endpoint: &'static str) -> 
 }
 
 /// Every function, the one list this test keeps.
-const FUNCTIONS: [Function; 16] = [
+const FUNCTIONS: [Function; 17] = [
     function::<GetCode>("get-code", "GetCode"),
     function::<SendCode>("send-code", "SendCode"),
     function::<Refresh>("refresh", "Refresh"),
@@ -141,6 +141,7 @@ const FUNCTIONS: [Function; 16] = [
     function::<ClientProfile>("client-profile", "ClientProfile"),
     function::<UpdateClientProfile>("update-client-profile", "UpdateClientProfile"),
     function::<ListReferrals>("list-referrals", "ListReferrals"),
+    function::<Web>("web", "Web"),
 ];
 
 fn function_of(binary: &str) -> Function {
@@ -944,9 +945,9 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         })
         .map(|(binary, id, path, method)| {
             assert!(
-                path.starts_with('/') && !path.ends_with('/'),
-                "{id}: HTTP API route paths cannot end in '/' (API Gateway refuses {path:?}); \
-                 it serves {path}/ on the route without the slash"
+                path.starts_with('/') && (path == "/" || !path.ends_with('/')),
+                "{id}: HTTP API route paths cannot end in '/' (API Gateway refuses {path:?}, \
+                 all but the root `/`); it serves {path}/ on the route without the slash"
             );
             if method != "ANY" && method != "OPTIONS" {
                 assert_eq!(
@@ -1012,7 +1013,13 @@ fn template_router_and_crates_agree_on_every_route_and_binary() {
         .partition(|(_, method, _)| method == "ANY");
     // API Gateway prefers a route for the method to the path's ANY route.
     for (path, method, binary) in any.into_iter().chain(specific) {
-        for spelling in [path.clone(), format!("{path}/")] {
+        // The root has one spelling.
+        let spellings = if path == "/" {
+            vec![path.clone()]
+        } else {
+            vec![path.clone(), format!("{path}/")]
+        };
+        for spelling in spellings {
             let methods = if method == "ANY" {
                 API_METHODS.to_vec()
             } else {
@@ -1495,6 +1502,9 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
 /// segments, with or without a final slash, a `{name}` segment standing for
 /// any one non-empty segment.
 fn route_matches(path: &str, raw_path: &str) -> bool {
+    if path == "/" {
+        return raw_path == "/";
+    }
     let raw = raw_path.strip_suffix('/').unwrap_or(raw_path);
     let (route, raw): (Vec<&str>, Vec<&str>) =
         (path.split('/').collect(), raw.split('/').collect());

@@ -13,6 +13,7 @@ pub const REFRESH: &str = "/users/auth/refresh/";
 pub const RETRIEVE: &str = "/users/retrieve/";
 pub const SET_REFERRER: &str = "/users/set_referrer/";
 pub const JWKS: &str = "/.well-known/jwks.json";
+pub const WEB_PAGE: &str = "/";
 pub const LOGOUT: &str = "/users/auth/logout/";
 pub const LOGOUT_ALL: &str = "/users/auth/logout_all/";
 pub const SESSIONS: &str = "/users/sessions/";
@@ -55,8 +56,12 @@ fn event(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) ->
     if let Some(token) = bearer {
         headers.insert("authorization".into(), json!(format!("Bearer {token}")));
     }
-    // As API Gateway sends it: the route key has no final slash, the path is the client's.
-    let route = format!("ANY {}", path.trim_end_matches('/'));
+    // As API Gateway sends it: the route key has no final slash (but the
+    // root's, `/`), the path is the client's.
+    let route = match path.trim_end_matches('/') {
+        "" => "ANY /".to_string(),
+        trimmed => format!("ANY {trimmed}"),
+    };
     let mut event = json!({
         "version": "2.0",
         "routeKey": route,
@@ -126,6 +131,11 @@ pub fn set_referrer(access: &str, invite_code: &str) -> Vec<u8> {
 
 pub fn jwks() -> Vec<u8> {
     http("GET", JWKS, None, None)
+}
+
+/// The web page, as a browser asks for it the first time (no ETag yet).
+pub fn web() -> Vec<u8> {
+    http("GET", WEB_PAGE, None, None)
 }
 
 pub fn logout(refresh_token: &str) -> Vec<u8> {

@@ -50,13 +50,14 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// In the order the warm phase runs them: list-sessions gives revoke-session
 /// its session ids, login (seed-004) asks codes for the warm phase's users,
 /// and delete-account, last, deletes them.
-pub const FUNCTIONS: [&str; 16] = [
+pub const FUNCTIONS: [&str; 17] = [
     "get-code",
     "send-code",
     "refresh",
     "retrieve",
     "set-referrer",
     "jwks",
+    "web",
     "logout",
     "logout-all",
     "list-sessions",
@@ -499,7 +500,8 @@ async fn cold_phase(
             settings.cold_runs
         );
         for name in FUNCTIONS {
-            if tls && name == "jwks" {
+            // Neither calls DynamoDB.
+            if tls && matches!(name, "jwks" | "web") {
                 continue;
             }
             if !tls {
@@ -521,6 +523,7 @@ async fn cold_phase(
                     events::refresh(&fresh.refresh)
                 }
                 "jwks" => events::jwks(),
+                "web" => events::web(),
                 "retrieve" => events::retrieve(&reader.access),
                 "set-referrer" => {
                     let joiner = helpers.sign_in(&phones.next()).await?;
@@ -606,6 +609,7 @@ async fn warm_phase(
                 .collect::<Res<_>>()?,
             "refresh" => users.iter().map(|u| events::refresh(&u.refresh)).collect(),
             "jwks" => (0..n).map(|_| events::jwks()).collect(),
+            "web" => (0..n).map(|_| events::web()).collect(),
             "retrieve" => users.iter().map(|u| events::retrieve(&u.access)).collect(),
             "set-referrer" => users
                 .iter()

@@ -18,6 +18,7 @@ mod send_code;
 mod set_referrer;
 mod two_step;
 mod update_client_profile;
+mod web;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -50,6 +51,7 @@ pub use send_code::SendCode;
 pub use set_referrer::SetReferrer;
 pub use two_step::TwoStep;
 pub use update_client_profile::UpdateClientProfile;
+pub use web::Web;
 
 use crate::adapters::aws_http::https_client;
 use crate::config::{Config, ConfigError};
