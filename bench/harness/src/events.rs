@@ -13,6 +13,8 @@ pub const REFRESH: &str = "/users/auth/refresh/";
 pub const RETRIEVE: &str = "/users/retrieve/";
 pub const SET_REFERRER: &str = "/users/set_referrer/";
 pub const JWKS: &str = "/.well-known/jwks.json";
+/// The docs function's largest file.
+pub const DOCS_BUNDLE: &str = "/docs/swagger-ui-bundle.js";
 pub const LOGOUT: &str = "/users/auth/logout/";
 pub const LOGOUT_ALL: &str = "/users/auth/logout_all/";
 pub const SESSIONS: &str = "/users/sessions/";
@@ -126,6 +128,10 @@ pub fn set_referrer(access: &str, invite_code: &str) -> Vec<u8> {
 
 pub fn jwks() -> Vec<u8> {
     http("GET", JWKS, None, None)
+}
+
+pub fn docs() -> Vec<u8> {
+    http("GET", DOCS_BUNDLE, None, None)
 }
 
 pub fn logout(refresh_token: &str) -> Vec<u8> {
