@@ -55,6 +55,7 @@ done
 say "API on http://127.0.0.1:$API_PORT ($CONCURRENCY instances per function). Try:"
 echo "  curl -s -XPOST localhost:$API_PORT/users/auth/get_code/ -d '{\"phone\": \"+79001234567\"}'" >&2
 echo "  or open http://127.0.0.1:$API_PORT/ in a browser: the web page (codes in its dev-mode banner)" >&2
+say "API docs: http://127.0.0.1:$API_PORT/docs/ (Swagger UI), /redoc/ (ReDoc), /openapi.json"
 cd "$ROOT"
 say "domain events (user.created, referral.created, user.deleted) are printed below as they arrive"
 set -m

@@ -43,7 +43,7 @@ API_PORT=$(free_port)
 # Build the functions up front, so the first concurrent requests do not wait on the compiler.
 cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
   -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account \
-  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events -p web
+  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events -p web -p docs
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as

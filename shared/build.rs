@@ -1,15 +1,56 @@
-//! Indexes the phone metadata (phone-metadata/PhoneNumberMetadata.bin, a
-//! protobuf `PhoneMetadataCollection`) at build time: each territory's id,
-//! calling code and byte range, so that a cold start decodes the
-//! territories it serves without first walking all 254 of them
-//! (`src/phone/plan.rs`). Plain protobuf wire format, no dependency.
+//! Two things the library compiles in, prepared at build time:
+//!
+//! * an index of the phone metadata (phone-metadata/PhoneNumberMetadata.bin, a
+//!   protobuf `PhoneMetadataCollection`): each territory's id, calling code
+//!   and byte range, so that a cold start decodes the territories it serves
+//!   without first walking all 254 of them (`src/phone/plan.rs`). Plain
+//!   protobuf wire format, no dependency;
+//! * Swagger UI's files for the docs function (endpoints/docs.rs), taken out
+//!   of the release zip the `utoipa-swagger-ui-vendored` crate ships: nothing
+//!   is downloaded at build time but crates. Only what the page loads is kept
+//!   (the bundle, its stylesheet) and the licence, so the zip's other builds
+//!   never reach a binary.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
 
 const METADATA: &str = "phone-metadata/PhoneNumberMetadata.bin";
 
+/// Swagger UI's files the docs page loads, from the zip's `dist/`.
+const SWAGGER_UI_FILES: [&str; 2] = ["swagger-ui-bundle.js", "swagger-ui.css"];
+
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    index_phone_metadata();
+    extract_swagger_ui();
+}
+
+fn extract_swagger_ui() {
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(utoipa_swagger_ui_vendored::SWAGGER_UI_VENDORED))
+            .expect("the vendored Swagger UI is a zip");
+    let root = zip
+        .file_names()
+        .filter_map(Result::ok)
+        .find_map(|name| name.split_once('/').map(|(root, _)| root.to_string()))
+        .expect("the zip has one top folder, swagger-ui-<version>");
+    let wanted = SWAGGER_UI_FILES
+        .iter()
+        .map(|file| (format!("{root}/dist/{file}"), *file))
+        .chain([(format!("{root}/LICENSE"), "swagger-ui-LICENSE")]);
+    for (entry, name) in wanted {
+        let mut bytes = Vec::new();
+        zip.by_name(&entry)
+            .unwrap_or_else(|e| panic!("{entry} is not in the vendored Swagger UI: {e}"))
+            .read_to_end(&mut bytes)
+            .expect("readable zip entry");
+        std::fs::write(Path::new(&out).join(name), bytes).expect("OUT_DIR is writable");
+    }
+}
+
+fn index_phone_metadata() {
     println!("cargo:rerun-if-changed={METADATA}");
     let bytes = std::fs::read(METADATA).expect("phone-metadata/PhoneNumberMetadata.bin");
     let mut index = String::from(

@@ -53,7 +53,38 @@ def cfn():
 
 def http_api(cfn):
     (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
-    return api["Properties"]["Body"]
+    return when_optional_resources_exist(api["Properties"]["Body"])
+
+
+def when_optional_resources_exist(value):
+    """`value` as deployed with every resource that has a Condition of its
+    own (DocsEnabled) there: `Fn::If [C, x, AWS::NoValue]`, how SAM writes
+    such a function's routes and how the key policy names its role, is x."""
+    if isinstance(value, dict):
+        branches = value.get("Fn::If")
+        if len(value) == 1 and isinstance(branches, list) and branches[2] == {"Ref": "AWS::NoValue"}:
+            return when_optional_resources_exist(branches[1])
+        return {k: when_optional_resources_exist(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [when_optional_resources_exist(v) for v in value]
+    return value
+
+
+def test_docs_enabled_false_leaves_out_the_docs_function_and_its_routes(cfn):
+    """DocsEnabled: every resource of the docs function (SAM's role,
+    permissions, its log group and alarms) carries the condition, and so do
+    its routes in the API and its role in the key policy."""
+    docs = {i for i, r in cfn["Resources"].items() if i.startswith("Docs")}
+    assert {"DocsFunction", "DocsFunctionRole", "DocsLogGroup"} <= docs
+    for logical_id in docs:
+        assert cfn["Resources"][logical_id].get("Condition") == "DocsEnabled", logical_id
+    assert cfn["Conditions"]["DocsEnabled"] == {"Fn::Equals": [{"Ref": "DocsEnabled"}, "true"]}
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    for path in ["/openapi.json", "/docs", "/docs/{asset}", "/redoc", "/swagger"]:
+        assert api["Properties"]["Body"]["paths"][path]["Fn::If"][0] == "DocsEnabled", path
+    # Every other route and resource is unconditional.
+    conditional = {i for i, r in cfn["Resources"].items() if r.get("Condition") and i.endswith("Function")}
+    assert conditional == {"DocsFunction"}
 
 
 def test_no_route_ends_in_a_slash(cfn):
@@ -598,7 +629,9 @@ def test_only_the_function_roles_and_the_account_may_decrypt(cfn):
     }
     roles = {function["Properties"]["Role"]["Fn::GetAtt"][0] for function in functions(cfn).values()}
     assert roles == {f"{logical_id}Role" for logical_id in functions(cfn)}, "one SAM role per function"
-    principals = {p["Fn::GetAtt"][0] for p in functions_statement["Principal"]["AWS"]}
+    principals = {
+        p["Fn::GetAtt"][0] for p in when_optional_resources_exist(functions_statement["Principal"]["AWS"])
+    }
     assert principals == roles
     assert functions_statement["Effect"] == "Allow"
     assert functions_statement["Action"] == "kms:Decrypt"

@@ -3,6 +3,7 @@
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::cursor::{InvalidCursor, InvalidLimit, MAX_PAGE_SIZE};
 use crate::limits::{Budget, LimitRefusal};
@@ -152,10 +153,13 @@ impl From<LimitRefusal> for ApiError {
 
 /// Every error's body. `detail` repeats `message` for seed-004's clients,
 /// written for Django REST framework, which reads `detail`.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// Stable and machine-readable: what clients switch on.
     code: &'a str,
+    /// For people; may change.
     message: &'a str,
+    /// `message` again, for clients written for Django REST framework.
     detail: &'a str,
 }
 

@@ -30,8 +30,8 @@ use lambda_http::{Body, Request};
 use phone_auth::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use phone_auth::config::Config;
 use phone_auth::endpoints::{
-    ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals, ListSessions, Login,
-    Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer,
+    ClientProfile, DeleteAccount, Docs, Endpoint, GetCode, Jwks, ListReferrals, ListSessions,
+    Login, Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession, SendCode, SetReferrer,
     UpdateClientProfile, Web, aws_config, serve,
 };
 use phone_auth::invite::InviteCode;
@@ -168,6 +168,7 @@ struct Harness {
     update_client_profile: UpdateClientProfile,
     list_referrals: ListReferrals,
     web: Web,
+    docs: Docs,
 }
 
 impl Harness {
@@ -231,6 +232,7 @@ impl Harness {
             set_referrer: SetReferrer::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("set-referrer", e)),
             jwks: Jwks::from_config(&config, &aws).unwrap_or_else(|e| built("jwks", e)),
+            docs: Docs::from_config(&config, &aws).unwrap_or_else(|e| built("docs", e)),
             logout: Logout::from_config(&config, &aws).unwrap_or_else(|e| built("logout", e)),
             logout_all: LogoutAll::from_config(&config, &aws)
                 .unwrap_or_else(|e| built("logout-all", e)),
@@ -491,6 +493,7 @@ impl Harness {
             "update-client-profile" => serve(&self.update_client_profile, request).await,
             "list-referrals" => serve(&self.list_referrals, request).await,
             "web" => serve(&self.web, request).await,
+            "docs" => serve(&self.docs, request).await,
             other => return Err(format!("events/{other}/ is not a function of this service")),
         };
         let status = response.status().as_u16();
@@ -498,11 +501,13 @@ impl Harness {
         if status == 204 && response.body().is_empty() {
             return Ok((status, Value::Null));
         }
-        // The web page and its files are the only answers that are not JSON.
-        let content_type = response.headers().get("content-type");
-        if function == "web"
-            && content_type.is_some_and(|t| !t.as_bytes().starts_with(b"application/json"))
-        {
+        // The web page's and the docs' pages and files are the only answers
+        // that are not JSON (their errors are).
+        let json = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+        if matches!(function, "web" | "docs") && !json {
             return Ok((status, Value::Null));
         }
         let body = serde_json::from_slice(response.body().as_ref())

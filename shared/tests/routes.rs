@@ -28,7 +28,7 @@ use std::time::Duration;
 use lambda_http::http::Method;
 use phone_auth::config::{Config, ConfigError};
 use phone_auth::endpoints::{
-    ANSWER_MARGIN, ClientProfile, DeleteAccount, Endpoint, GetCode, Jwks, ListReferrals,
+    ANSWER_MARGIN, ClientProfile, DeleteAccount, Docs, Endpoint, GetCode, Jwks, ListReferrals,
     ListSessions, Login, Logout, LogoutAll, Refresh, Register, Retrieve, RevokeSession,
     SDK_OPERATION_TIMEOUT, SendCode, SetReferrer, UpdateClientProfile, Web,
 };
@@ -124,7 +124,7 @@ const fn function<E: Endpoint>(binary: &'static str, endpoint: &'static str) -> 
 }
 
 /// Every function, the one list this test keeps.
-const FUNCTIONS: [Function; 17] = [
+const FUNCTIONS: [Function; 18] = [
     function::<GetCode>("get-code", "GetCode"),
     function::<SendCode>("send-code", "SendCode"),
     function::<Refresh>("refresh", "Refresh"),
@@ -142,6 +142,7 @@ const FUNCTIONS: [Function; 17] = [
     function::<UpdateClientProfile>("update-client-profile", "UpdateClientProfile"),
     function::<ListReferrals>("list-referrals", "ListReferrals"),
     function::<Web>("web", "Web"),
+    function::<Docs>("docs", "Docs"),
 ];
 
 fn function_of(binary: &str) -> Function {
@@ -1164,17 +1165,20 @@ fn alarms_watch_every_function() {
         .values()
         .map(|(id, _)| id.clone())
         .collect();
-    // A metric math alarm watches at most 10 metrics: each kind is split in three.
+    // A metric math alarm watches at most 10 metrics: each kind is split in
+    // three, and the docs function, which only DocsEnabled stacks have, has its own.
     for alarms in [
         [
             "FunctionErrorsAlarm",
             "AccountFunctionErrorsAlarm",
             "Seed004FunctionErrorsAlarm",
+            "DocsFunctionErrorsAlarm",
         ],
         [
             "FunctionThrottlesAlarm",
             "AccountFunctionThrottlesAlarm",
             "Seed004FunctionThrottlesAlarm",
+            "DocsFunctionThrottlesAlarm",
         ],
     ] {
         let mut watched = BTreeSet::new();
@@ -1498,6 +1502,66 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
     );
 }
 
+/// The OpenAPI document (endpoints::openapi, served by the docs function)
+/// describes exactly the routes template.yaml serves, in both directions:
+/// each route's path (the document spells it with the final slash the
+/// seeds' clients use), the method its function serves (an `ANY` route is
+/// its function's `METHOD`; preflight `OPTIONS` routes are CORS, no
+/// operation), the function, and whether API Gateway's JWT authorizer
+/// guards it (the document's bearer security).
+#[test]
+fn the_openapi_document_describes_exactly_the_routes_of_the_template() {
+    let template = template();
+    let mut served = BTreeSet::new();
+    for (binary, (id, resource)) in template_functions(&template) {
+        if is_event_function(&binary) {
+            continue;
+        }
+        for event in resource["Properties"]["Events"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
+            let (path, method) = route_of(&id, event);
+            if method == "OPTIONS" {
+                continue;
+            }
+            let method = if method == "ANY" {
+                function_of(&binary).method.to_string()
+            } else {
+                method
+            };
+            let bearer = route_authorizer(event).is_some();
+            served.insert((path, method, binary.clone(), bearer));
+        }
+    }
+    let documented: BTreeSet<(String, String, String, bool)> =
+        phone_auth::endpoints::openapi::operations()
+            .into_iter()
+            .map(|op| {
+                // The root stays "/"; every other path is routed without its final slash.
+                let path = match op.path {
+                    "/" => "/",
+                    path => path.strip_suffix('/').unwrap_or(path),
+                }
+                .to_string();
+                (
+                    path,
+                    op.method.to_string(),
+                    op.function.to_string(),
+                    op.bearer,
+                )
+            })
+            .collect();
+    let missing: Vec<_> = served.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "(path, method, function, bearer) routes in template.yaml but not in the OpenAPI \
+         document: {missing:?}; in the document but not in template.yaml: {extra:?}"
+    );
+}
+
 /// Whether API Gateway sends `raw_path` to the route `path`: the same
 /// segments, with or without a final slash, a `{name}` segment standing for
 /// any one non-empty segment.
@@ -1657,6 +1721,13 @@ fn sample_events_match_their_functions_route_and_method() {
                 event["requestContext"]["http"]["path"], raw_path,
                 "{name}: http.path is the raw path"
             );
+            // Under a named stage the raw path starts with it; routes do not.
+            let routed_path = match event["requestContext"]["stage"].as_str() {
+                Some("$default") | None => raw_path,
+                Some(stage) => raw_path
+                    .strip_prefix(&format!("/{stage}"))
+                    .unwrap_or_else(|| panic!("{name}: the raw path starts with the stage")),
+            };
             // At the function's own URL: every path reaches it, as route `$default`.
             let route_key = if event["routeKey"] == "$default" {
                 assert!(
@@ -1674,7 +1745,7 @@ fn sample_events_match_their_functions_route_and_method() {
                 // path as the client wrote it (the seed's clients add the slash).
                 let (path, method) = routes
                     .iter()
-                    .find(|(path, _)| route_matches(path, raw_path))
+                    .find(|(path, _)| route_matches(path, routed_path))
                     .unwrap_or_else(|| {
                         panic!("{name}: rawPath {raw_path:?} is none of {routes:?}")
                     });

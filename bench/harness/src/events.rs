@@ -14,6 +14,8 @@ pub const RETRIEVE: &str = "/users/retrieve/";
 pub const SET_REFERRER: &str = "/users/set_referrer/";
 pub const JWKS: &str = "/.well-known/jwks.json";
 pub const WEB_PAGE: &str = "/";
+/// The docs function's largest file.
+pub const DOCS_BUNDLE: &str = "/docs/swagger-ui-bundle.js";
 pub const LOGOUT: &str = "/users/auth/logout/";
 pub const LOGOUT_ALL: &str = "/users/auth/logout_all/";
 pub const SESSIONS: &str = "/users/sessions/";
@@ -136,6 +138,10 @@ pub fn jwks() -> Vec<u8> {
 /// The web page, as a browser asks for it the first time (no ETag yet).
 pub fn web() -> Vec<u8> {
     http("GET", WEB_PAGE, None, None)
+}
+
+pub fn docs() -> Vec<u8> {
+    http("GET", DOCS_BUNDLE, None, None)
 }
 
 pub fn logout(refresh_token: &str) -> Vec<u8> {

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Endpoint, caller};
 use crate::adapters::dynamo::UserTable;
@@ -27,12 +28,13 @@ pub struct ClientProfile<U = UserTable> {
 }
 
 /// The seed's profile, what both GET and PATCH answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ClientProfileBody {
     id: UserId,
     phone: Phone,
     invitation_code: String,
     /// The invite code this user entered; null until they do.
+    #[schema(required)]
     someone_invitation_code: Option<String>,
     /// Phones of the first `PROFILE_REFERRALS_MAX` who entered this user's
     /// code, oldest first (the seed listed all; `GET /users/referrals/`

@@ -4,6 +4,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use crate::adapters::dynamo::OtpTable;
@@ -32,22 +33,25 @@ pub struct GetCode<O = OtpTable, S = AnySms, C = OtpTable> {
     pub test_numbers: TestNumbers,
 }
 
-#[derive(Deserialize)]
-struct GetCodeRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct GetCodeRequest {
     phone: String,
     /// `ru` or `en`: the SMS's language, instead of the phone's region's.
     #[serde(default)]
     lang: Option<String>,
 }
 
-#[derive(Serialize)]
-struct GetCodeResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GetCodeResponse {
     phone: String,
-    /// Only with the local log-only SMS sender.
+    /// Dev mode only: the code, with the local log-only SMS sender (`make
+    /// dev`; cargo feature `dev-mode`, which no deployed build has).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     sms_code: Option<String>,
-    /// The SMS exactly as it would have gone out; local log-only sender only.
+    /// Dev mode only: the SMS exactly as it would have gone out (as `sms_code`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     sms_text: Option<String>,
 }
 

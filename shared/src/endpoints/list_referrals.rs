@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Endpoint, caller};
 use crate::adapters::dynamo::UserTable;
@@ -24,16 +25,17 @@ pub struct ListReferrals<U = UserTable> {
     pub cursor_key: CursorKey,
 }
 
-#[derive(Serialize)]
-struct ReferralView {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReferralView {
     phone: Phone,
     /// When they entered the caller's invite code (unix seconds).
     joined_at: u64,
 }
 
-#[derive(Serialize)]
-struct ReferralPage {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReferralPage {
     referrals: Vec<ReferralView>,
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 

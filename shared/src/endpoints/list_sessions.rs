@@ -5,6 +5,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Endpoint, caller};
 use crate::adapters::dynamo::SessionTable;
@@ -19,19 +20,21 @@ pub struct ListSessions<S = SessionTable> {
     pub verifier: TokenVerifier,
 }
 
-#[derive(Serialize)]
-struct SessionView {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionView {
     id: String,
     created_at: u64,
     last_used_at: u64,
+    #[schema(required)]
     user_agent: Option<String>,
+    #[schema(required)]
     ip: Option<String>,
     /// The session the caller's access token belongs to.
     current: bool,
 }
 
-#[derive(Serialize)]
-struct SessionList {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionList {
     sessions: Vec<SessionView>,
 }
 

@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use super::two_step::{Purpose, Step, TwoStep};
@@ -24,8 +25,8 @@ pub struct Login<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C = 
     pub TwoStep<O, U, S, M, C>,
 );
 
-#[derive(Serialize)]
-struct LoggedIn {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoggedIn {
     id: UserId,
     phone: Phone,
     access_token: String,

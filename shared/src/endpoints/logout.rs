@@ -4,6 +4,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{Endpoint, no_content};
 use crate::adapters::dynamo::SessionTable;
@@ -19,8 +20,8 @@ pub struct Logout<S = SessionTable> {
     pub refresh_key: RefreshKey,
 }
 
-#[derive(Deserialize)]
-struct LogoutRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LogoutRequest {
     refresh: String,
 }
 

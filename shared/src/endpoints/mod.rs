@@ -3,6 +3,7 @@
 
 mod client_profile;
 mod delete_account;
+mod docs;
 mod get_code;
 mod jwks;
 mod list_referrals;
@@ -10,6 +11,7 @@ mod list_sessions;
 mod login;
 mod logout;
 mod logout_all;
+pub mod openapi;
 mod refresh;
 mod register;
 mod retrieve;
@@ -36,6 +38,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use client_profile::ClientProfile;
 pub use delete_account::DeleteAccount;
+pub use docs::Docs;
 pub use get_code::GetCode;
 pub use jwks::Jwks;
 pub use list_referrals::ListReferrals;

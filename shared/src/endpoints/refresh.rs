@@ -5,6 +5,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use crate::adapters::dynamo::SessionTable;
@@ -22,14 +23,14 @@ pub struct Refresh<S = SessionTable> {
     pub policy: SessionPolicy,
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RefreshRequest {
     refresh: String,
 }
 
 /// What send_code and refresh answer: the seed's `access`, and the session's
 /// current refresh token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct TokenPair {
     pub access: String,
     pub refresh: String,

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use super::two_step::{Purpose, Step, TwoStep};
@@ -25,8 +26,8 @@ pub struct Register<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C
     pub TwoStep<O, U, S, M, C>,
 );
 
-#[derive(Serialize)]
-struct Registered {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Registered {
     id: UserId,
     /// The seed answers the id twice.
     user_id: UserId,

@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use super::caller;
@@ -25,14 +26,16 @@ pub struct Retrieve<U = UserTable> {
     pub referrals_max: usize,
 }
 
-#[derive(Serialize)]
-struct Profile {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Profile {
     /// The user's own id: the tokens' `sub` (seed-000 had none; added for
     /// clients that correlate the two).
     id: UserId,
     phone: Phone,
     invite_code: String,
+    #[schema(required)]
     invited_by_phone: Option<Phone>,
+    #[schema(required)]
     invite_code_referer: Option<String>,
     /// The first `PROFILE_REFERRALS_MAX` referrals' phones, oldest first.
     referrals: Vec<Phone>,

@@ -6,6 +6,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use super::refresh::TokenPair;
@@ -42,8 +43,8 @@ pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable> {
     pub phone_policy: PhonePolicy,
 }
 
-#[derive(Deserialize)]
-struct SendCodeRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SendCodeRequest {
     phone: String,
     /// The SMS code; seed-004 clients call it `sms_code`.
     #[serde(alias = "sms_code", alias = "code")]

@@ -5,6 +5,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Endpoint;
 use super::caller;
@@ -36,13 +37,13 @@ pub struct SetReferrer<U = UserTable> {
     pub max_chain_depth: usize,
 }
 
-#[derive(Deserialize)]
-struct SetReferrerRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SetReferrerRequest {
     invite_code: String,
 }
 
-#[derive(Serialize)]
-struct Message {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Message {
     message: String,
 }
 

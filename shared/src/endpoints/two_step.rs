@@ -8,6 +8,7 @@
 use aws_config::SdkConfig;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::get_code::GetCode;
 use super::send_code::{KnownAccount, SendCode, SignedIn};
@@ -42,8 +43,8 @@ pub struct TwoStep<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C 
     pub prevent_user_existence_errors: bool,
 }
 
-#[derive(Deserialize)]
-struct StepRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct StepRequest {
     phone: String,
     /// Absent (or null) in step 1.
     #[serde(default)]

@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::client_profile::ClientProfileBody;
 use super::set_referrer::SetReferrer;
@@ -23,8 +24,8 @@ pub struct UpdateClientProfile<U = UserTable> {
     pub referrals_max: usize,
 }
 
-#[derive(Deserialize)]
-struct UpdateRequest {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct UpdateRequest {
     /// The seed's documentation says `invitation_code`; its code read
     /// `someone_invitation_code`. Either is accepted (not both).
     #[serde(alias = "someone_invitation_code")]

@@ -30,6 +30,8 @@ const PAGE: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/app.js");
 const STYLES: &str = include_str!("../../web/app.css");
 const ICON: &str = include_str!("../../web/icon.svg");
+/// The files under `/app/` (the OpenAPI document lists them too).
+pub(crate) const ASSET_NAMES: [&str; 3] = ["app.js", "app.css", "icon.svg"];
 
 /// Only this origin's own files: the script and styles served below (no
 /// inline script or style attribute, no `eval`), the API on the same origin,
@@ -163,17 +165,14 @@ impl Endpoint for Web {
         Ok(Web {
             page: File::new(PAGE.into(), "text/html; charset=utf-8"),
             page_in_app: File::new(page_in_app(), "text/html; charset=utf-8"),
-            assets: vec![
-                (
-                    "app.js",
+            assets: ASSET_NAMES
+                .into_iter()
+                .zip([
                     File::new(SCRIPT.into(), "text/javascript; charset=utf-8"),
-                ),
-                (
-                    "app.css",
                     File::new(STYLES.into(), "text/css; charset=utf-8"),
-                ),
-                ("icon.svg", File::new(ICON.into(), "image/svg+xml")),
-            ],
+                    File::new(ICON.into(), "image/svg+xml"),
+                ])
+                .collect(),
         })
     }
 
