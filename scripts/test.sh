@@ -43,7 +43,8 @@ API_PORT=$(free_port)
 # Build the functions up front, so the first concurrent requests do not wait on the compiler.
 cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
   -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account \
-  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events -p web -p docs
+  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events \
+  -p web -p docs
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -105,8 +106,19 @@ E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
   E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
   E2E_HIDDEN_ACCOUNTS_URL="http://127.0.0.1:$HIDDEN_ACCOUNTS_PORT" \
   cargo test -p phone_auth --all-features --test e2e -- --ignored
-say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium"
+say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium; the docs pages load nothing from elsewhere"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
+say "end-to-end: the service against its own OpenAPI document (schemathesis: every check, every operation)"
+# Real access tokens for the bearer operations: scripts/schemathesis_hooks.py.
+# Examples, the coverage phase (every documented status and boundary) and
+# fuzzing; no stateful phase (the document declares no links). Every check
+# is on (schemathesis's default; scripts/schemathesis.toml says the one
+# exception). Any finding fails. The timeout: cargo lambda watch starts an
+# instance on its first request, which can take seconds on a busy machine.
+SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks schemathesis --config-file "$ROOT/scripts/schemathesis.toml" \
+  run "http://127.0.0.1:$API_PORT/openapi.json" --url "http://127.0.0.1:$API_PORT" \
+  --phases examples,coverage,fuzzing --max-examples 50 --workers 2 --mode all \
+  --request-timeout 60 --no-color
 stop_background
 
 say "least privilege: each function's DynamoDB grants in template.yaml vs what it was recorded doing"
