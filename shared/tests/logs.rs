@@ -7,11 +7,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use lambda_http::http::Method;
-use lambda_http::tracing::subscriber::fmt::MakeWriter;
 use phone_auth::adapters::dynamo::OtpTable;
 use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
 use phone_auth::endpoints::{GetCode, Retrieve, SendCode, SetReferrer};
@@ -22,42 +18,6 @@ use support::memory::MemorySms;
 use support::*;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// Everything the functions log, as the production subscriber would format it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        lambda_http::tracing::subscriber::fmt()
-            .json()
-            .without_time()
-            // Production logs at INFO; our own code is captured down to DEBUG.
-            .with_env_filter("info,phone_auth=debug")
-            .with_writer(captured.clone())
-            .init();
-        captured
-    })
-}
 
 /// An SNS error as AWS's query protocol sends it, quoting the number.
 fn sns_refusing(phone: &str) -> ResponseTemplate {
@@ -80,7 +40,7 @@ fn get_code_over_table(sms: AnySms, otps_table: &str, dynamo: aws_sdk_dynamodb::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_paths_never_log_the_phone_or_the_code() {
-    let logs = logs();
+    let logs = captured_logs();
     let phone = unique_phone();
     let digits = phone.trim_start_matches('+').to_string();
     let aws = aws().await;
@@ -267,7 +227,7 @@ async fn error_paths_never_log_the_phone_or_the_code() {
     let refused = answer(per_ip.send_code(from(&phone)).await);
     assert_eq!(refused.0, 429, "{refused:?}");
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     // The spent service budget wrote the line template.yaml's metric filter
     // counts for SmsBudgetExhaustedAlarm.
     let (path, value) = metric_filter("SmsBudgetExhaustedMetricFilter");
@@ -348,7 +308,7 @@ async fn a_reused_refresh_token_is_logged_as_a_security_event_without_secrets() 
     use phone_auth::store::SessionStore;
     use support::memory::MemorySessions;
 
-    let logs = logs();
+    let logs = captured_logs();
     let sessions = MemorySessions::default();
     let t = now();
     let session = Session {
@@ -369,7 +329,7 @@ async fn a_reused_refresh_token_is_logged_as_a_security_event_without_secrets() 
         "refresh_token_reused",
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let (path, value) = metric_filter("RefreshTokenReusedMetricFilter");
     let line = text
         .lines()

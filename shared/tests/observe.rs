@@ -10,11 +10,9 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use lambda_http::http::Method;
-use lambda_http::tracing::subscriber::fmt::MakeWriter;
 use lambda_http::{Body, Request, Response};
 use phone_auth::config::Config;
 use phone_auth::cors::Cors;
@@ -25,41 +23,6 @@ use phone_auth::observe::{Metric, Output, PhoneRefKey, Reporter, SecurityEvent};
 use rand::RngExt;
 use serde_json::{Value, json};
 use support::{from_ip, request, unique_phone};
-
-/// Every tracing line, as the deployed subscriber writes them (JSON).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-fn tracing_lines() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        lambda_http::tracing::subscriber::fmt()
-            .json()
-            .without_time()
-            .with_env_filter("info,phone_auth=debug")
-            .with_writer(captured.clone())
-            .init();
-        captured
-    })
-}
 
 const NAMESPACE: &str = "PhoneAuthTest";
 
@@ -258,7 +221,7 @@ fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
 }
 
 async fn scenario() {
-    let tracing = tracing_lines();
+    let tracing = support::captured_logs();
     let stack = Stack::new().await;
     let mut seen = Seen::default();
 
@@ -430,9 +393,7 @@ async fn scenario() {
     let text = records
         .iter()
         .map(Value::to_string)
-        .chain(std::iter::once(
-            String::from_utf8_lossy(&tracing.0.lock().unwrap()).into_owned(),
-        ))
+        .chain(std::iter::once(tracing.text()))
         .collect::<Vec<_>>()
         .join("\n");
     for secret in &seen.secrets {

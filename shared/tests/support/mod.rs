@@ -447,3 +447,47 @@ pub async fn raw_user(
         .item
         .unwrap()
 }
+
+/// Everything the functions log through tracing in this test binary, as the
+/// production subscriber would format it (JSON), down to DEBUG for our code.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> lambda_http::tracing::subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> CapturedLogs {
+        self.clone()
+    }
+}
+
+/// The test binary's tracing output, captured from the first call on.
+pub fn captured_logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = CapturedLogs::default();
+        lambda_http::tracing::subscriber::fmt()
+            .json()
+            .without_time()
+            // Production logs at INFO; our own code is captured down to DEBUG.
+            .with_env_filter("info,phone_auth=debug")
+            .with_writer(captured.clone())
+            .init();
+        captured
+    })
+}
