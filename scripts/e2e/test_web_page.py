@@ -11,6 +11,10 @@ signs out. Screenshots (desktop and phone width, both languages) are saved
 under <target>/web-screenshots/, and Chrome's console must hold no error but
 the API refusals the test provokes on purpose.
 
+A second person signs in in two tabs, signs out everywhere from one: the
+other's next refresh is refused (401) and it goes back to sign-in; then they
+delete their account, which the page asks about first.
+
 Every wait is on a condition in the page (WebDriverWait), never a sleep."""
 
 import base64
@@ -304,3 +308,62 @@ def test_two_people_sign_up_through_an_invite_link_and_sign_out(browser):
     # The console was read: the refusals provoked above are in it.
     for what, pattern in PROVOKED.items():
         assert any(pattern.search(e["message"]) for e in errors), f"{what} is not in the console log: {errors}"
+
+
+def test_sign_out_everywhere_ends_the_other_tab_and_an_account_can_be_deleted(browser):
+    console = Console(browser)
+    phone, typed = new_phone()
+    browser.get(BASE + "/")
+    sign_in(browser, typed)
+    first_tab = browser.current_window_handle
+    console.collect()
+
+    # The same person in a second tab: a second session, listed in the first.
+    browser.switch_to.new_window("tab")
+    browser.get(BASE + "/")
+    sign_in(browser, typed)
+    second_tab = browser.current_window_handle
+    console.collect()
+    browser.switch_to.window(first_tab)
+
+    def two_sessions(d):
+        if len(d.find_elements(By.CSS_SELECTOR, "#sessions li")) == 2:
+            return True
+        reload = d.find_element(By.ID, "reload-sessions")
+        if reload.is_enabled():
+            reload.click()
+        return False
+
+    wait(browser, two_sessions, "the second tab's session is not listed", poll=0.5)
+    browser.find_element(By.ID, "sign-out-all").click()
+    text_is(browser, "notice", "You have signed out on every device.")
+    console.collect()
+
+    # The second tab's session is revoked: at its next refresh (a reload
+    # here) the API answers 401 and the page goes back to sign-in.
+    browser.switch_to.window(second_tab)
+    browser.refresh()
+    shown(browser, "phone-form")
+    text_is(browser, "notice", "Your session has ended. Please sign in again.")
+    assert browser.execute_script("return sessionStorage.getItem('phone-auth.refresh')") is None
+
+    # Deleting the account asks first; "Keep it" keeps it.
+    sign_in(browser, typed)
+    browser.find_element(By.ID, "delete-account").click()
+    shown(browser, "delete-confirm")
+    browser.find_element(By.ID, "delete-no").click()
+    wait(browser, EC.invisibility_of_element_located((By.ID, "delete-confirm")), "the question stays")
+    browser.find_element(By.ID, "delete-account").click()
+    shown(browser, "delete-yes").click()
+    text_is(browser, "notice", "Your account has been deleted.")
+    shown(browser, "phone-form")
+
+    # The phone signs up again as somebody new: another invite code, nobody's referral.
+    sign_in(browser, typed)
+    text_is(browser, "invited-by", "Nobody yet")
+    console.collect()
+
+    revoked = re.compile(r"/users/auth/refresh/ - Failed to load resource: the server responded with a status of 401")
+    errors = console.errors()
+    assert [e for e in errors if not revoked.search(e["message"])] == [], errors
+    assert any(revoked.search(e["message"]) for e in errors), errors
