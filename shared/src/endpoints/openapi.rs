@@ -682,7 +682,6 @@ fn docs_operations(c: &mut Components) -> Vec<Operation> {
             "headers": {"Location": {"required": true, "schema": {"type": "string"}}},
         })
     };
-    let not_found = ApiError::NotFound;
     vec![
         op::<Docs>(
             "/openapi.json",
@@ -705,28 +704,16 @@ fn docs_operations(c: &mut Components) -> Vec<Operation> {
         )
         .response(StatusCode::OK, html("Swagger UI on this document."))
         .build(c),
-        op::<Docs>(
-            "/docs/{asset}",
-            TAG_DOCS,
-            "The docs pages' files",
-            "Scripts, stylesheets and licences of Swagger UI and ReDoc.",
+        asset_files(
+            op::<Docs>(
+                "/docs/{asset}",
+                TAG_DOCS,
+                "The docs pages' files",
+                "Scripts, stylesheets and licences of Swagger UI and ReDoc.",
+            ),
+            &super::docs::ASSET_NAMES,
+            &["text/javascript", "text/css", "text/plain"],
         )
-        .parameters(json!([{
-            "name": "asset", "in": "path", "required": true,
-            "schema": {"type": "string", "enum": super::docs::ASSET_NAMES},
-        }]))
-        .response(
-            StatusCode::OK,
-            json!({
-                "description": "The file.",
-                "content": {
-                    "text/javascript": {"schema": {"type": "string"}},
-                    "text/css": {"schema": {"type": "string"}},
-                    "text/plain": {"schema": {"type": "string"}},
-                },
-            }),
-        )
-        .errors([not_found])
         .build(c),
         op::<Docs>(
             "/redoc/",
@@ -745,6 +732,25 @@ fn docs_operations(c: &mut Components) -> Vec<Operation> {
         .response(StatusCode::MOVED_PERMANENTLY, redirect("`../docs/`"))
         .build(c),
     ]
+}
+
+/// A static files route (`{asset}` one of `names`): each file in one of
+/// `content_types`, 404 for any other name.
+fn asset_files(operation: Op, names: &[&str], content_types: &[&str]) -> Op {
+    let content: Map<String, Value> = content_types
+        .iter()
+        .map(|t| (t.to_string(), json!({"schema": {"type": "string"}})))
+        .collect();
+    operation
+        .parameters(json!([{
+            "name": "asset", "in": "path", "required": true,
+            "schema": {"type": "string", "enum": names},
+        }]))
+        .response(
+            StatusCode::OK,
+            json!({"description": "The file.", "content": content}),
+        )
+        .errors([ApiError::NotFound])
 }
 
 /// The web page (README "The web page"): HTML, its files, and a bodiless
@@ -773,32 +779,20 @@ fn web_operations(c: &mut Components) -> Vec<Operation> {
     vec![
         page("/", "The web page").build(c),
         page("/app/", "The web page, at its second address").build(c),
-        op::<Web>(
-            "/app/{asset}",
-            TAG_WEB,
-            "The web page's files",
-            "Its script, styles and icon.",
-        )
-        .parameters(json!([{
-            "name": "asset", "in": "path", "required": true,
-            "schema": {"type": "string", "enum": super::web::ASSET_NAMES},
-        }]))
-        .response(
-            StatusCode::OK,
-            json!({
-                "description": "The file.",
-                "content": {
-                    "text/javascript": {"schema": {"type": "string"}},
-                    "text/css": {"schema": {"type": "string"}},
-                    "image/svg+xml": {"schema": {"type": "string"}},
-                },
-            }),
+        asset_files(
+            op::<Web>(
+                "/app/{asset}",
+                TAG_WEB,
+                "The web page's files",
+                "Its script, styles and icon.",
+            ),
+            &super::web::ASSET_NAMES,
+            &["text/javascript", "text/css", "image/svg+xml"],
         )
         .response(
             StatusCode::NOT_MODIFIED,
             json!({"description": "Unchanged (If-None-Match)."}),
         )
-        .errors([ApiError::NotFound])
         .build(c),
     ]
 }
