@@ -14,7 +14,35 @@ use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Res;
-use crate::http1::{read_message, write_message, write_response};
+use crate::http1::{Message, read_message, write_message, write_response};
+
+/// Answers every request on `listener`'s connections (kept alive) with
+/// status 200 and what `respond` gives: its content type and body.
+fn serve(
+    listener: TcpListener,
+    respond: impl Fn(Message) -> (&'static str, Vec<u8>) + Send + Sync + 'static,
+) {
+    let respond = Arc::new(respond);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let mut conn = BufReader::new(stream);
+                while let Ok(Some(request)) = read_message(&mut conn).await {
+                    let (content_type, body) = respond(request);
+                    let headers = [("content-type", content_type)];
+                    if write_response(conn.get_mut(), 200, &headers, &body)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
 
 // ------------------------------------------------------------------ SNS
 
@@ -65,48 +93,30 @@ impl SnsStub {
             codes: Arc::default(),
         };
         let codes = stub.codes.clone();
-        tokio::spawn(async move {
-            let mut published = 0u64;
-            while let Ok((stream, _)) = listener.accept().await {
-                let codes = codes.clone();
-                published += 1;
-                let base = published << 20;
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let mut conn = BufReader::new(stream);
-                    let mut n = base;
-                    while let Ok(Some(request)) = read_message(&mut conn).await {
-                        n += 1;
-                        let params = form(&request.body);
-                        let phone = params.get("PhoneNumber").cloned().unwrap_or_default();
-                        let message = params.get("Message").cloned().unwrap_or_default();
-                        // The first run of 4+ digits, in any language's text
-                        // ("Код входа: 4821." as much as "4821 is your ...").
-                        let code = message
-                            .split(|c: char| !c.is_ascii_digit())
-                            .find(|run| run.len() >= 4);
-                        if let Some(code) = code {
-                            codes
-                                .lock()
-                                .expect("not poisoned")
-                                .insert(phone, code.to_string());
-                        }
-                        let xml = format!(
-                            "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\
-                             <PublishResult><MessageId>00000000-0000-4000-8000-{n:012x}</MessageId></PublishResult>\
-                             <ResponseMetadata><RequestId>00000000-0000-4000-9000-{n:012x}</RequestId></ResponseMetadata>\
-                             </PublishResponse>"
-                        );
-                        let headers = [("content-type", "text/xml")];
-                        if write_response(conn.get_mut(), 200, &headers, xml.as_bytes())
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
+        let published = AtomicU64::new(0);
+        serve(listener, move |request| {
+            let n = published.fetch_add(1, Ordering::Relaxed) + 1;
+            let params = form(&request.body);
+            let phone = params.get("PhoneNumber").cloned().unwrap_or_default();
+            let message = params.get("Message").cloned().unwrap_or_default();
+            // The first run of 4+ digits, in any language's text
+            // ("Код входа: 4821." as much as "4821 is your ...").
+            let code = message
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|run| run.len() >= 4);
+            if let Some(code) = code {
+                codes
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(phone, code.to_string());
             }
+            let xml = format!(
+                "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\
+                 <PublishResult><MessageId>00000000-0000-4000-8000-{n:012x}</MessageId></PublishResult>\
+                 <ResponseMetadata><RequestId>00000000-0000-4000-9000-{n:012x}</RequestId></ResponseMetadata>\
+                 </PublishResponse>"
+            );
+            ("text/xml", xml.into_bytes())
         });
         Ok(stub)
     }
@@ -140,32 +150,19 @@ impl EventBridgeStub {
             entries: Arc::default(),
         };
         let (requests, entries) = (stub.requests.clone(), stub.entries.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (requests, entries) = (requests.clone(), entries.clone());
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let mut conn = BufReader::new(stream);
-                    while let Ok(Some(request)) = read_message(&mut conn).await {
-                        let n = requests.fetch_add(1, Ordering::Relaxed);
-                        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-                        let taken = body["Entries"].as_array().map_or(0, Vec::len);
-                        entries.fetch_add(taken as u64, Ordering::Relaxed);
-                        let results: Vec<Value> = (0..taken)
-                            .map(|i| json!({ "EventId": format!("00000000-0000-4000-8000-{n:08x}{i:04x}") }))
-                            .collect();
-                        let answer =
-                            json!({ "FailedEntryCount": 0, "Entries": results }).to_string();
-                        let headers = [("content-type", "application/x-amz-json-1.1")];
-                        if write_response(conn.get_mut(), 200, &headers, answer.as_bytes())
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-            }
+        serve(listener, move |request| {
+            let n = requests.fetch_add(1, Ordering::Relaxed);
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let taken = body["Entries"].as_array().map_or(0, Vec::len);
+            entries.fetch_add(taken as u64, Ordering::Relaxed);
+            let results: Vec<Value> = (0..taken)
+                .map(|i| json!({ "EventId": format!("00000000-0000-4000-8000-{n:08x}{i:04x}") }))
+                .collect();
+            let answer = json!({ "FailedEntryCount": 0, "Entries": results });
+            (
+                "application/x-amz-json-1.1",
+                answer.to_string().into_bytes(),
+            )
         });
         Ok(stub)
     }
