@@ -390,13 +390,12 @@ pub enum Output {
 }
 
 /// Reports the requests of one function: built once per cold start.
-#[derive(Clone)]
 pub struct Reporter {
     pub function: &'static str,
     pub namespace: String,
     pub phone_refs: Option<PhoneRefKey>,
     pub output: Output,
-    served_one: Arc<AtomicBool>,
+    served_one: AtomicBool,
 }
 
 /// What is known of a request before it is handled.
@@ -419,7 +418,7 @@ impl Reporter {
             namespace,
             phone_refs,
             output,
-            served_one: Arc::default(),
+            served_one: AtomicBool::new(false),
         }
     }
 
@@ -446,9 +445,12 @@ impl Reporter {
                 (Some(key), Some(phone)) => Some(key.phone_ref(phone)),
                 _ => None,
             },
+            // Only CodesSent has the Region dimension: no metadata lookup otherwise.
             region: notes
-                .phone
-                .as_ref()
+                .facts
+                .contains(&Fact::CodeSent)
+                .then_some(notes.phone.as_ref())
+                .flatten()
                 .and_then(Phone::region)
                 .map(|r| r.as_str().to_string()),
             user: notes.user,

@@ -201,26 +201,8 @@ impl Seen {
     }
 }
 
-#[test]
-fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
-    // A debug build's future of this whole scenario outgrows a test
-    // thread's 2 MiB stack: a thread with room for it.
-    std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(scenario())
-        })
-        .unwrap()
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-}
-
-async fn scenario() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
     let tracing = support::captured_logs();
     let stack = Stack::new().await;
     let mut seen = Seen::default();
