@@ -752,23 +752,22 @@ def test_test_numbers_need_their_last_day():
 
 
 def test_sms_spend_has_two_alarms(cfn):
-    """The service's own daily budget (a log event of get-code, counted by a
-    metric filter) and SNS's account-wide month-to-date spend."""
+    """The service's own daily budget (get-code's SmsBudgetExhausted metric,
+    from its request records) and SNS's account-wide month-to-date spend."""
     resources = cfn["Resources"]
-    metric_filter = resources["SmsBudgetExhaustedMetricFilter"]["Properties"]
-    assert metric_filter["LogGroupName"] == {"Ref": "GetCodeLogGroup"}
-    assert metric_filter["FilterPattern"] == '{ $.fields.event = "sms_budget_exhausted" }'
-    (transformation,) = metric_filter["MetricTransformations"]
     budget = resources["SmsBudgetExhaustedAlarm"]["Properties"]
     assert (budget["Namespace"], budget["MetricName"]) == (
-        transformation["MetricNamespace"],
-        transformation["MetricName"],
+        {"Fn::Sub": "PhoneAuth/${AWS::StackName}"},
+        "SmsBudgetExhausted",
     )
     assert (budget["Statistic"], budget["Threshold"], budget["ComparisonOperator"]) == (
         "Sum",
         1,
         "GreaterThanOrEqualToThreshold",
     )
+    assert not [
+        name for name, r in resources.items() if r["Type"] == "AWS::Logs::MetricFilter" and name != "ApiThrottledMetricFilter"
+    ], "the functions' counts are EMF metrics (observe.rs), not log filters"
     spend = resources["SmsSpendAlarm"]
     assert spend["Condition"] == "UseSns"
     properties = spend["Properties"]

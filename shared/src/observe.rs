@@ -178,6 +178,8 @@ pub enum Metric {
     AttemptsExhausted,
     Lockouts,
     BudgetRefusals,
+    /// The service's daily SMS budget refused a code (also a budget refusal).
+    SmsBudgetExhausted,
     RefreshReuse,
     ReferralsSet,
     SessionsRevoked,
@@ -187,7 +189,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::CodesSent,
         Metric::SmsFailures,
         Metric::SignIns,
@@ -196,6 +198,7 @@ impl Metric {
         Metric::AttemptsExhausted,
         Metric::Lockouts,
         Metric::BudgetRefusals,
+        Metric::SmsBudgetExhausted,
         Metric::RefreshReuse,
         Metric::ReferralsSet,
         Metric::SessionsRevoked,
@@ -213,6 +216,7 @@ impl Metric {
             Metric::AttemptsExhausted => "AttemptsExhausted",
             Metric::Lockouts => "Lockouts",
             Metric::BudgetRefusals => "BudgetRefusals",
+            Metric::SmsBudgetExhausted => "SmsBudgetExhausted",
             Metric::RefreshReuse => "RefreshReuse",
             Metric::ReferralsSet => "ReferralsSet",
             Metric::SessionsRevoked => "SessionsRevoked",
@@ -296,6 +300,9 @@ impl Record {
                 _ => return None,
             })
         }));
+        if self.error_code == Some("sms_budget_exhausted") {
+            metrics.push(Metric::SmsBudgetExhausted);
+        }
         if self.cold_start {
             metrics.push(Metric::ColdStarts);
         }
@@ -324,6 +331,7 @@ impl Record {
             ("event", self.security_event().map(|e| e.name().to_string())),
             ("phone_ref", self.phone_ref.clone()),
             ("user_id", self.user.map(|u| u.get().to_string())),
+            ("Region", self.region.clone()),
             ("source_ip", self.source_ip.clone()),
             ("user_agent", self.user_agent.clone()),
         ];
@@ -340,6 +348,7 @@ impl Record {
             );
             record.insert("Function".into(), json!(self.function));
             if metrics.contains(&Metric::CodesSent) {
+                // A dimension's member must be there for the metric to count.
                 record.insert(
                     "Region".into(),
                     json!(self.region.as_deref().unwrap_or("unknown")),
@@ -445,14 +454,14 @@ impl Reporter {
                 (Some(key), Some(phone)) => Some(key.phone_ref(phone)),
                 _ => None,
             },
-            // Only CodesSent has the Region dimension: no metadata lookup otherwise.
-            region: notes
-                .facts
-                .contains(&Fact::CodeSent)
-                .then_some(notes.phone.as_ref())
-                .flatten()
-                .and_then(Phone::region)
-                .map(|r| r.as_str().to_string()),
+            // Where a code went or was refused (SMS pumping by country);
+            // the lookup re-reads phone metadata, so only for those.
+            region: (notes.facts.contains(&Fact::CodeSent)
+                || error_code.and_then(refusal_event) == Some(SecurityEvent::BudgetRefused))
+            .then_some(notes.phone.as_ref())
+            .flatten()
+            .and_then(Phone::region)
+            .map(|r| r.as_str().to_string()),
             user: notes.user,
             facts: notes.facts,
         };

@@ -33,6 +33,8 @@ struct Stack {
     get_code_one_per_ip: Function<GetCode>,
     /// get-code whose SNS does not answer.
     get_code_sms_down: Function<GetCode>,
+    /// get-code with the service's daily SMS budget spent (0).
+    get_code_budget_spent: Function<GetCode>,
     send_code: Function<SendCode>,
     refresh: Function<Refresh>,
     logout: Function<Logout>,
@@ -112,6 +114,12 @@ impl Stack {
             ),
             get_code_one_per_ip: function(
                 &config_with(&[("OTP_MAX_SENDS_PER_IP", "1")]),
+                &aws,
+                &records,
+                &phone_refs,
+            ),
+            get_code_budget_spent: function(
+                &config_with(&[("SMS_DAILY_BUDGET", "0")]),
                 &aws,
                 &records,
                 &phone_refs,
@@ -236,7 +244,8 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
         (&record["SignIns"], &record["SignUps"]),
         (&json!(1), &json!(1))
     );
-    assert!(record["user_id"].is_string(), "{record}");
+    let user_id = record["user_id"].clone();
+    assert!(user_id.is_string(), "{record}");
     let (access, refresh) = (
         tokens["access"].as_str().unwrap().to_string(),
         tokens["refresh"].as_str().unwrap().to_string(),
@@ -257,6 +266,8 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
     call(&stack.refresh, post(json!({ "refresh": refresh }))).await;
     let record = seen.check(&stack, 401, Some(SecurityEvent::RefreshReuse));
     assert_eq!(record["RefreshReuse"], 1);
+    // Whose session it was: the user to look after.
+    assert_eq!(record["user_id"], user_id, "{record}");
 
     // A second user, signed in, refers to nobody yet: a referral, a sign-out, a deletion.
     let other = unique_phone();
@@ -357,6 +368,25 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
     assert_eq!(
         (&record["BudgetRefusals"], &record["error_code"]),
         (&json!(1), &json!("too_many_requests_from_ip"))
+    );
+
+    // The service's daily budget spent: a budget refusal of its own metric
+    // (SmsBudgetExhaustedAlarm reads it), with the phone's country.
+    let phone = unique_phone();
+    seen.secrets.push(phone.clone());
+    let (status, _) = call(
+        &stack.get_code_budget_spent,
+        post(json!({ "phone": phone })),
+    )
+    .await;
+    let record = seen.check(&stack, 503, Some(SecurityEvent::BudgetRefused));
+    assert_eq!(
+        (status, &record["error_code"], &record["Region"]),
+        (503, &json!("sms_budget_exhausted"), &json!("RU"))
+    );
+    assert_eq!(
+        (&record["SmsBudgetExhausted"], &record["BudgetRefusals"]),
+        (&json!(1), &json!(1))
     );
 
     // The SMS provider fails: 503, and the failure counted.

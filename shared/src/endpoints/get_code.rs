@@ -12,7 +12,7 @@ use crate::adapters::sms::AnySms;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now, source_ip};
-use crate::limits::{Budget, Counter, LimitRefusal, SendLimits, Source, TestNumbers};
+use crate::limits::{Counter, LimitRefusal, SendLimits, Source, TestNumbers};
 use crate::observe::{self, Fact};
 use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
@@ -148,7 +148,6 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
             match take {
                 Some(Take::Taken) => taken.push(counter),
                 Some(Take::Refused) => {
-                    log_spent(counter, phone);
                     // The most specific budget answers: the source's, the
                     // country's, then the service's.
                     refused.get_or_insert(LimitRefusal {
@@ -244,34 +243,6 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
                 sms_text: sent.text.filter(|_| dev),
             },
         )
-    }
-}
-
-/// A spent budget, for the operator (no phone, no address). The service's
-/// is the event `sms_budget_exhausted` that template.yaml's metric filter
-/// counts and alarms on.
-fn log_spent(counter: &Counter, phone: &Phone) {
-    match counter.budget {
-        Budget::Service => {
-            tracing::warn!(
-                event = "sms_budget_exhausted",
-                "the daily SMS budget is spent"
-            )
-        }
-        Budget::Region => {
-            let region = phone.region().map(|id| id.as_ref().to_string());
-            tracing::warn!(
-                event = "region_budget_exhausted",
-                region = region.as_deref().unwrap_or("?"),
-                "a country's daily SMS budget is spent"
-            )
-        }
-        Budget::SourceIp => {
-            tracing::info!(
-                event = "ip_budget_exhausted",
-                "a source's hourly codes are spent"
-            )
-        }
     }
 }
 

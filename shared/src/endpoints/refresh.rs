@@ -12,8 +12,9 @@ use crate::adapters::dynamo::SessionTable;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{json_body, now};
+use crate::observe;
 use crate::session::{FailedRotation, RefreshKey, Session, SessionPolicy, judge_failed_rotation};
-use crate::store::{Revocation, Rotation, SessionStore};
+use crate::store::{Rotation, SessionStore};
 use crate::token::TokenSigner;
 
 pub struct Refresh<S = SessionTable> {
@@ -65,6 +66,9 @@ impl<S: SessionStore> Refresh<S> {
         let session = match self.sessions.rotate(&token, idle_expires_at, now).await? {
             Rotation::Rotated(session) => session,
             Rotation::Refused(found) => {
+                if let Some(session) = &found {
+                    observe::user(session.user);
+                }
                 match judge_failed_rotation(&token, found, &self.policy, now) {
                     FailedRotation::Grace(current) => current,
                     FailedRotation::Unknown => return Err(ApiError::RefreshTokenInvalid),
@@ -73,20 +77,15 @@ impl<S: SessionStore> Refresh<S> {
                     FailedRotation::Reused => {
                         // The token was rotated out, so two parties held it:
                         // no telling which is the owner. End the session for
-                        // both; its owner signs in again.
-                        let revocation = self.sessions.revoke(&token.sid, None, now).await?;
-                        tracing::warn!(
-                            event = "refresh_token_reused",
-                            sid = token.sid.as_str(),
-                            generation = token.generation,
-                            revoked = revocation == Revocation::Revoked,
-                            "a rotated-out refresh token was presented; its session is revoked"
-                        );
+                        // both; its owner signs in again. The request's
+                        // record is the security event `refresh_reuse`.
+                        self.sessions.revoke(&token.sid, None, now).await?;
                         return Err(ApiError::RefreshTokenReused);
                     }
                 }
             }
         };
+        observe::user(session.user);
         let pair = TokenPair::of(&session, &self.signer, &self.refresh_key, now);
         Ok(json_response(StatusCode::OK, &pair))
     }
