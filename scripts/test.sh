@@ -41,10 +41,10 @@ say "end-to-end: the function binaries under cargo lambda watch (8 instances eac
 ensure_local_secrets
 API_PORT=$(free_port)
 # Build the functions up front, so the first concurrent requests do not wait on the compiler.
-cargo build --features phone_auth/dev-mode -p get-code -p send-code -p refresh -p retrieve -p set-referrer -p jwks \
-  -p logout -p logout-all -p list-sessions -p revoke-session -p delete-account \
-  -p register -p login -p client-profile -p update-client-profile -p list-referrals -p publish-events \
-  -p web -p docs
+HTTP_FUNCTIONS=(get-code send-code refresh retrieve set-referrer jwks logout logout-all list-sessions
+  revoke-session delete-account register login client-profile update-client-profile list-referrals web docs)
+# shellcheck disable=SC2046 # one -p per function
+cargo build --features phone_auth/dev-mode $(printf -- '-p %s ' "${HTTP_FUNCTIONS[@]}") -p publish-events
 # The DynamoDB recorder (bench/harness/src/recorder.rs), between the functions
 # and DynamoDB Local: it writes which function needed which IAM action on which
 # table or index, for the least-privilege check below. (Workspace features, as
@@ -60,11 +60,14 @@ wait_for_http "http://127.0.0.1:$RECORD_PORT" 20 "$STATE/record-$RECORD_PORT.log
 export E2E_CORS_ORIGIN="http://127.0.0.1:$(free_port)"
 # serve_functions PORT VAR=VALUE...: the functions under cargo lambda
 # watch on PORT, with these variables on top of the environment; the issuer
-# is the server's base URL, as `make dev` makes it.
+# is the server's base URL, as `make dev` makes it. Logs in Lambda's JSON
+# format, as deployed: scripts/check_logs.py reads them afterwards.
+SERVER_LOGS=()
 serve_functions() {
   local port=$1; shift
+  SERVER_LOGS+=("$STATE/watch-$port.log")
   start_background "$STATE/watch-$port.log" env SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" \
-    TOKEN_ISSUER="http://127.0.0.1:$port" "$@" \
+    TOKEN_ISSUER="http://127.0.0.1:$port" AWS_LAMBDA_LOG_FORMAT=JSON "$@" \
     cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" \
     --concurrency 8 --features phone_auth/dev-mode --ignore-changes --disable-cors
 }
@@ -120,6 +123,8 @@ SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks schemathesis --config-file "$ROOT/
   --phases examples,coverage,fuzzing --max-examples 50 --workers 2 --mode all \
   --request-timeout 60 --no-color
 stop_background
+say "logs: every function's success and error records, and no phone, code or token in any line the servers wrote"
+python3 "$ROOT/scripts/check_logs.py" --functions "$(IFS=,; echo "${HTTP_FUNCTIONS[*]}")" "${SERVER_LOGS[@]}"
 
 say "least privilege: each function's DynamoDB grants in template.yaml vs what it was recorded doing"
 # Same features as the workspace test run above, so its test binary is reused.

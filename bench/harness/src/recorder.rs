@@ -258,6 +258,38 @@ impl DynamoProxy {
     }
 }
 
+/// One request to DynamoDB Local over the kept connection, or a new one.
+/// DynamoDB Local closes a kept connection once it has been idle a while;
+/// a request that finds it closed (nothing answered) is sent again once on
+/// a fresh connection, as HTTP clients do, instead of failing the caller's
+/// request (which surfaced as a 503 under load in `make test`).
+async fn exchange(
+    kept: &mut Option<BufReader<TcpStream>>,
+    upstream: SocketAddr,
+    start: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Res<Message> {
+    if let Some(conn) = kept.as_mut() {
+        let answered = match write_message(conn.get_mut(), start, headers, body).await {
+            Ok(()) => read_message(conn).await,
+            Err(err) => Err(err),
+        };
+        if let Ok(Some(response)) = answered {
+            return Ok(response);
+        }
+        // Closed before answering: once more, on a new connection.
+        *kept = None;
+    }
+    let stream = TcpStream::connect(upstream).await?;
+    stream.set_nodelay(true)?;
+    let conn = kept.insert(BufReader::new(stream));
+    write_message(conn.get_mut(), start, headers, body).await?;
+    read_message(conn)
+        .await?
+        .ok_or_else(|| "DynamoDB Local closed a new connection without answering".into())
+}
+
 async fn proxy_connection(
     stream: TcpStream,
     upstream: SocketAddr,
@@ -297,19 +329,16 @@ async fn proxy_connection(
             *tally.operations.entry(operation.clone()).or_default() += 1;
             tally.max_in_flight = tally.max_in_flight.max(now_in_flight);
         }
-        let conn = match upstream_conn.as_mut() {
-            Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect(upstream).await?;
-                stream.set_nodelay(true)?;
-                upstream_conn.insert(BufReader::new(stream))
-            }
-        };
-        write_message(conn.get_mut(), &request.start, &headers, &body).await?;
-        let response = read_message(conn)
-            .await?
-            .ok_or("DynamoDB Local closed the connection")?;
+        let response = exchange(
+            &mut upstream_conn,
+            upstream,
+            &request.start,
+            &headers,
+            &body,
+        )
+        .await;
         counter.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let response = response?;
 
         let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         {
