@@ -107,6 +107,8 @@ struct Function {
     name: &'static str,
     method: Method,
     also_at_path: &'static [Method],
+    /// `Endpoint::USES_AWS`.
+    uses_aws: bool,
     build: Build,
     probe: Probe,
 }
@@ -118,6 +120,7 @@ const fn function<E: Endpoint>(binary: &'static str, endpoint: &'static str) -> 
         name: E::NAME,
         method: E::METHOD,
         also_at_path: E::ALSO_AT_PATH,
+        uses_aws: E::USES_AWS,
         build: build::<E>,
         probe: probe::<E>,
     }
@@ -643,6 +646,8 @@ impl<'a> Stack<'a> {
                     other => panic!("{id}: Action {other}"),
                 };
                 let resource = match (&statement["Resource"], &statement["NotResource"]) {
+                    // An action that takes no resource (which ones may: below).
+                    (Value::String(r), Value::Null) if r == "*" => r.clone(),
                     (Value::String(r), Value::Null) => r
                         .strip_prefix("arn:<")
                         .map(|r| r.replacen('>', "", 1))
@@ -1344,15 +1349,31 @@ fn is_stack_table_resource(template: &Value, resource: &str) -> bool {
     resources_of_type(template, "AWS::DynamoDB::Table").contains_key(table)
 }
 
+/// What each function that calls AWS may do beyond its tables: open its
+/// DynamoDB connection at init (adapters::dynamo::open_connection).
+const OPEN_CONNECTION: (&str, &str) = ("dynamodb:DescribeEndpoints", "*");
+
 #[test]
 fn only_functions_that_send_codes_may_publish_sms_and_every_other_grant_is_on_a_table() {
     let template = template();
     let functions = template_functions(&template);
     let mut problems = Vec::new();
     for (set_name, stack) in stacks(&template) {
-        for Function { binary, .. } in FUNCTIONS {
+        for Function {
+            binary, uses_aws, ..
+        } in FUNCTIONS
+        {
             let (id, resource) = &functions[binary];
             let mut granted = stack.permissions(id, resource);
+            let opens = granted.remove(&(OPEN_CONNECTION.0.into(), OPEN_CONNECTION.1.into()));
+            if opens != uses_aws {
+                problems.push(format!(
+                    "{set_name}: {id} {} {} (it {} AWS)",
+                    if uses_aws { "needs" } else { "must not have" },
+                    OPEN_CONNECTION.0,
+                    if uses_aws { "calls" } else { "never calls" }
+                ));
+            }
             let sms = granted.remove(&("sns:Publish".into(), "NOT arn:aws:sns:*:*:*".into()));
             let sends_sms =
                 SENDS_CODES.contains(&binary) && stack.parameters["SmsProvider"] == "sns";
@@ -1421,7 +1442,12 @@ fn each_function_is_granted_exactly_the_dynamodb_actions_it_was_seen_to_use() {
             Some(function) => function.to_string(),
             None => "a request naming no function".to_string(),
         };
-        let Some(id) = tables.get(table) else {
+        let id = if (action.as_str(), resource) == OPEN_CONNECTION {
+            Some(OPEN_CONNECTION.1.to_string())
+        } else {
+            tables.get(table).cloned()
+        };
+        let Some(id) = id else {
             problems.push(format!(
                 "{caller} needed {action} on {resource}, which is none of the stack's tables"
             ));

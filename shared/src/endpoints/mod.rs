@@ -324,21 +324,31 @@ pub fn function_aws_config(config: &Config, name: &'static str) -> Result<SdkCon
 /// configuration (only for a function that calls AWS), the endpoint and its
 /// CORS rules. Configuration is read here, once.
 pub fn build<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigError> {
-    let aws = if E::USES_AWS {
-        function_aws_config(config, E::NAME)?
+    Function::from_config(config, &sdk_config::<E>(config)?)
+}
+
+fn sdk_config<E: Endpoint>(config: &Config) -> Result<SdkConfig, ConfigError> {
+    if E::USES_AWS {
+        function_aws_config(config, E::NAME)
     } else {
         // No region, credentials or HTTP client: nothing could be sent with it.
-        SdkConfig::builder().build()
-    };
-    Function::from_config(config, &aws)
+        Ok(SdkConfig::builder().build())
+    }
 }
 
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let function = build::<E>(&Config::from_env()).inspect_err(|err| {
+    let config = Config::from_env();
+    let built = sdk_config::<E>(&config)
+        .and_then(|aws| Ok((Function::<E>::from_config(&config, &aws)?, aws)));
+    let (function, aws) = built.inspect_err(|err| {
         tracing::error!(error = %err, "configuration error");
     })?;
+    if E::USES_AWS {
+        // Every function that calls AWS calls DynamoDB (see open_connection).
+        crate::adapters::dynamo::open_connection(&aws).await;
+    }
     let function = &function;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
         Ok::<_, std::convert::Infallible>(function.serve(request).await)

@@ -1,0 +1,115 @@
+//! `adapters::dynamo::open_connection`, what a cold start runs after
+//! building its clients: it opens one connection to DynamoDB, the function's
+//! first request uses that same connection, and a DynamoDB that is down or
+//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error.
+//! Against DynamoDB Local, through a loopback proxy that counts connections
+//! and the requests on them.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use phone_auth::adapters::dynamo::{OPEN_CONNECTION_LIMIT, open_connection};
+use phone_auth::config::Config;
+use phone_auth::endpoints::aws_config;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Connections accepted, each piped to `upstream`.
+async fn counting_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut server = TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (address, accepted)
+}
+
+/// The production SDK configuration, its DynamoDB endpoint at `endpoint`.
+fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let endpoint = endpoint.to_string();
+    let config = Config::from_lookup(move |name| match name {
+        "AWS_ENDPOINT_URL_DYNAMODB" => Some(endpoint.clone()),
+        _ => std::env::var(name).ok(),
+    });
+    aws_config(&config).expect("AWS_REGION is set")
+}
+
+fn dynamodb_local() -> SocketAddr {
+    let url = support::env("AWS_ENDPOINT_URL_DYNAMODB");
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("DynamoDB Local on a loopback address")
+}
+
+#[tokio::test]
+async fn the_first_request_uses_the_connection_opened_at_init() {
+    // DynamoDB Local (a JVM) answers its first requests slowly: warmed
+    // first, so that it answers within the bound as DynamoDB does.
+    let direct =
+        aws_sdk_dynamodb::Client::new(&sdk_config(&format!("http://{}", dynamodb_local())));
+    for _ in 0..3 {
+        direct
+            .list_tables()
+            .send()
+            .await
+            .expect("DynamoDB Local answers");
+    }
+    let (proxy, accepted) = counting_proxy(dynamodb_local()).await;
+    let aws = sdk_config(&format!("http://{proxy}"));
+
+    open_connection(&aws).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection opened");
+
+    // A client built afterwards from the same configuration, as the
+    // function's own are (they are built before; the pool is the same).
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    client
+        .describe_table()
+        .table_name(support::env("USERS_TABLE"))
+        .send()
+        .await
+        .expect("DynamoDB Local answers");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the request went over the connection opened at init"
+    );
+}
+
+// Tokio's clock paused: it moves on only while every task waits, so the
+// bound below is checked without depending on how busy the machine is.
+#[tokio::test(start_paused = true)]
+async fn a_silent_or_absent_dynamodb_only_delays_init_a_little() {
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    // Returns (no error to handle), bounded by OPEN_CONNECTION_LIMIT: the
+    // SDK's own attempt timeout is 2 s, so without the bound this would
+    // wait for it.
+    let started = tokio::time::Instant::now();
+    open_connection(&sdk_config(&format!("http://{address}"))).await;
+    assert_eq!(started.elapsed(), OPEN_CONNECTION_LIMIT);
+
+    // Nothing listening at all.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    open_connection(&sdk_config(&format!("http://{address}"))).await;
+}
