@@ -463,10 +463,13 @@ async fn cold_start(
     .await?;
     let result = async {
         let init = function.ready().await?;
+        let init_cpu = function.cpu_time()?;
         let (first, _) = call_ok(&mut function, event).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
             init,
             first_invoke: first,
+            init_cpu,
+            first_invoke_cpu: function.cpu_time()? - init_cpu,
             peak_rss_kb: function.peak_rss_kb()?,
         })
     }

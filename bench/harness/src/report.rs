@@ -12,6 +12,9 @@ use crate::{BASELINE, measured};
 pub struct ColdSample {
     pub init: Duration,
     pub first_invoke: Duration,
+    /// CPU time of each phase (all threads).
+    pub init_cpu: Duration,
+    pub first_invoke_cpu: Duration,
     pub peak_rss_kb: u64,
 }
 
@@ -202,11 +205,25 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     }
 
     let mut first_invoke_tls = Map::new();
+    let mut cold_cpu_tls = Map::new();
     for (name, samples) in &results.cold_tls {
         let firsts = sorted_ms(samples.iter().map(|s| s.first_invoke));
         first_invoke_tls.insert(
             name.clone(),
             distribution(&firsts, &[("median", 50.0), ("p90", 90.0)]),
+        );
+        let median_ms = |phase: fn(&ColdSample) -> Duration| {
+            json!(round(
+                percentile(&sorted_ms(samples.iter().map(phase)), 50.0),
+                3
+            ))
+        };
+        cold_cpu_tls.insert(
+            name.clone(),
+            json!({
+                "init": median_ms(|s| s.init_cpu),
+                "first_invoke": median_ms(|s| s.first_invoke_cpu),
+            }),
         );
     }
 
@@ -355,6 +372,7 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         "first_invoke_ms": first_invoke,
         "first_invoke_ms_median": first_invoke_median,
         "first_invoke_tls_ms": first_invoke_tls,
+        "cold_cpu_tls_ms": cold_cpu_tls,
         "warm_ms": warm,
         "warm_p99_ms": warm_p99,
         "dynamodb_local_get_item_ms": distribution(&round_trips, &[("p50", 50.0), ("p99", 99.0)]),
@@ -394,10 +412,11 @@ pub fn table(s: &Value) -> String {
     let mut out = String::new();
     out.push_str(
         "| function | init ms median / p90 | init ÷ baseline | first invoke ms median / p90 \
-         | first invoke, TLS to DynamoDB | warm ms p50 / p99 | peak RSS MiB \
+         | first invoke, TLS to DynamoDB | CPU ms with TLS: init / first invoke \
+         | warm ms p50 / p99 | peak RSS MiB \
          | bootstrap KiB arm64 / x86_64 | zip KiB arm64 / x86_64 |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for name in [BASELINE].into_iter().chain(measured()) {
         let init = &s["init_ms"][name];
         let first = &s["first_invoke_ms"][name];
@@ -407,7 +426,7 @@ pub fn table(s: &Value) -> String {
             .map(|kb| format!("{:.1}", kb as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "| {name} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {rss} | {} / {} | {} / {} |\n",
+            "| {name} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {rss} | {} / {} | {} / {} |\n",
             f(&init["median"]),
             f(&init["p90"]),
             f(&s["init_ratio"][name]),
@@ -415,6 +434,8 @@ pub fn table(s: &Value) -> String {
             f(&first["p90"]),
             f(&s["first_invoke_tls_ms"][name]["median"]),
             f(&s["first_invoke_tls_ms"][name]["p90"]),
+            f(&s["cold_cpu_tls_ms"][name]["init"]),
+            f(&s["cold_cpu_tls_ms"][name]["first_invoke"]),
             f(&warm["p50"]),
             f(&warm["p99"]),
             kib(&s["bootstrap_bytes_by_arch"]["arm64"][name]),
@@ -555,6 +576,8 @@ mod tests {
         vec![ColdSample {
             init: Duration::from_millis(init_ms),
             first_invoke: Duration::from_millis(1),
+            init_cpu: Duration::from_millis(init_ms),
+            first_invoke_cpu: Duration::from_millis(1),
             peak_rss_kb: 4096,
         }]
     }

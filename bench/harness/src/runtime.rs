@@ -244,6 +244,23 @@ impl Function {
     }
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
+    /// CPU time the process has used so far, all its threads (the
+    /// scheduler's nanoseconds, `/proc/<pid>/task/*/schedstat`): what a
+    /// phase would cost where CPU is scarce, as in a 128 MB function.
+    pub fn cpu_time(&self) -> Res<Duration> {
+        let pid = self.child.id().ok_or("process already exited")?;
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .ok_or("no run time in schedstat")?;
+        }
+        Ok(Duration::from_nanos(total))
+    }
+
     pub fn peak_rss_kb(&self) -> Res<u64> {
         let pid = self.child.id().ok_or("process already exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

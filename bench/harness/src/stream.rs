@@ -216,10 +216,13 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
         .await?;
         let sample = async {
             let init = function.ready().await?;
+            let init_cpu = function.cpu_time()?;
             let first_invoke = call_batch(&mut function, first.clone()).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
                 init,
                 first_invoke,
+                init_cpu,
+                first_invoke_cpu: function.cpu_time()? - init_cpu,
                 peak_rss_kb: function.peak_rss_kb()?,
             })
         }
