@@ -447,12 +447,26 @@ async fn warm_up_dynamodb(helpers: &mut Fleet, phones: &mut Phones, n: usize) ->
     Ok(())
 }
 
-/// One fresh process: init, then one invocation.
+/// One fresh process: init, then one invocation of `event`.
 async fn cold_start(
     settings: &Settings,
     env: &[(String, String)],
     name: &str,
     event: Vec<u8>,
+) -> Res<ColdSample> {
+    cold_start_with(settings, env, name, async |function: &mut Function| {
+        Ok(call_ok(function, event).await?.0)
+    })
+    .await
+}
+
+/// One fresh process: init, then the one invocation `first_invocation`
+/// makes (it gives that invocation's time).
+async fn cold_start_with(
+    settings: &Settings,
+    env: &[(String, String)],
+    name: &str,
+    first_invocation: impl AsyncFnOnce(&mut Function) -> Res<Duration>,
 ) -> Res<ColdSample> {
     let mut function = Function::spawn(
         name,
@@ -464,10 +478,10 @@ async fn cold_start(
     let result = async {
         let init = function.ready().await?;
         let init_cpu = function.cpu_time()?;
-        let (first, _) = call_ok(&mut function, event).await?;
+        let first_invoke = first_invocation(&mut function).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
             init,
-            first_invoke: first,
+            first_invoke,
             init_cpu,
             first_invoke_cpu: function.cpu_time()? - init_cpu,
             peak_rss_kb: function.peak_rss_kb()?,

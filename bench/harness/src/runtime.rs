@@ -243,7 +243,6 @@ impl Function {
         }
     }
 
-    /// Peak resident set size so far (`VmHWM`), in KiB.
     /// CPU time the process has used so far, all its threads (the
     /// scheduler's nanoseconds, `/proc/<pid>/task/*/schedstat`): what a
     /// phase would cost where CPU is scarce, as in a 128 MB function.
@@ -261,6 +260,7 @@ impl Function {
         Ok(Duration::from_nanos(total))
     }
 
+    /// Peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kb(&self) -> Res<u64> {
         let pid = self.child.id().ok_or("process already exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

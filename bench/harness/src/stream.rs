@@ -207,28 +207,12 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
         );
         baseline_cold
             .push(crate::cold_start(settings, &direct, BASELINE, events::baseline()).await?);
-        let mut function = Function::spawn(
-            NAME,
-            &settings.binary(NAME),
-            &direct,
-            &settings.log(&format!("{NAME}-cold")),
-        )
-        .await?;
-        let sample = async {
-            let init = function.ready().await?;
-            let init_cpu = function.cpu_time()?;
-            let first_invoke = call_batch(&mut function, first.clone()).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
-                init,
-                first_invoke,
-                init_cpu,
-                first_invoke_cpu: function.cpu_time()? - init_cpu,
-                peak_rss_kb: function.peak_rss_kb()?,
+        cold.push(
+            crate::cold_start_with(settings, &direct, NAME, async |function: &mut Function| {
+                call_batch(function, first.clone()).await
             })
-        }
-        .await;
-        function.stop().await;
-        cold.push(sample?);
+            .await?,
+        );
     }
     eprintln!();
 
