@@ -150,15 +150,7 @@ fn answer(content_type: &str, cache: &'static str, body: Body) -> Response<Body>
 
 fn html(page: &'static str) -> Response<Body> {
     let mut response = answer("text/html; charset=utf-8", PAGE_CACHE, page.into());
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_CSP),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    super::page_headers(response.headers_mut(), PAGE_CSP);
     response
 }
 

@@ -32,7 +32,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
-use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -105,6 +105,25 @@ pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body
 async fn attempt<E: Endpoint>(endpoint: &E, request: Request) -> Result<Response<Body>, ApiError> {
     crate::http::require_method(&request, &E::METHOD, E::ALSO_AT_PATH)?;
     endpoint.handle(request).await
+}
+
+/// The headers of a page served to browsers (the docs pages, the web page):
+/// its Content-Security-Policy, no content-type sniffing, and no referrer
+/// (a page's URL may hold something of the user's: the web page's
+/// `?invite=`).
+pub(crate) fn page_headers(headers: &mut HeaderMap, content_security_policy: &'static str) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(content_security_policy),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
 }
 
 /// Time kept back from the invocation's deadline to answer: when the

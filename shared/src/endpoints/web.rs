@@ -99,19 +99,7 @@ impl File {
 
 /// The headers every answer of this function carries.
 fn secure(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // The page's URL may hold an invite code (`/?invite=`): it is sent nowhere.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    super::page_headers(headers, CONTENT_SECURITY_POLICY);
     // frame-ancestors 'none' for browsers that predate it.
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // No other site's window keeps a handle on the page's.
