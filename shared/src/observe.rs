@@ -326,12 +326,20 @@ impl Record {
         let latency_ms = (self.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         record.insert("latency_ms".into(), json!(latency_ms));
         record.insert("cold_start".into(), json!(self.cold_start));
+        let metrics = self.metrics();
+        // The phone's country where known; where a code was sent it is also
+        // CodesSent's dimension, whose member must be there for it to count.
+        let region = self.region.clone().or_else(|| {
+            metrics
+                .contains(&Metric::CodesSent)
+                .then(|| "unknown".to_string())
+        });
         let optional = [
             ("error_code", self.error_code.map(str::to_string)),
             ("event", self.security_event().map(|e| e.name().to_string())),
             ("phone_ref", self.phone_ref.clone()),
             ("user_id", self.user.map(|u| u.get().to_string())),
-            ("Region", self.region.clone()),
+            ("Region", region),
             ("source_ip", self.source_ip.clone()),
             ("user_agent", self.user_agent.clone()),
         ];
@@ -340,20 +348,12 @@ impl Record {
                 record.insert(key.into(), json!(value));
             }
         }
-        let metrics = self.metrics();
         if !metrics.is_empty() {
             record.insert(
                 "_aws".into(),
                 emf_metadata(namespace, timestamp_ms, &metrics),
             );
             record.insert("Function".into(), json!(self.function));
-            if metrics.contains(&Metric::CodesSent) {
-                // A dimension's member must be there for the metric to count.
-                record.insert(
-                    "Region".into(),
-                    json!(self.region.as_deref().unwrap_or("unknown")),
-                );
-            }
             for metric in metrics {
                 record.insert(metric.name().into(), json!(1));
             }
