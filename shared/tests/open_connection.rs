@@ -1,7 +1,8 @@
 //! `adapters::dynamo::open_connection`, what a cold start runs after
 //! building its clients: it opens one connection to DynamoDB, the function's
 //! first request uses that same connection, and a DynamoDB that is down or
-//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error.
+//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error, and
+//! one that throttles gets one request, not the SDK's retries.
 //! Against DynamoDB Local, through a loopback proxy that counts connections
 //! and the requests on them.
 
@@ -10,6 +11,9 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
 
 use phone_auth::adapters::dynamo::{OPEN_CONNECTION_LIMIT, open_connection};
 use phone_auth::config::Config;
@@ -112,4 +116,36 @@ async fn a_silent_or_absent_dynamodb_only_delays_init_a_little() {
     let address = closed.local_addr().unwrap();
     drop(closed);
     open_connection(&sdk_config(&format!("http://{address}"))).await;
+}
+
+/// A DynamoDB that throttles every request (the answer a burst of cold
+/// starts could get): `open_connection` sends it one request, where the
+/// function's own clients would retry. The SDK's first backoff is random
+/// (up to a second, so it may outlast the bound): here it is a millisecond,
+/// so that a retry would surely be sent.
+#[tokio::test]
+async fn a_throttling_dynamodb_gets_one_request_per_cold_start() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let dynamodb = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(400).set_body_raw(
+            r#"{"__type":"com.amazon.coral.availability#ThrottlingException","message":"Rate exceeded"}"#,
+            "application/x-amz-json-1.0",
+        ))
+        .mount(&dynamodb)
+        .await;
+    let aws = sdk_config(&dynamodb.uri())
+        .into_builder()
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+        .build();
+
+    open_connection(&aws).await;
+    let requests = dynamodb.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one request, no retry");
+
+    // What the function's own clients do with the same answer.
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let _ = client.list_tables().send().await;
+    let requests = dynamodb.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1 + 3, "the SDK's three attempts");
 }

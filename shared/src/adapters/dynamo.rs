@@ -1477,9 +1477,15 @@ pub const OPEN_CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from
 ///
 /// Bounded and failure-tolerant: at most [`OPEN_CONNECTION_LIMIT`], the
 /// answer ignored; if it fails or is late, init goes on and the first
-/// request connects as it would have anyway.
+/// request connects as it would have anyway. One attempt, never retried:
+/// any answer, a throttling error included, means the connection is open,
+/// and a burst of cold starts that DynamoDB throttles should neither wait
+/// out the SDK's backoff nor send it more of the same calls.
 pub async fn open_connection(aws: &aws_config::SdkConfig) {
-    let attempt = Client::new(aws).describe_endpoints().send();
+    let once = aws_sdk_dynamodb::config::Builder::from(aws)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let attempt = Client::from_conf(once).describe_endpoints().send();
     let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, attempt).await;
     tracing::debug!(
         answered = outcome.is_ok(),
