@@ -1,6 +1,6 @@
-//! `adapters::dynamo::open_connection`, what a cold start runs after
-//! building its clients: it opens one connection to DynamoDB, the function's
-//! first request uses that same connection, and a DynamoDB that is down or
+//! `adapters::dynamo::open_connection`, what a cold start runs after it
+//! builds its clients (`endpoints::start`): it opens one connection to
+//! DynamoDB, the function's first request uses that same connection, and a DynamoDB that is down or
 //! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error, and
 //! one that throttles gets one request, not the SDK's retries.
 //! Against DynamoDB Local, through a loopback proxy that counts connections
@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 
+use lambda_http::http::Method;
 use phone_auth::adapters::dynamo::{OPEN_CONNECTION_LIMIT, open_connection};
 use phone_auth::config::Config;
-use phone_auth::endpoints::aws_config;
+use phone_auth::endpoints::{ListSessions, aws_config, start};
+use phone_auth::user::UserId;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Connections accepted, each piped to `upstream`.
@@ -56,10 +58,9 @@ fn dynamodb_local() -> SocketAddr {
         .expect("DynamoDB Local on a loopback address")
 }
 
-#[tokio::test]
-async fn the_first_request_uses_the_connection_opened_at_init() {
-    // DynamoDB Local (a JVM) answers its first requests slowly: warmed
-    // first, so that it answers within the bound as DynamoDB does.
+/// DynamoDB Local (a JVM) answers its first requests slowly: warmed first,
+/// so that it answers within the bound as DynamoDB does.
+async fn warm_dynamodb_local() {
     let direct =
         aws_sdk_dynamodb::Client::new(&sdk_config(&format!("http://{}", dynamodb_local())));
     for _ in 0..3 {
@@ -69,6 +70,11 @@ async fn the_first_request_uses_the_connection_opened_at_init() {
             .await
             .expect("DynamoDB Local answers");
     }
+}
+
+#[tokio::test]
+async fn the_first_request_uses_the_connection_opened_at_init() {
+    warm_dynamodb_local().await;
     let (proxy, accepted) = counting_proxy(dynamodb_local()).await;
     let aws = sdk_config(&format!("http://{proxy}"));
 
@@ -88,6 +94,38 @@ async fn the_first_request_uses_the_connection_opened_at_init() {
         accepted.load(Ordering::SeqCst),
         1,
         "the request went over the connection opened at init"
+    );
+}
+
+/// The whole cold start (`endpoints::start`), which builds the function,
+/// then opens the connection: the clients built before share it, and the first request (list-sessions: one Query, for a user
+/// with none) goes over it.
+#[tokio::test]
+async fn a_started_function_serves_its_first_request_over_the_opened_connection() {
+    warm_dynamodb_local().await;
+    let (proxy, accepted) = counting_proxy(dynamodb_local()).await;
+    let proxy = format!("http://{proxy}");
+    let config = support::config(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy)]);
+
+    let function = start::<ListSessions>(&config)
+        .await
+        .expect("configuration is complete");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "opened during the cold start"
+    );
+
+    let token = support::access_token(UserId::generate());
+    let response = function
+        .serve(support::request(Method::GET, "", Some(&token)))
+        .await;
+    // DynamoDB was asked, and said there is none.
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the first request went over the connection opened at init"
     );
 }
 

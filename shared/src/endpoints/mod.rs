@@ -341,9 +341,19 @@ pub fn function_aws_config(config: &Config, name: &'static str) -> Result<SdkCon
 
 /// What a cold start builds, from configuration alone: the SDK
 /// configuration (only for a function that calls AWS), the endpoint and its
-/// CORS rules. Configuration is read here, once.
+/// CORS rules. Configuration is read here, once. No network: [`start`] is
+/// this and the connection opened.
 pub fn build<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigError> {
-    Function::from_config(config, &sdk_config::<E>(config)?)
+    Ok(build_with_sdk_config::<E>(config)?.0)
+}
+
+/// [`build`], and the SDK configuration whose HTTP client the function's
+/// AWS clients share.
+fn build_with_sdk_config<E: Endpoint>(
+    config: &Config,
+) -> Result<(Function<E>, SdkConfig), ConfigError> {
+    let aws = sdk_config::<E>(config)?;
+    Ok((Function::from_config(config, &aws)?, aws))
 }
 
 fn sdk_config<E: Endpoint>(config: &Config) -> Result<SdkConfig, ConfigError> {
@@ -358,14 +368,26 @@ fn sdk_config<E: Endpoint>(config: &Config) -> Result<SdkConfig, ConfigError> {
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env();
-    let built = sdk_config::<E>(&config)
-        .and_then(|aws| Ok((Function::<E>::from_config(&config, &aws)?, aws)));
-    let (function, aws) = built.inspect_err(|err| {
+    let function = start::<E>(&Config::from_env()).await.inspect_err(|err| {
         tracing::error!(error = %err, "configuration error");
     })?;
+    let function = &function;
+    lambda_http::run(lambda_http::service_fn(move |request| async move {
+        Ok::<_, std::convert::Infallible>(function.serve(request).await)
+    }))
+    .await
+}
+
+/// A cold start's work before the first request: building the function,
+/// then, for one that calls AWS, opening its DynamoDB connection (see
+/// `open_connection`; every function that calls AWS calls DynamoDB) in the
+/// shared HTTP client of the clients just built.
+///
+/// One after the other: building on a blocking thread while this one opened
+/// the connection was measured, and init was no shorter (docs/performance.md).
+pub async fn start<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigError> {
+    let (function, aws) = build_with_sdk_config::<E>(config)?;
     if E::USES_AWS {
-        // Every function that calls AWS calls DynamoDB (see open_connection).
         // Boxed, so that a function that calls no AWS links no DynamoDB
         // client: an awaited future's code is part of the caller's state
         // machine even where its branch cannot run (jwks, web and docs
@@ -374,11 +396,7 @@ pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
             Box::pin(crate::adapters::dynamo::open_connection(&aws));
         open.await;
     }
-    let function = &function;
-    lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(function.serve(request).await)
-    }))
-    .await
+    Ok(function)
 }
 
 #[cfg(test)]
