@@ -1,10 +1,11 @@
-//! `adapters::dynamo::open_connection`, what a cold start runs after it
-//! builds its clients (`endpoints::start`): it opens one connection to
-//! DynamoDB, the function's first request uses that same connection, and a DynamoDB that is down or
-//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error, and
-//! one that throttles gets one request, not the SDK's retries.
-//! Against DynamoDB Local, through a loopback proxy that counts connections
-//! and the requests on them.
+//! The connections a cold start opens after it builds its clients
+//! (`endpoints::start`, `Endpoint::open_connections`): DynamoDB's for every
+//! function that calls AWS, SNS's too for those that send codes. The
+//! function's first request uses the same connection; a peer that is down or
+//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error; one
+//! that throttles gets one request, not the SDK's retries. Against DynamoDB
+//! Local and local HTTP servers, through a loopback proxy that counts
+//! connections.
 
 mod support;
 
@@ -16,9 +17,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 
 use lambda_http::http::Method;
-use phone_auth::adapters::dynamo::{OPEN_CONNECTION_LIMIT, open_connection};
+use phone_auth::adapters::OPEN_CONNECTION_LIMIT;
+use phone_auth::adapters::dynamo::open_connection;
 use phone_auth::config::Config;
-use phone_auth::endpoints::{ListSessions, aws_config, start};
+use phone_auth::endpoints::{Endpoint, GetCode, ListSessions, Login, Register, aws_config, start};
 use phone_auth::user::UserId;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -129,6 +131,79 @@ async fn a_started_function_serves_its_first_request_over_the_opened_connection(
     );
 }
 
+/// The functions that send codes (get-code, and seed-004's register and
+/// login, whose first step is get-code's) open SNS's connection too, at the
+/// same time as DynamoDB's, and their first request sends the SMS over it.
+#[tokio::test]
+async fn a_started_function_that_sends_codes_sends_its_first_sms_over_the_opened_connection() {
+    first_sms_over_the_opened_connection::<GetCode>().await;
+    first_sms_over_the_opened_connection::<Register>().await;
+    first_sms_over_the_opened_connection::<Login>().await;
+}
+
+/// moto's server closes every connection after its answer, so an SNS that
+/// keeps connections open, as SNS does, is played by a local HTTP server
+/// answering the two query-protocol calls (moto's SNS is in tests/sms.rs).
+async fn first_sms_over_the_opened_connection<E: Endpoint>() {
+    use wiremock::matchers::body_string_contains;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let sns = MockServer::start().await;
+    for (action, result) in [
+        (
+            "GetSMSAttributes",
+            "<GetSMSAttributesResult><attributes/></GetSMSAttributesResult>",
+        ),
+        (
+            "Publish",
+            "<PublishResult><MessageId>00000000-0000-4000-8000-000000000001</MessageId></PublishResult>",
+        ),
+    ] {
+        let xml = format!(
+            "<{action}Response xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">{result}\
+             <ResponseMetadata><RequestId>00000000-0000-4000-9000-000000000001</RequestId></ResponseMetadata>\
+             </{action}Response>"
+        );
+        Mock::given(body_string_contains(format!("Action={action}&")))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(xml, "text/xml"))
+            .expect(1)
+            .mount(&sns)
+            .await;
+    }
+    warm_dynamodb_local().await;
+    let (dynamodb, to_dynamodb) = counting_proxy(dynamodb_local()).await;
+    let (sns_proxy, to_sns) = counting_proxy(*sns.address()).await;
+    let config = support::config(&[
+        ("AWS_ENDPOINT_URL_DYNAMODB", &format!("http://{dynamodb}")),
+        ("AWS_ENDPOINT_URL_SNS", &format!("http://{sns_proxy}")),
+        ("SMS_PROVIDER", "sns"),
+        // login sends a code to a phone without an account too.
+        ("PREVENT_USER_EXISTENCE_ERRORS", "true"),
+    ]);
+
+    let function = start::<E>(&config)
+        .await
+        .expect("configuration is complete");
+    let opened = (
+        to_dynamodb.load(Ordering::SeqCst),
+        to_sns.load(Ordering::SeqCst),
+    );
+    assert_eq!(opened, (1, 1), "{}: DynamoDB's and SNS's opened", E::NAME);
+
+    let phone = support::unique_phone();
+    let response = function
+        .serve(support::post(serde_json::json!({ "phone": phone })))
+        .await;
+    assert_eq!(response.status(), 200, "{}", E::NAME);
+    assert_eq!(
+        to_sns.load(Ordering::SeqCst),
+        1,
+        "{}: the SMS went over the connection opened at init",
+        E::NAME
+    );
+    // One GetSMSAttributes, one Publish (the mocks' `expect`).
+    sns.verify().await;
+}
+
 // Tokio's clock paused: it moves on only while every task waits, so the
 // bound below is checked without depending on how busy the machine is.
 #[tokio::test(start_paused = true)]
@@ -185,5 +260,46 @@ async fn a_throttling_dynamodb_gets_one_request_per_cold_start() {
     let client = aws_sdk_dynamodb::Client::new(&aws);
     let _ = client.list_tables().send().await;
     let requests = dynamodb.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1 + 3, "the SDK's three attempts");
+}
+
+/// The same for SNS, which throttles `GetSMSAttributes` per account.
+#[tokio::test]
+async fn a_throttling_sns_gets_one_request_per_cold_start() {
+    use phone_auth::adapters::sms::SnsSms;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let sns = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(400).set_body_raw(
+            "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error>\
+             <Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>\
+             </Error><RequestId>00000000-0000-4000-9000-000000000001</RequestId></ErrorResponse>",
+            "text/xml",
+        ))
+        .mount(&sns)
+        .await;
+    let config = Config::from_lookup({
+        let endpoint = sns.uri();
+        move |name| match name {
+            "AWS_ENDPOINT_URL_SNS" => Some(endpoint.clone()),
+            _ => std::env::var(name).ok(),
+        }
+    });
+    let aws = aws_config(&config)
+        .expect("AWS_REGION is set")
+        .into_builder()
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+        .build();
+    let client = aws_sdk_sns::Client::new(&aws);
+
+    SnsSms::new(client.clone(), None, None)
+        .open_connection()
+        .await;
+    let requests = sns.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one request, no retry");
+
+    // What the sender's own calls do with the same answer.
+    let _ = client.get_sms_attributes().send().await;
+    let requests = sns.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1 + 3, "the SDK's three attempts");
 }

@@ -1350,8 +1350,12 @@ fn is_stack_table_resource(template: &Value, resource: &str) -> bool {
 }
 
 /// What each function that calls AWS may do beyond its tables: open its
-/// DynamoDB connection at init (adapters::dynamo::open_connection).
+/// DynamoDB connection at init (adapters::dynamo::open_connection)...
 const OPEN_CONNECTION: (&str, &str) = ("dynamodb:DescribeEndpoints", "*");
+
+/// ...and, for one that sends codes through SNS, its SNS connection
+/// (adapters::sms::SnsSms::open_connection).
+const OPEN_SNS_CONNECTION: (&str, &str) = ("sns:GetSMSAttributes", "*");
 
 #[test]
 fn only_functions_that_send_codes_may_publish_sms_and_every_other_grant_is_on_a_table() {
@@ -1381,6 +1385,16 @@ fn only_functions_that_send_codes_may_publish_sms_and_every_other_grant_is_on_a_
                 problems.push(format!(
                     "{set_name}: {id} {} sns:Publish to phone numbers (NotResource arn:aws:sns:*:*:*)",
                     if sends_sms { "needs" } else { "must not have" }
+                ));
+            }
+            let opens_sns =
+                granted.remove(&(OPEN_SNS_CONNECTION.0.into(), OPEN_SNS_CONNECTION.1.into()));
+            if opens_sns != sends_sms {
+                problems.push(format!(
+                    "{set_name}: {id} {} {} on * (it {} SMS through SNS)",
+                    if sends_sms { "needs" } else { "must not have" },
+                    OPEN_SNS_CONNECTION.0,
+                    if sends_sms { "sends" } else { "sends no" }
                 ));
             }
             // Which DynamoDB actions exactly: compared with the end-to-end run's record, below.

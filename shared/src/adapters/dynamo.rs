@@ -61,7 +61,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use super::aws_error_kind;
+use super::{OPEN_CONNECTION_LIMIT, aws_error_kind};
 use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
@@ -1454,9 +1454,6 @@ impl SessionStore for SessionTable {
         Ok(())
     }
 }
-
-/// The most a cold start waits for [`open_connection`].
-pub const OPEN_CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Opens the function's connection to DynamoDB during init, so that its
 /// first request finds it open.

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lambda_http::http::{HeaderValue, Request, StatusCode, header};
 
-use super::{aws_error_kind, mask_digits};
+use super::{OPEN_CONNECTION_LIMIT, aws_error_kind, mask_digits};
 use crate::config::{Config, ConfigError, SmsProvider};
 use crate::phone::Phone;
 use crate::sms::{SmsError, SmsSender};
@@ -36,6 +36,31 @@ impl SnsSms {
             sender_id,
             max_price_usd,
         }
+    }
+
+    /// Opens the connection to SNS during init, for the reason and in the
+    /// way `dynamo::open_connection` opens DynamoDB's: the first code's SMS
+    /// then does not pay the TLS handshake at 128 MB's share of a vCPU.
+    ///
+    /// The call: one `GetSMSAttributes` for one attribute, the account's
+    /// default SMS type (nothing secret), SNS's read-only call that names no
+    /// phone and no topic; template.yaml grants it to the functions that
+    /// send codes. One attempt, never retried (SNS throttles this call per
+    /// account, and a throttled answer has opened the connection too), at
+    /// most [`OPEN_CONNECTION_LIMIT`], the answer ignored.
+    pub async fn open_connection(&self) {
+        let attempt = self
+            .client
+            .get_sms_attributes()
+            .attributes("DefaultSMSType")
+            .customize()
+            .config_override(
+                aws_sdk_sns::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send();
+        let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, attempt).await;
+        tracing::debug!(answered = outcome.is_ok(), "SNS connection opened at init");
     }
 
     fn number(value: &str) -> MessageAttributeValue {
@@ -247,6 +272,17 @@ impl AnySms {
             #[cfg(feature = "dev-mode")]
             SmsProvider::Log => AnySms::Log(LogSms),
         })
+    }
+}
+
+impl AnySms {
+    /// The provider's connection, opened at init: SNS's. SMS Aero's first
+    /// SMS still connects on its own (not measured yet), and the log
+    /// sender has nothing to open.
+    pub async fn open_connection(&self) {
+        if let AnySms::Sns(sender) = self {
+            sender.open_connection().await;
+        }
     }
 }
 

@@ -279,6 +279,14 @@ impl Endpoint for GetCode {
         })
     }
 
+    /// DynamoDB's and the SMS provider's, at once.
+    async fn open_connections(&self, aws: &SdkConfig) {
+        tokio::join!(
+            crate::adapters::dynamo::open_connection(aws),
+            self.sms.open_connection()
+        );
+    }
+
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         self.send_code(request).await
     }

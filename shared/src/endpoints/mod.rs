@@ -88,6 +88,14 @@ pub trait Endpoint: Send + Sync + Sized {
     /// Builds clients and keys. Runs once per cold start and does no network I/O.
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError>;
 
+    /// The connections a cold start opens once the function is built
+    /// ([`start`]; never called for a function that calls no AWS): DynamoDB's,
+    /// which every function that calls AWS uses. An endpoint that also sends
+    /// SMS opens its provider's too.
+    fn open_connections(&self, aws: &SdkConfig) -> impl Future<Output = ()> + Send {
+        crate::adapters::dynamo::open_connection(aws)
+    }
+
     fn handle(
         &self,
         request: Request,
@@ -379,9 +387,9 @@ pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
 }
 
 /// A cold start's work before the first request: building the function,
-/// then, for one that calls AWS, opening its DynamoDB connection (see
-/// `open_connection`; every function that calls AWS calls DynamoDB) in the
-/// shared HTTP client of the clients just built.
+/// then, for one that calls AWS, opening its connections
+/// ([`Endpoint::open_connections`]) in the HTTP client that the clients
+/// just built share.
 ///
 /// One after the other: building on a blocking thread while this one opened
 /// the connection was measured, and init was no shorter (docs/performance.md).
@@ -393,7 +401,7 @@ pub async fn start<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigEr
         // machine even where its branch cannot run (jwks, web and docs
         // grew by 0.9–1.1 MB of zip without the box).
         let open: std::pin::Pin<Box<dyn Future<Output = ()> + '_>> =
-            Box::pin(crate::adapters::dynamo::open_connection(&aws));
+            Box::pin(function.endpoint.open_connections(&aws));
         open.await;
     }
     Ok(function)

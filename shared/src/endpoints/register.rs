@@ -82,6 +82,11 @@ impl Endpoint for Register {
         Ok(Register(TwoStep::from_config(config, aws)?))
     }
 
+    /// Step 1's: it sends the SMS.
+    fn open_connections(&self, aws: &SdkConfig) -> impl Future<Output = ()> + Send {
+        self.0.get_code.open_connections(aws)
+    }
+
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         self.register(request).await
     }
