@@ -104,7 +104,19 @@ until curl -s -o /dev/null --cacert "$TLS_DIR/ca.pem" "https://127.0.0.1:$TLS_PO
   ((SECONDS < deadline)) || die "the TLS proxy did not answer (log: $STATE/bench-tls-$TLS_PORT.log)"
   sleep 0.2
 done
-export BENCH_DYNAMODB_TLS="https://127.0.0.1:$TLS_PORT" BENCH_TLS_CA="$TLS_DIR/ca.pem"
+# The SNS stub too (the harness starts it on SNS_PORT): the SMS of get-code,
+# register and login goes over TLS in that round, as it does to SNS.
+SNS_PORT=$(free_port)
+SNS_TLS_PORT=$(free_port)
+start_background "$STATE/bench-tls-$SNS_TLS_PORT.log" python3 "$ROOT/scripts/bench_tls_proxy.py" \
+  "$SNS_TLS_PORT" "$SNS_PORT" "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
+deadline=$((SECONDS + 20))
+until (exec 3<>"/dev/tcp/127.0.0.1/$SNS_TLS_PORT") 2>/dev/null; do
+  ((SECONDS < deadline)) || die "the SNS TLS proxy did not listen (log: $STATE/bench-tls-$SNS_TLS_PORT.log)"
+  sleep 0.2
+done
+export BENCH_DYNAMODB_TLS="https://127.0.0.1:$TLS_PORT" BENCH_SNS_TLS="https://127.0.0.1:$SNS_TLS_PORT"
+export BENCH_SNS_PORT="$SNS_PORT" BENCH_TLS_CA="$TLS_DIR/ca.pem"
 
 BENCH_BUILD=$(python3 - "$ROOT/Cargo.toml" <<EOF
 import json, re, sys, pathlib

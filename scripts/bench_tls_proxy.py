@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""TLS in front of DynamoDB Local, for make bench.
+"""TLS in front of DynamoDB Local or the bench's SNS stub, for make bench.
 
-DynamoDB in AWS is HTTPS; DynamoDB Local is plain HTTP on loopback. With this
-proxy the bench can time a function's first TLS connection (certificate store,
-handshake, the crypto library's first random numbers) as it happens in Lambda.
+DynamoDB and SNS in AWS are HTTPS; DynamoDB Local and the stub are plain HTTP
+on loopback. With this proxy the bench can time a function's first TLS
+connection (handshake, the crypto library's first random numbers) as it
+happens in Lambda.
 
 usage: bench_tls_proxy.py LISTEN_PORT UPSTREAM_PORT CERT_PEM KEY_PEM
 """

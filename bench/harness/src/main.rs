@@ -18,9 +18,10 @@
 //! `BENCH_LAMBDA_DIR` (x86_64 `<function>/bootstrap[.zip]`, run here),
 //! `BENCH_ARM64_DIR` (optional, sizes only), `BENCH_OUT`, `BENCH_DYNAMODB`
 //! (`host:port` of DynamoDB Local), `BENCH_BUILD` (JSON describing the build),
-//! `BENCH_COLD_RUNS`, `BENCH_WARM_INVOCATIONS`, optionally `BENCH_DYNAMODB_TLS`
-//! (an `https://` endpoint in front of DynamoDB Local) with `BENCH_TLS_CA` (its
-//! CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
+//! `BENCH_COLD_RUNS`, `BENCH_WARM_INVOCATIONS`, `BENCH_SNS_PORT` (where the SNS
+//! stub listens), optionally `BENCH_DYNAMODB_TLS` and `BENCH_SNS_TLS` (`https://`
+//! endpoints in front of DynamoDB Local and of the SNS stub) with `BENCH_TLS_CA`
+//! (their CA certificate, given to the functions as `SSL_CERT_FILE`), and the functions' own
 //! `USERS_TABLE`, `OTPS_TABLE`, `SESSIONS_TABLE`, `OTP_HMAC_KEY`, `REFRESH_TOKEN_KEY`,
 //! `CURSOR_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
 
@@ -100,12 +101,17 @@ struct Settings {
     /// Environment every function process gets, less the DynamoDB endpoint.
     base_env: Vec<(String, String)>,
     build: Value,
-    /// DynamoDB Local behind TLS, for the first-connection cost that AWS has and loopback HTTP has not.
+    /// Where the SNS stub listens (0: any free port); scripts/bench.sh
+    /// chooses it, so that its TLS proxy can stand in front.
+    sns_port: u16,
+    /// DynamoDB Local and the SNS stub behind TLS, for the first-connection
+    /// cost that AWS has and loopback HTTP has not.
     tls: Option<Tls>,
 }
 
 struct Tls {
-    endpoint: String,
+    dynamodb: String,
+    sns: String,
     ca_file: String,
 }
 
@@ -175,12 +181,20 @@ impl Settings {
                 .ok()
                 .and_then(|b| serde_json::from_str(&b).ok())
                 .unwrap_or(Value::Null),
+            sns_port: env_number("BENCH_SNS_PORT", 0)?
+                .try_into()
+                .map_err(|_| "BENCH_SNS_PORT is not a port")?,
             tls: match (
                 std::env::var("BENCH_DYNAMODB_TLS"),
+                std::env::var("BENCH_SNS_TLS"),
                 std::env::var("BENCH_TLS_CA"),
             ) {
-                (Ok(endpoint), Ok(ca_file)) if !endpoint.is_empty() => {
-                    Some(Tls { endpoint, ca_file })
+                (Ok(dynamodb), Ok(sns), Ok(ca_file)) if !dynamodb.is_empty() && !sns.is_empty() => {
+                    Some(Tls {
+                        dynamodb,
+                        sns,
+                        ca_file,
+                    })
                 }
                 _ => None,
             },
@@ -195,10 +209,10 @@ impl Settings {
         self.out.join("logs").join(format!("{name}.log"))
     }
 
-    fn env_with(&self, dynamodb: &str, sns: &SnsStub) -> Vec<(String, String)> {
+    fn env_with(&self, dynamodb: &str, sns: &str) -> Vec<(String, String)> {
         let mut env = self.base_env.clone();
         env.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb.to_string()));
-        env.push(("AWS_ENDPOINT_URL_SNS".into(), sns.endpoint()));
+        env.push(("AWS_ENDPOINT_URL_SNS".into(), sns.to_string()));
         env
     }
 }
@@ -289,7 +303,7 @@ struct Fleet {
 
 impl Fleet {
     async fn start(settings: &Settings, dynamodb: &str, sns: &SnsStub, tag: &str) -> Res<Fleet> {
-        let env = settings.env_with(dynamodb, sns);
+        let env = settings.env_with(dynamodb, &sns.endpoint());
         let mut functions = BTreeMap::new();
         for name in FUNCTIONS {
             let mut function = Function::spawn(
@@ -493,7 +507,7 @@ async fn cold_start_with(
 }
 
 /// Cold starts, each function alternating with the baseline. With `tls`, only
-/// the functions that call DynamoDB, against its TLS endpoint, without the baseline.
+/// the functions that call AWS, against the TLS endpoints, without the baseline.
 async fn cold_phase(
     settings: &Settings,
     env: &[(String, String)],
@@ -507,7 +521,7 @@ async fn cold_phase(
     let top = helpers.sign_in(&phones.next()).await?;
     let top_code = helpers.invite_code(&top).await?;
     let label = if tls {
-        "cold starts, DynamoDB over TLS"
+        "cold starts, DynamoDB and SNS over TLS"
     } else {
         "cold starts"
     };
@@ -1190,9 +1204,9 @@ async fn run(settings: Settings) -> Res<()> {
             return Err(format!("{} is missing; build first", binary.display()).into());
         }
     }
-    let sns = SnsStub::start().await?;
+    let sns = SnsStub::start(settings.sns_port).await?;
     let direct = format!("http://{}", settings.dynamodb);
-    let env = settings.env_with(&direct, &sns);
+    let env = settings.env_with(&direct, &sns.endpoint());
     let mut phones = Phones(0);
     let mut results = Results::default();
 
@@ -1200,7 +1214,7 @@ async fn run(settings: Settings) -> Res<()> {
     warm_up_dynamodb(&mut helpers, &mut phones, 100).await?;
     results.cold = cold_phase(&settings, &env, &mut helpers, &mut phones, false).await?;
     if let Some(tls) = &settings.tls {
-        let mut tls_env = settings.env_with(&tls.endpoint, &sns);
+        let mut tls_env = settings.env_with(&tls.dynamodb, &tls.sns);
         tls_env.push(("SSL_CERT_FILE".into(), tls.ca_file.clone()));
         results.cold_tls = cold_phase(&settings, &tls_env, &mut helpers, &mut phones, true).await?;
     }

@@ -86,8 +86,9 @@ fn form(body: &[u8]) -> HashMap<String, String> {
 }
 
 impl SnsStub {
-    pub async fn start() -> Res<SnsStub> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// On loopback `port` (0: any free one).
+    pub async fn start(port: u16) -> Res<SnsStub> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let stub = SnsStub {
             address: listener.local_addr()?,
             codes: Arc::default(),
