@@ -1,6 +1,7 @@
 //! The connections a cold start opens after it builds its clients
 //! (`endpoints::start`, `Endpoint::open_connections`): DynamoDB's for every
-//! function that calls AWS, SNS's too for those that send codes. The
+//! function that calls AWS, the SMS provider's too (SNS or SMS Aero) for
+//! those that send codes. The
 //! function's first request uses the same connection; a peer that is down or
 //! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error; one
 //! that throttles gets one request, not the SDK's retries. Against DynamoDB
@@ -202,6 +203,60 @@ async fn first_sms_over_the_opened_connection<E: Endpoint>() {
     );
     // One GetSMSAttributes, one Publish (the mocks' `expect`).
     sns.verify().await;
+}
+
+/// With SMS Aero as the provider, get-code opens SMS Aero's connection
+/// (a read of the balance) and sends its first SMS over it.
+#[tokio::test]
+async fn a_started_get_code_sends_its_first_sms_aero_message_over_the_opened_connection() {
+    use wiremock::matchers::{basic_auth, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let aero = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/balance"))
+        .and(basic_auth("ops@example.com", "aero-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({ "success": true, "data": { "balance": 100.0 }, "message": null }),
+        ))
+        .expect(1)
+        .mount(&aero)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/sms/send"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({ "success": true, "data": { "id": 1 }, "message": null }),
+        ))
+        .expect(1)
+        .mount(&aero)
+        .await;
+    warm_dynamodb_local().await;
+    let (dynamodb, _) = counting_proxy(dynamodb_local()).await;
+    let (aero_proxy, to_aero) = counting_proxy(*aero.address()).await;
+    let config = support::config(&[
+        ("AWS_ENDPOINT_URL_DYNAMODB", &format!("http://{dynamodb}")),
+        ("SMS_PROVIDER", "smsaero"),
+        ("SMSAERO_BASE_URL", &format!("http://{aero_proxy}/v2")),
+        ("SMSAERO_EMAIL", "ops@example.com"),
+        ("SMSAERO_API_KEY", "aero-key"),
+    ]);
+
+    let function = start::<GetCode>(&config)
+        .await
+        .expect("configuration is complete");
+    assert_eq!(to_aero.load(Ordering::SeqCst), 1, "SMS Aero's opened");
+
+    let phone = support::unique_phone();
+    let response = function
+        .serve(support::post(serde_json::json!({ "phone": phone })))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        to_aero.load(Ordering::SeqCst),
+        1,
+        "the SMS went over the connection opened at init"
+    );
+    // One read of the balance, one SMS (the mocks' `expect`).
+    aero.verify().await;
 }
 
 // Tokio's clock paused: it moves on only while every task waits, so the

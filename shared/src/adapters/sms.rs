@@ -169,14 +169,40 @@ impl SmsAero {
         }
     }
 
-    /// The answer's status and body, or what went wrong, by kind only (an
-    /// error's text can carry the URL).
+    /// Opens the connection to SMS Aero during init, for the reason
+    /// `SnsSms::open_connection` opens SNS's: one `GET {base}/balance`, SMS
+    /// Aero's read of the account's balance, at most
+    /// [`OPEN_CONNECTION_LIMIT`], the answer ignored. hyper keeps the
+    /// connection for the first SMS.
+    pub async fn open_connection(&self) {
+        let request = Request::get(format!("{}/balance", self.base_url))
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .body(Full::default());
+        let Ok(request) = request else {
+            return; // An unusable base URL: the first SMS will say so.
+        };
+        let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, self.exchange(request)).await;
+        tracing::debug!(
+            answered = outcome.is_ok(),
+            "SMS Aero connection opened at init"
+        );
+    }
+
     async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, Bytes), &'static str> {
         let request = Request::post(format!("{}/sms/send", self.base_url))
             .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| "request could not be built")?;
+        self.exchange(request).await
+    }
+
+    /// The answer's status and body, or what went wrong, by kind only (an
+    /// error's text can carry the URL).
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), &'static str> {
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -276,12 +302,13 @@ impl AnySms {
 }
 
 impl AnySms {
-    /// The provider's connection, opened at init: SNS's. SMS Aero's first
-    /// SMS still connects on its own (not measured yet), and the log
-    /// sender has nothing to open.
+    /// The provider's connection, opened at init (the log sender has none).
     pub async fn open_connection(&self) {
-        if let AnySms::Sns(sender) = self {
-            sender.open_connection().await;
+        match self {
+            AnySms::Sns(sender) => sender.open_connection().await,
+            AnySms::SmsAero(sender) => sender.open_connection().await,
+            #[cfg(feature = "dev-mode")]
+            AnySms::Log(_) => {}
         }
     }
 }
