@@ -137,15 +137,87 @@ async fn a_started_function_serves_its_first_request_over_the_opened_connection(
 /// same time as DynamoDB's, and their first request sends the SMS over it.
 #[tokio::test]
 async fn a_started_function_that_sends_codes_sends_its_first_sms_over_the_opened_connection() {
-    first_sms_over_the_opened_connection::<GetCode>().await;
-    first_sms_over_the_opened_connection::<Register>().await;
-    first_sms_over_the_opened_connection::<Login>().await;
+    first_sms_over_the_opened_connection::<GetCode>(&sns_stand_in().await, sns_settings).await;
+    first_sms_over_the_opened_connection::<Register>(&sns_stand_in().await, sns_settings).await;
+    first_sms_over_the_opened_connection::<Login>(&sns_stand_in().await, sns_settings).await;
 }
 
-/// moto's server closes every connection after its answer, so an SNS that
-/// keeps connections open, as SNS does, is played by a local HTTP server
-/// answering the two query-protocol calls (moto's SNS is in tests/sms.rs).
-async fn first_sms_over_the_opened_connection<E: Endpoint>() {
+/// The same with SMS Aero as the provider: its connection is opened by a
+/// read of the balance.
+#[tokio::test]
+async fn a_started_get_code_sends_its_first_sms_aero_message_over_the_opened_connection() {
+    let aero_settings = |url: &str| {
+        vec![
+            ("SMS_PROVIDER", "smsaero".to_string()),
+            ("SMSAERO_BASE_URL", format!("{url}/v2")),
+            ("SMSAERO_EMAIL", "ops@example.com".to_string()),
+            ("SMSAERO_API_KEY", "aero-key".to_string()),
+        ]
+    };
+    first_sms_over_the_opened_connection::<GetCode>(&sms_aero_stand_in().await, aero_settings)
+        .await;
+}
+
+/// Starts `E` with DynamoDB Local and its SMS provider (`provider`, set up
+/// by `settings` from the provider's URL) each behind a counting proxy:
+/// the cold start opens one connection to each, and the first code's SMS
+/// goes over the provider's. `provider`'s mocks expect the opening's call
+/// and the SMS, once each.
+async fn first_sms_over_the_opened_connection<E: Endpoint>(
+    provider: &wiremock::MockServer,
+    settings: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+) {
+    warm_dynamodb_local().await;
+    let (dynamodb, to_dynamodb) = counting_proxy(dynamodb_local()).await;
+    let (provider_proxy, to_provider) = counting_proxy(*provider.address()).await;
+    let mut vars = settings(&format!("http://{provider_proxy}"));
+    vars.push(("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{dynamodb}")));
+    // login sends a code to a phone without an account too.
+    vars.push(("PREVENT_USER_EXISTENCE_ERRORS", "true".to_string()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = support::config(&vars);
+
+    let function = start::<E>(&config)
+        .await
+        .expect("configuration is complete");
+    let opened = (
+        to_dynamodb.load(Ordering::SeqCst),
+        to_provider.load(Ordering::SeqCst),
+    );
+    assert_eq!(
+        opened,
+        (1, 1),
+        "{}: DynamoDB's and the provider's opened",
+        E::NAME
+    );
+
+    let phone = support::unique_phone();
+    let response = function
+        .serve(support::post(serde_json::json!({ "phone": phone })))
+        .await;
+    assert_eq!(response.status(), 200, "{}", E::NAME);
+    assert_eq!(
+        to_provider.load(Ordering::SeqCst),
+        1,
+        "{}: the SMS went over the connection opened at init",
+        E::NAME
+    );
+    provider.verify().await;
+}
+
+fn sns_settings(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SMS_PROVIDER", "sns".to_string()),
+        ("AWS_ENDPOINT_URL_SNS", url.to_string()),
+    ]
+}
+
+/// SNS answering the opening's `GetSMSAttributes` and one `Publish`, once
+/// each. moto's server closes every connection after its answer, so an SNS
+/// that keeps connections open, as SNS does, is played by a local HTTP
+/// server answering the two query-protocol calls (moto's SNS is in
+/// tests/sms.rs).
+async fn sns_stand_in() -> wiremock::MockServer {
     use wiremock::matchers::body_string_contains;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let sns = MockServer::start().await;
@@ -170,45 +242,12 @@ async fn first_sms_over_the_opened_connection<E: Endpoint>() {
             .mount(&sns)
             .await;
     }
-    warm_dynamodb_local().await;
-    let (dynamodb, to_dynamodb) = counting_proxy(dynamodb_local()).await;
-    let (sns_proxy, to_sns) = counting_proxy(*sns.address()).await;
-    let config = support::config(&[
-        ("AWS_ENDPOINT_URL_DYNAMODB", &format!("http://{dynamodb}")),
-        ("AWS_ENDPOINT_URL_SNS", &format!("http://{sns_proxy}")),
-        ("SMS_PROVIDER", "sns"),
-        // login sends a code to a phone without an account too.
-        ("PREVENT_USER_EXISTENCE_ERRORS", "true"),
-    ]);
-
-    let function = start::<E>(&config)
-        .await
-        .expect("configuration is complete");
-    let opened = (
-        to_dynamodb.load(Ordering::SeqCst),
-        to_sns.load(Ordering::SeqCst),
-    );
-    assert_eq!(opened, (1, 1), "{}: DynamoDB's and SNS's opened", E::NAME);
-
-    let phone = support::unique_phone();
-    let response = function
-        .serve(support::post(serde_json::json!({ "phone": phone })))
-        .await;
-    assert_eq!(response.status(), 200, "{}", E::NAME);
-    assert_eq!(
-        to_sns.load(Ordering::SeqCst),
-        1,
-        "{}: the SMS went over the connection opened at init",
-        E::NAME
-    );
-    // One GetSMSAttributes, one Publish (the mocks' `expect`).
-    sns.verify().await;
+    sns
 }
 
-/// With SMS Aero as the provider, get-code opens SMS Aero's connection
-/// (a read of the balance) and sends its first SMS over it.
-#[tokio::test]
-async fn a_started_get_code_sends_its_first_sms_aero_message_over_the_opened_connection() {
+/// SMS Aero answering the opening's read of the balance (with the
+/// account's credentials) and one SMS, once each.
+async fn sms_aero_stand_in() -> wiremock::MockServer {
     use wiremock::matchers::{basic_auth, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let aero = MockServer::start().await;
@@ -229,34 +268,7 @@ async fn a_started_get_code_sends_its_first_sms_aero_message_over_the_opened_con
         .expect(1)
         .mount(&aero)
         .await;
-    warm_dynamodb_local().await;
-    let (dynamodb, _) = counting_proxy(dynamodb_local()).await;
-    let (aero_proxy, to_aero) = counting_proxy(*aero.address()).await;
-    let config = support::config(&[
-        ("AWS_ENDPOINT_URL_DYNAMODB", &format!("http://{dynamodb}")),
-        ("SMS_PROVIDER", "smsaero"),
-        ("SMSAERO_BASE_URL", &format!("http://{aero_proxy}/v2")),
-        ("SMSAERO_EMAIL", "ops@example.com"),
-        ("SMSAERO_API_KEY", "aero-key"),
-    ]);
-
-    let function = start::<GetCode>(&config)
-        .await
-        .expect("configuration is complete");
-    assert_eq!(to_aero.load(Ordering::SeqCst), 1, "SMS Aero's opened");
-
-    let phone = support::unique_phone();
-    let response = function
-        .serve(support::post(serde_json::json!({ "phone": phone })))
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        to_aero.load(Ordering::SeqCst),
-        1,
-        "the SMS went over the connection opened at init"
-    );
-    // One read of the balance, one SMS (the mocks' `expect`).
-    aero.verify().await;
+    aero
 }
 
 // Tokio's clock paused: it moves on only while every task waits, so the
