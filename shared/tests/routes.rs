@@ -1369,33 +1369,25 @@ fn only_functions_that_send_codes_may_publish_sms_and_every_other_grant_is_on_a_
         {
             let (id, resource) = &functions[binary];
             let mut granted = stack.permissions(id, resource);
-            let opens = granted.remove(&(OPEN_CONNECTION.0.into(), OPEN_CONNECTION.1.into()));
-            if opens != uses_aws {
-                problems.push(format!(
-                    "{set_name}: {id} {} {} (it {} AWS)",
-                    if uses_aws { "needs" } else { "must not have" },
-                    OPEN_CONNECTION.0,
-                    if uses_aws { "calls" } else { "never calls" }
-                ));
-            }
-            let sms = granted.remove(&("sns:Publish".into(), "NOT arn:aws:sns:*:*:*".into()));
             let sends_sms =
                 SENDS_CODES.contains(&binary) && stack.parameters["SmsProvider"] == "sns";
-            if sms != sends_sms {
-                problems.push(format!(
-                    "{set_name}: {id} {} sns:Publish to phone numbers (NotResource arn:aws:sns:*:*:*)",
-                    if sends_sms { "needs" } else { "must not have" }
-                ));
-            }
-            let opens_sns =
-                granted.remove(&(OPEN_SNS_CONNECTION.0.into(), OPEN_SNS_CONNECTION.1.into()));
-            if opens_sns != sends_sms {
-                problems.push(format!(
-                    "{set_name}: {id} {} {} on * (it {} SMS through SNS)",
-                    if sends_sms { "needs" } else { "must not have" },
-                    OPEN_SNS_CONNECTION.0,
-                    if sends_sms { "sends" } else { "sends no" }
-                ));
+            // Each grant beyond the tables: (action, resource), whether this
+            // function needs it, and which functions do.
+            for ((action, on), needed, why) in [
+                (OPEN_CONNECTION, uses_aws, "call AWS"),
+                (
+                    ("sns:Publish", "NOT arn:aws:sns:*:*:*"),
+                    sends_sms,
+                    "send SMS through SNS, to phone numbers only",
+                ),
+                (OPEN_SNS_CONNECTION, sends_sms, "send SMS through SNS"),
+            ] {
+                if granted.remove(&(action.into(), on.into())) != needed {
+                    problems.push(format!(
+                        "{set_name}: {id} {} {action} on {on}: it is for the functions that {why}",
+                        if needed { "needs" } else { "must not have" },
+                    ));
+                }
             }
             // Which DynamoDB actions exactly: compared with the end-to-end run's record, below.
             for (action, resource) in granted {
