@@ -299,9 +299,7 @@ impl AnySms {
             SmsProvider::Log => AnySms::Log(LogSms),
         })
     }
-}
 
-impl AnySms {
     /// The provider's connection, opened at init (the log sender has none).
     pub async fn open_connection(&self) {
         match self {
