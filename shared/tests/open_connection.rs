@@ -1,12 +1,11 @@
 //! The connections a cold start opens after it builds its clients
 //! (`endpoints::start`, `Endpoint::open_connections`): DynamoDB's for every
 //! function that calls AWS, the SMS provider's too (SNS or SMS Aero) for
-//! those that send codes. The
-//! function's first request uses the same connection; a peer that is down or
-//! silent costs init at most `OPEN_CONNECTION_LIMIT`, never an error; one
-//! that throttles gets one request, not the SDK's retries. Against DynamoDB
-//! Local and local HTTP servers, through a loopback proxy that counts
-//! connections.
+//! those that send codes. The function's first request uses the same
+//! connection; a peer that is down or silent costs init at most
+//! `OPEN_CONNECTION_LIMIT`, never an error; one that throttles gets one
+//! request, not the SDK's retries. Against DynamoDB Local and local HTTP
+//! servers, through a loopback proxy that counts connections.
 
 mod support;
 
@@ -18,10 +17,11 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 
 use lambda_http::http::Method;
-use phone_auth::adapters::OPEN_CONNECTION_LIMIT;
 use phone_auth::adapters::dynamo::open_connection;
 use phone_auth::config::Config;
-use phone_auth::endpoints::{Endpoint, GetCode, ListSessions, Login, Register, aws_config, start};
+use phone_auth::endpoints::{
+    Endpoint, GetCode, ListSessions, Login, OPEN_CONNECTION_LIMIT, Register, aws_config, start,
+};
 use phone_auth::user::UserId;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -45,12 +45,30 @@ async fn counting_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) 
 
 /// The production SDK configuration, its DynamoDB endpoint at `endpoint`.
 fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    sdk_config_with("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+}
+
+/// The production SDK configuration, the endpoint variable `variable` set
+/// to `endpoint`.
+fn sdk_config_with(variable: &'static str, endpoint: &str) -> aws_config::SdkConfig {
     let endpoint = endpoint.to_string();
-    let config = Config::from_lookup(move |name| match name {
-        "AWS_ENDPOINT_URL_DYNAMODB" => Some(endpoint.clone()),
-        _ => std::env::var(name).ok(),
+    let config = Config::from_lookup(move |name| {
+        if name == variable {
+            Some(endpoint.clone())
+        } else {
+            std::env::var(name).ok()
+        }
     });
     aws_config(&config).expect("AWS_REGION is set")
+}
+
+/// `aws` with the SDK's first backoff a millisecond instead of random (up
+/// to a second, which may outlast the bound), so that a retry would surely
+/// be sent.
+fn retrying_at_once(aws: aws_config::SdkConfig) -> aws_config::SdkConfig {
+    aws.into_builder()
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+        .build()
 }
 
 fn dynamodb_local() -> SocketAddr {
@@ -101,8 +119,9 @@ async fn the_first_request_uses_the_connection_opened_at_init() {
 }
 
 /// The whole cold start (`endpoints::start`), which builds the function,
-/// then opens the connection: the clients built before share it, and the first request (list-sessions: one Query, for a user
-/// with none) goes over it.
+/// then opens the connection: the clients built before share it, and the
+/// first request (list-sessions: one Query, for a user with none) goes
+/// over it.
 #[tokio::test]
 async fn a_started_function_serves_its_first_request_over_the_opened_connection() {
     warm_dynamodb_local().await;
@@ -284,25 +303,28 @@ async fn a_silent_or_absent_dynamodb_only_delays_init_a_little() {
             held.push(stream);
         }
     });
-    // Returns (no error to handle), bounded by OPEN_CONNECTION_LIMIT: the
-    // SDK's own attempt timeout is 2 s, so without the bound this would
-    // wait for it.
+    let config =
+        |address| support::config(&[("AWS_ENDPOINT_URL_DYNAMODB", &format!("http://{address}"))]);
+    // The cold start completes, bounded by OPEN_CONNECTION_LIMIT: the SDK's
+    // own attempt timeout is 2 s, so without the bound it would wait for it.
     let started = tokio::time::Instant::now();
-    open_connection(&sdk_config(&format!("http://{address}"))).await;
+    start::<ListSessions>(&config(address))
+        .await
+        .expect("configuration is complete");
     assert_eq!(started.elapsed(), OPEN_CONNECTION_LIMIT);
 
     // Nothing listening at all.
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = closed.local_addr().unwrap();
     drop(closed);
-    open_connection(&sdk_config(&format!("http://{address}"))).await;
+    start::<ListSessions>(&config(address))
+        .await
+        .expect("configuration is complete");
 }
 
 /// A DynamoDB that throttles every request (the answer a burst of cold
 /// starts could get): `open_connection` sends it one request, where the
-/// function's own clients would retry. The SDK's first backoff is random
-/// (up to a second, so it may outlast the bound): here it is a millisecond,
-/// so that a retry would surely be sent.
+/// function's own clients would retry.
 #[tokio::test]
 async fn a_throttling_dynamodb_gets_one_request_per_cold_start() {
     use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
@@ -314,10 +336,7 @@ async fn a_throttling_dynamodb_gets_one_request_per_cold_start() {
         ))
         .mount(&dynamodb)
         .await;
-    let aws = sdk_config(&dynamodb.uri())
-        .into_builder()
-        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
-        .build();
+    let aws = retrying_at_once(sdk_config(&dynamodb.uri()));
 
     open_connection(&aws).await;
     let requests = dynamodb.received_requests().await.unwrap();
@@ -345,18 +364,7 @@ async fn a_throttling_sns_gets_one_request_per_cold_start() {
         ))
         .mount(&sns)
         .await;
-    let config = Config::from_lookup({
-        let endpoint = sns.uri();
-        move |name| match name {
-            "AWS_ENDPOINT_URL_SNS" => Some(endpoint.clone()),
-            _ => std::env::var(name).ok(),
-        }
-    });
-    let aws = aws_config(&config)
-        .expect("AWS_REGION is set")
-        .into_builder()
-        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
-        .build();
+    let aws = retrying_at_once(sdk_config_with("AWS_ENDPOINT_URL_SNS", &sns.uri()));
     let client = aws_sdk_sns::Client::new(&aws);
 
     SnsSms::new(client.clone(), None, None)

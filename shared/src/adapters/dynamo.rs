@@ -61,7 +61,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use super::{OPEN_CONNECTION_LIMIT, aws_error_kind};
+use super::aws_error_kind;
 use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
@@ -1472,20 +1472,20 @@ impl SessionStore for SessionTable {
 /// calls DynamoDB. (DynamoDB Local does not know the operation; its 400
 /// leaves the connection open just as well.)
 ///
-/// Bounded and failure-tolerant: at most [`OPEN_CONNECTION_LIMIT`], the
-/// answer ignored; if it fails or is late, init goes on and the first
-/// request connects as it would have anyway. One attempt, never retried:
-/// any answer, a throttling error included, means the connection is open,
-/// and a burst of cold starts that DynamoDB throttles should neither wait
-/// out the SDK's backoff nor send it more of the same calls.
+/// Failure-tolerant: the answer is ignored; if it fails, init goes on and
+/// the first request connects as it would have anyway (`endpoints::start`
+/// bounds how long init waits). One attempt, never retried: any answer, a
+/// throttling error included, means the connection is open, and a burst of
+/// cold starts that DynamoDB throttles should neither wait out the SDK's
+/// backoff nor send it more of the same calls.
 pub async fn open_connection(aws: &aws_config::SdkConfig) {
-    let once = aws_sdk_dynamodb::config::Builder::from(aws)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    let attempt = Client::from_conf(once).describe_endpoints().send();
-    let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, attempt).await;
-    tracing::debug!(
-        answered = outcome.is_ok(),
-        "DynamoDB connection opened at init"
-    );
+    let _ = Client::new(aws)
+        .describe_endpoints()
+        .customize()
+        .config_override(
+            aws_sdk_dynamodb::config::Builder::default()
+                .retry_config(aws_config::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await;
 }

@@ -12,12 +12,6 @@ pub mod sms;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
-/// The most a cold start waits for a connection it opens at init
-/// ([`dynamo::open_connection`], [`sms::AnySms::open_connection`]; a
-/// function that opens two opens them at once, so this is also the most
-/// init waits for all of them).
-pub const OPEN_CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_millis(300);
-
 /// What went wrong in an AWS SDK call, without its message or request data:
 /// `service error ResourceNotFoundException`, `timeout`, `connection failed`, ...
 pub(crate) fn aws_error_kind<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {

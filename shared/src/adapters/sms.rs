@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lambda_http::http::{HeaderValue, Request, StatusCode, header};
 
-use super::{OPEN_CONNECTION_LIMIT, aws_error_kind, mask_digits};
+use super::{aws_error_kind, mask_digits};
 use crate::config::{Config, ConfigError, SmsProvider};
 use crate::phone::Phone;
 use crate::sms::{SmsError, SmsSender};
@@ -46,10 +46,10 @@ impl SnsSms {
     /// default SMS type (nothing secret), SNS's read-only call that names no
     /// phone and no topic; template.yaml grants it to the functions that
     /// send codes. One attempt, never retried (SNS throttles this call per
-    /// account, and a throttled answer has opened the connection too), at
-    /// most [`OPEN_CONNECTION_LIMIT`], the answer ignored.
+    /// account, and a throttled answer has opened the connection too), the
+    /// answer ignored.
     pub async fn open_connection(&self) {
-        let attempt = self
+        let _ = self
             .client
             .get_sms_attributes()
             .attributes("DefaultSMSType")
@@ -58,9 +58,8 @@ impl SnsSms {
                 aws_sdk_sns::config::Builder::default()
                     .retry_config(aws_config::retry::RetryConfig::disabled()),
             )
-            .send();
-        let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, attempt).await;
-        tracing::debug!(answered = outcome.is_ok(), "SNS connection opened at init");
+            .send()
+            .await;
     }
 
     fn number(value: &str) -> MessageAttributeValue {
@@ -171,9 +170,8 @@ impl SmsAero {
 
     /// Opens the connection to SMS Aero during init, for the reason
     /// `SnsSms::open_connection` opens SNS's: one `GET {base}/balance`, SMS
-    /// Aero's read of the account's balance, at most
-    /// [`OPEN_CONNECTION_LIMIT`], the answer ignored. hyper keeps the
-    /// connection for the first SMS.
+    /// Aero's read of the account's balance, the answer ignored. hyper keeps
+    /// the connection for the first SMS.
     pub async fn open_connection(&self) {
         let request = Request::get(format!("{}/balance", self.base_url))
             .header(header::AUTHORIZATION, self.authorization.clone())
@@ -181,11 +179,7 @@ impl SmsAero {
         let Ok(request) = request else {
             return; // An unusable base URL: the first SMS will say so.
         };
-        let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, self.exchange(request)).await;
-        tracing::debug!(
-            answered = outcome.is_ok(),
-            "SMS Aero connection opened at init"
-        );
+        let _ = self.exchange(request).await;
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, Bytes), &'static str> {

@@ -386,10 +386,16 @@ pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// The most a cold start waits for the connections it opens
+/// ([`Endpoint::open_connections`]): a dependency that is down or slow
+/// delays init this much at worst, and the first request then connects as
+/// it would have anyway.
+pub const OPEN_CONNECTION_LIMIT: Duration = Duration::from_millis(300);
+
 /// A cold start's work before the first request: building the function,
 /// then, for one that calls AWS, opening its connections
 /// ([`Endpoint::open_connections`]) in the HTTP client that the clients
-/// just built share.
+/// just built share, for at most [`OPEN_CONNECTION_LIMIT`].
 ///
 /// One after the other: building on a blocking thread while this one opened
 /// the connection was measured, and init was no shorter (docs/performance.md).
@@ -402,7 +408,8 @@ pub async fn start<E: Endpoint>(config: &Config) -> Result<Function<E>, ConfigEr
         // grew by 0.9–1.1 MB of zip without the box).
         let open: std::pin::Pin<Box<dyn Future<Output = ()> + '_>> =
             Box::pin(function.endpoint.open_connections(&aws));
-        open.await;
+        let outcome = tokio::time::timeout(OPEN_CONNECTION_LIMIT, open).await;
+        tracing::debug!(within_limit = outcome.is_ok(), "connections opened at init");
     }
     Ok(function)
 }
