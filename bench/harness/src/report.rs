@@ -208,22 +208,12 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     let mut first_invoke_tls = Map::new();
     let mut cold_cpu_tls = Map::new();
     for (name, samples) in &results.cold_tls {
-        let inits = sorted_ms(samples.iter().map(|s| s.init));
-        init_tls.insert(
-            name.clone(),
-            distribution(&inits, &[("median", 50.0), ("p90", 90.0)]),
-        );
-        let firsts = sorted_ms(samples.iter().map(|s| s.first_invoke));
-        first_invoke_tls.insert(
-            name.clone(),
-            distribution(&firsts, &[("median", 50.0), ("p90", 90.0)]),
-        );
-        let median_ms = |phase: fn(&ColdSample) -> Duration| {
-            json!(round(
-                percentile(&sorted_ms(samples.iter().map(phase)), 50.0),
-                3
-            ))
-        };
+        let phase_ms = |phase: fn(&ColdSample) -> Duration| sorted_ms(samples.iter().map(phase));
+        let median_and_p90 =
+            |phase| distribution(&phase_ms(phase), &[("median", 50.0), ("p90", 90.0)]);
+        let median_ms = |phase| json!(round(percentile(&phase_ms(phase), 50.0), 3));
+        init_tls.insert(name.clone(), median_and_p90(|s| s.init));
+        first_invoke_tls.insert(name.clone(), median_and_p90(|s| s.first_invoke));
         cold_cpu_tls.insert(
             name.clone(),
             json!({
@@ -607,5 +597,37 @@ mod tests {
             assert!(summary["init_ratio"][name].is_number(), "{name}");
             assert!(table.contains(&format!("\n| {name} | ")), "{name}");
         }
+    }
+
+    /// The TLS round's columns: each phase's median (and p90 for the wall
+    /// times), from that round's samples alone.
+    #[test]
+    fn the_tls_round_reports_each_phase() {
+        let sample = |ms: u64| ColdSample {
+            init: Duration::from_millis(ms),
+            first_invoke: Duration::from_millis(ms + 1),
+            init_cpu: Duration::from_millis(ms + 2),
+            first_invoke_cpu: Duration::from_millis(ms + 3),
+            peak_rss_kb: 4096,
+        };
+        let mut results = Results::default();
+        results.cold.insert("logout".into(), cold(50));
+        results.cold_tls.insert(
+            "logout".into(),
+            (1..=10).map(|ms| sample(ms * 10)).collect(),
+        );
+        let summary = summary(&results, &Value::Null);
+        assert_eq!(summary["init_tls_ms"]["logout"]["median"], json!(50.0));
+        assert_eq!(summary["init_tls_ms"]["logout"]["p90"], json!(90.0));
+        assert_eq!(
+            summary["first_invoke_tls_ms"]["logout"]["median"],
+            json!(51.0)
+        );
+        assert_eq!(summary["first_invoke_tls_ms"]["logout"]["p90"], json!(91.0));
+        assert_eq!(summary["cold_cpu_tls_ms"]["logout"]["init"], json!(52.0));
+        assert_eq!(
+            summary["cold_cpu_tls_ms"]["logout"]["first_invoke"],
+            json!(53.0)
+        );
     }
 }
