@@ -96,25 +96,26 @@ if [ ! -f "$TLS_DIR/server.pem" ]; then
   openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
     -CAcreateserial -days 3650 -extfile "$TLS_DIR/ext" -out "$TLS_DIR/server.pem" 2>/dev/null
 fi
+# start_tls_proxy LISTEN_PORT UPSTREAM_PORT: TLS on LISTEN_PORT in front of
+# UPSTREAM_PORT, once it listens (the upstream may start later: each
+# connection is piped when it comes). A broken certificate would fail the
+# TLS round's first invocation, which must answer 200.
+start_tls_proxy() {
+  local log="$STATE/bench-tls-$1.log" deadline=$((SECONDS + 20))
+  start_background "$log" python3 "$ROOT/scripts/bench_tls_proxy.py" \
+    "$1" "$2" "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    ((SECONDS < deadline)) || die "the TLS proxy on :$1 did not listen (log: $log)"
+    sleep 0.2
+  done
+}
 TLS_PORT=$(free_port)
-start_background "$STATE/bench-tls-$TLS_PORT.log" python3 "$ROOT/scripts/bench_tls_proxy.py" \
-  "$TLS_PORT" "$PORT" "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
-deadline=$((SECONDS + 20))
-until curl -s -o /dev/null --cacert "$TLS_DIR/ca.pem" "https://127.0.0.1:$TLS_PORT"; do
-  ((SECONDS < deadline)) || die "the TLS proxy did not answer (log: $STATE/bench-tls-$TLS_PORT.log)"
-  sleep 0.2
-done
+start_tls_proxy "$TLS_PORT" "$PORT"
 # The SNS stub too (the harness starts it on SNS_PORT): the SMS of get-code,
 # register and login goes over TLS in that round, as it does to SNS.
 SNS_PORT=$(free_port)
 SNS_TLS_PORT=$(free_port)
-start_background "$STATE/bench-tls-$SNS_TLS_PORT.log" python3 "$ROOT/scripts/bench_tls_proxy.py" \
-  "$SNS_TLS_PORT" "$SNS_PORT" "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
-deadline=$((SECONDS + 20))
-until (exec 3<>"/dev/tcp/127.0.0.1/$SNS_TLS_PORT") 2>/dev/null; do
-  ((SECONDS < deadline)) || die "the SNS TLS proxy did not listen (log: $STATE/bench-tls-$SNS_TLS_PORT.log)"
-  sleep 0.2
-done
+start_tls_proxy "$SNS_TLS_PORT" "$SNS_PORT"
 export BENCH_DYNAMODB_TLS="https://127.0.0.1:$TLS_PORT" BENCH_SNS_TLS="https://127.0.0.1:$SNS_TLS_PORT"
 export BENCH_SNS_PORT="$SNS_PORT" BENCH_TLS_CA="$TLS_DIR/ca.pem"
 
