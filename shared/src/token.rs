@@ -39,6 +39,16 @@ pub enum TokenKind {
     Refresh,
 }
 
+impl TokenKind {
+    /// For messages: "an access token", "a refresh token".
+    fn with_article(self) -> &'static str {
+        match self {
+            TokenKind::Access => "an access token",
+            TokenKind::Refresh => "a refresh token",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user's id ([`UserId`], decimal): never the phone, which is
@@ -71,7 +81,7 @@ pub enum KeyError {
 pub enum TokenError {
     #[error("token is expired")]
     Expired,
-    #[error("token is not a {0:?} token")]
+    #[error("token is not {}", .0.with_article())]
     WrongKind(TokenKind),
     #[error("token is malformed, tampered with or signed by another key")]
     Invalid,
@@ -423,6 +433,15 @@ mod tests {
         assert_eq!(
             verifier.verify(&refresh, TokenKind::Access).map(|v| v.user),
             Err(TokenError::WrongKind(TokenKind::Access))
+        );
+        // What a client reads in the error's `message`.
+        assert_eq!(
+            TokenError::WrongKind(TokenKind::Access).to_string(),
+            "token is not an access token"
+        );
+        assert_eq!(
+            TokenError::WrongKind(TokenKind::Refresh).to_string(),
+            "token is not a refresh token"
         );
     }
 
