@@ -112,7 +112,9 @@ E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
 say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium; the docs pages load nothing from elsewhere"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
 say "end-to-end: the service against its own OpenAPI document (schemathesis: every check, every operation)"
-# Real access tokens for the bearer operations: scripts/schemathesis_hooks.py.
+# Real access tokens for the bearer operations, and in every other schema-valid
+# case a live refresh token, another user's invite code or the caller's own
+# session id where success needs one: scripts/schemathesis_hooks.py.
 # Examples, the coverage phase (every documented status and boundary) and
 # fuzzing; no stateful phase (the document declares no links). Every check
 # is on (schemathesis's default; scripts/schemathesis.toml says the one
