@@ -35,6 +35,9 @@ pub struct GetCode<O = OtpTable, S = AnySms, C = OtpTable> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct GetCodeRequest {
+    /// As the person typed it: international (`+79001234567`), or national
+    /// in the default region, `PHONE_DEFAULT_REGION` (`8 900 123-45-67`).
+    /// Digits, spaces and `+-().` only.
     phone: String,
     /// `ru` or `en`: the SMS's language, instead of the phone's region's.
     #[serde(default)]

@@ -22,6 +22,7 @@ pub struct Logout<S = SessionTable> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct LogoutRequest {
+    /// Any refresh token the session was given.
     refresh: String,
 }
 

@@ -26,6 +26,7 @@ pub struct Refresh<S = SessionTable> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct RefreshRequest {
+    /// The session's current refresh token: send_code's, or the last refresh's.
     refresh: String,
 }
 

@@ -45,8 +45,10 @@ pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct SendCodeRequest {
+    /// As sent to get_code, in any spelling it accepts.
     phone: String,
-    /// The SMS code; seed-004 clients call it `sms_code`.
+    /// The SMS code (`OTP_LENGTH` digits, 4 by default); seed-004 clients
+    /// call it `sms_code`.
     #[serde(alias = "sms_code", alias = "code")]
     password: String,
 }

@@ -39,6 +39,7 @@ pub struct SetReferrer<U = UserTable> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct SetReferrerRequest {
+    /// Another user's invite code: six letters and digits, case-sensitive.
     invite_code: String,
 }
 

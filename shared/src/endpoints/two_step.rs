@@ -45,8 +45,9 @@ pub struct TwoStep<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C 
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct StepRequest {
+    /// As in get_code: international or national, digits, spaces and `+-().`.
     phone: String,
-    /// Absent (or null) in step 1.
+    /// The SMS code, in step 2; absent (or null) in step 1.
     #[serde(default)]
     sms_code: Option<String>,
     /// As in get_code: `ru` or `en`, the SMS's language.

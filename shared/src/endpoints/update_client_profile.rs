@@ -27,7 +27,8 @@ pub struct UpdateClientProfile<U = UserTable> {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct UpdateRequest {
     /// The seed's documentation says `invitation_code`; its code read
-    /// `someone_invitation_code`. Either is accepted (not both).
+    /// `someone_invitation_code`. Either is accepted (not both). Another
+    /// user's invite code: six letters and digits, case-sensitive.
     #[serde(alias = "someone_invitation_code")]
     invitation_code: String,
 }
