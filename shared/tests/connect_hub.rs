@@ -352,6 +352,21 @@ async fn patch_sets_the_referrer_once_and_answers_the_whole_profile() {
 }
 
 #[tokio::test]
+async fn step_2_takes_send_codes_names_for_the_code_too() {
+    let phone = unique_phone();
+    let (status, sent) = register(json!({ "phone": phone })).await;
+    assert_eq!(status, 200, "{sent}");
+    let (status, user) = register(json!({ "phone": phone, "password": sent["sms_code"] })).await;
+    assert_eq!(status, 201, "{user}");
+
+    let (status, sent) = login(json!({ "phone": phone })).await;
+    assert_eq!(status, 200, "{sent}");
+    let (status, logged_in) = login(json!({ "phone": phone, "code": sent["sms_code"] })).await;
+    assert_eq!(status, 200, "{logged_in}");
+    assert_eq!(logged_in["id"], user["id"]);
+}
+
+#[tokio::test]
 async fn patch_takes_the_seeds_other_field_name_too() {
     let (_, referrer) = registered().await;
     let (_, user) = registered().await;

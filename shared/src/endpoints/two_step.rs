@@ -47,8 +47,11 @@ pub struct TwoStep<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C 
 pub(crate) struct StepRequest {
     /// As in get_code: international or national, digits, spaces and `+-().`.
     phone: String,
-    /// The SMS code, in step 2; absent (or null) in step 1.
-    #[serde(default)]
+    /// The SMS code, in step 2 (also read as `password` or `code`, as
+    /// send_code reads it); absent (or null) in step 1.
+    // Without send_code's names, such a step 2 would read as a step 1: a
+    // new SMS, and the code the person typed spent.
+    #[serde(default, alias = "password", alias = "code")]
     sms_code: Option<String>,
     /// As in get_code: `ru` or `en`, the SMS's language.
     #[serde(default)]
