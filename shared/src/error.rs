@@ -52,7 +52,13 @@ pub enum ApiError {
     MissingToken,
     #[error(transparent)]
     Token(#[from] TokenError),
-    #[error("the refresh token is malformed or was not issued by this service; sign in again")]
+    // Also a genuine token whose session record is gone (TTL removed it after
+    // it expired, or the account was deleted): the record was the only
+    // witness of which of its sessions ended how.
+    #[error(
+        "the refresh token is not valid: malformed, not issued by this service, or its session \
+         no longer exists; sign in again"
+    )]
     RefreshTokenInvalid,
     #[error("this session was signed out; sign in again")]
     SessionRevoked,
