@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::token::TokenError;
 
 /// Every request body of this API is a few dozen bytes; a larger one is
 /// refused before JSON parsing. This bounds the parsing work, not what is
@@ -68,10 +69,14 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
 }
 
 pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::MissingToken)?;
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(ApiError::MissingToken)?;
+    // Two credentials are one too many: whichever was meant, it is not for
+    // this function to guess. (API Gateway joins repeated headers with a
+    // comma, which no token contains: refused there too.)
+    if values.next().is_some() {
+        return Err(TokenError::Invalid.into());
+    }
     let value = value.to_str().map_err(|_| ApiError::MissingToken)?;
     let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -166,6 +171,14 @@ mod tests {
         assert!(matches!(
             bearer_token(&post("")),
             Err(ApiError::MissingToken)
+        ));
+        let mut twice = with("Bearer abc");
+        twice
+            .headers_mut()
+            .append(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert!(matches!(
+            bearer_token(&twice),
+            Err(ApiError::Token(TokenError::Invalid))
         ));
     }
 
