@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::adapters::aws_http::TrustedRoots;
 use crate::cors::Cors;
 use crate::cursor::CursorKey;
-use crate::limits::{SendLimits, TestNumbers};
+use crate::limits::{CheckLimit, SendLimits, TestNumbers};
 use crate::observe::{Output, PhoneRefKey, Reporter};
 use crate::otp::OtpPolicy;
 use crate::phone::{Phone, PhonePolicy, Region};
@@ -72,6 +72,19 @@ impl Config {
         }
     }
 
+    /// A number that must be at least 1.
+    fn positive<T: FromStr + Default + PartialEq>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let value = self.number(name, default)?;
+        if value == T::default() {
+            return Err(ConfigError::Invalid(name, "must be at least 1".into()));
+        }
+        Ok(value)
+    }
+
     /// A multi-line secret such as a PEM key; `\n` escapes are accepted so it fits one line of an env file.
     fn multiline(&self, name: &'static str) -> Result<String, ConfigError> {
         Ok(self.required(name)?.replace("\\n", "\n"))
@@ -85,17 +98,10 @@ impl Config {
 
     /// `REFERRAL_MAX_DEPTH`: the longest referrer chain set_referrer walks.
     pub fn referral_max_depth(&self) -> Result<usize, ConfigError> {
-        let depth = self.number(
+        self.positive(
             "REFERRAL_MAX_DEPTH",
             crate::referral::DEFAULT_MAX_CHAIN_DEPTH,
-        )?;
-        if depth == 0 {
-            return Err(ConfigError::Invalid(
-                "REFERRAL_MAX_DEPTH",
-                "must be at least 1".into(),
-            ));
-        }
-        Ok(depth)
+        )
     }
 
     /// `PREVENT_USER_EXISTENCE_ERRORS` (`true`/`false`, default `false`):
@@ -309,19 +315,23 @@ impl Config {
         Ok(policy)
     }
 
+    /// `OTP_MAX_CHECKS_PER_IP`: how many codes one source may check an hour.
+    pub fn check_limit(&self) -> Result<CheckLimit, ConfigError> {
+        Ok(CheckLimit {
+            max_per_source_per_hour: self.positive(
+                "OTP_MAX_CHECKS_PER_IP",
+                CheckLimit::default().max_per_source_per_hour,
+            )?,
+        })
+    }
+
     /// `OTP_MAX_SENDS_PER_IP`, `SMS_DAILY_BUDGET`, `SMS_DAILY_BUDGET_BY_REGION`
     /// (`RU=50000,KZ=2000`): the budgets an SMS must fit. A country with a
     /// budget must be one that may sign in.
     pub fn send_limits(&self, phones: &PhonePolicy) -> Result<SendLimits, ConfigError> {
         let defaults = SendLimits::default();
         let max_per_source_per_hour =
-            self.number("OTP_MAX_SENDS_PER_IP", defaults.max_per_source_per_hour)?;
-        if max_per_source_per_hour == 0 {
-            return Err(ConfigError::Invalid(
-                "OTP_MAX_SENDS_PER_IP",
-                "must be at least 1".into(),
-            ));
-        }
+            self.positive("OTP_MAX_SENDS_PER_IP", defaults.max_per_source_per_hour)?;
         let daily_budget = self.number("SMS_DAILY_BUDGET", defaults.daily_budget)?;
         const BY_REGION: &str = "SMS_DAILY_BUDGET_BY_REGION";
         let invalid = |why: String| ConfigError::Invalid(BY_REGION, why);
@@ -705,6 +715,20 @@ mod tests {
             limits(&[("OTP_MAX_SENDS_PER_IP", "0")]),
             Err(ConfigError::Invalid("OTP_MAX_SENDS_PER_IP", _))
         ));
+        let checks = |vars: &[(&str, &str)]| config(vars).check_limit();
+        assert_eq!(checks(&[]).unwrap().max_per_source_per_hour, 100);
+        assert_eq!(
+            checks(&[("OTP_MAX_CHECKS_PER_IP", "7")])
+                .unwrap()
+                .max_per_source_per_hour,
+            7
+        );
+        for bad in ["0", "-1", "x"] {
+            assert!(matches!(
+                checks(&[("OTP_MAX_CHECKS_PER_IP", bad)]),
+                Err(ConfigError::Invalid("OTP_MAX_CHECKS_PER_IP", _))
+            ));
+        }
         assert!(matches!(
             limits(&[("SMS_DAILY_BUDGET", "-3")]),
             Err(ConfigError::Invalid("SMS_DAILY_BUDGET", _))

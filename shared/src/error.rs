@@ -38,6 +38,8 @@ pub enum ApiError {
     PhoneLocked { retry_after: u64 },
     #[error("too many codes were requested from your network; try again in {retry_after} s")]
     TooManyFromIp { retry_after: u64 },
+    #[error("too many codes were checked from your network; try again in {retry_after} s")]
+    TooManyChecksFromIp { retry_after: u64 },
     #[error("no more codes can be sent to this country today; try again in {retry_after} s")]
     RegionBudgetExhausted { retry_after: u64 },
     #[error("sign-in codes cannot be sent right now; try again in {retry_after} s")]
@@ -151,6 +153,7 @@ impl From<LimitRefusal> for ApiError {
         let retry_after = refusal.retry_after.max(1);
         match refusal.budget {
             Budget::SourceIp => ApiError::TooManyFromIp { retry_after },
+            Budget::ChecksFromIp => ApiError::TooManyChecksFromIp { retry_after },
             Budget::Region => ApiError::RegionBudgetExhausted { retry_after },
             Budget::Service => ApiError::SmsBudgetExhausted { retry_after },
         }
@@ -192,6 +195,9 @@ impl ApiError {
             TooManyCodes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_codes"),
             PhoneLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "phone_locked"),
             TooManyFromIp { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests_from_ip"),
+            TooManyChecksFromIp { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_checks_from_ip")
+            }
             RegionBudgetExhausted { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "region_budget_exhausted")
             }
@@ -241,6 +247,7 @@ impl ApiError {
             | ApiError::TooManyCodes { retry_after }
             | ApiError::PhoneLocked { retry_after }
             | ApiError::TooManyFromIp { retry_after }
+            | ApiError::TooManyChecksFromIp { retry_after }
             | ApiError::RegionBudgetExhausted { retry_after }
             | ApiError::SmsBudgetExhausted { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -362,6 +369,10 @@ mod tests {
                 "too_many_requests_from_ip".into(),
                 HeaderValue::from(600)
             )
+        );
+        assert_eq!(
+            answer(Budget::ChecksFromIp, 60),
+            (429, "too_many_checks_from_ip".into(), HeaderValue::from(60))
         );
         assert_eq!(
             answer(Budget::Region, 0),

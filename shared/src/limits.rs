@@ -1,8 +1,9 @@
 //! Abuse and SMS-spend protection: the budgets every SMS must fit before it is
 //! sent — per source IP (an hour), per country and for the whole service (a
-//! UTC day) — and the test phone numbers that never send one. Plain Rust: the
-//! counters are kept through the [`CounterStore`](crate::store::CounterStore)
-//! port, one atomic conditional increment each.
+//! UTC day) —, the budget of code checks per source IP (an hour), and the
+//! test phone numbers that never send one. Plain Rust: the counters are kept
+//! through the [`CounterStore`](crate::store::CounterStore) port, one atomic
+//! conditional increment each.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ pub enum Budget {
     Region,
     /// `SMS_DAILY_BUDGET`: SMS per UTC day for the whole service.
     Service,
+    /// `OTP_MAX_CHECKS_PER_IP` code checks per clock hour from one source
+    /// address (not an SMS budget: [`CheckLimit`]).
+    ChecksFromIp,
 }
 
 /// One unit of one budget, to be taken before an SMS is sent (and given back
@@ -143,17 +147,16 @@ impl SendLimits {
     }
 
     pub fn counters(&self, source: Source, region: Option<Region>, now: u64) -> Counters {
-        let hour_end = (now / HOUR + 1) * HOUR;
         let day_end = (now / DAY + 1) * DAY;
         let day = utc_date(now / DAY);
-        let hour = (now % DAY) / HOUR;
         Counters {
-            source: Counter {
-                budget: Budget::SourceIp,
-                key: format!("IP#{}#{day}T{hour:02}", source.key()),
-                limit: self.max_per_source_per_hour,
-                window_end: hour_end,
-            },
+            source: hourly_counter(
+                Budget::SourceIp,
+                "IP",
+                source,
+                self.max_per_source_per_hour,
+                now,
+            ),
             region: region.and_then(|id| {
                 self.region_budget(id).map(|limit| Counter {
                     budget: Budget::Region,
@@ -169,6 +172,56 @@ impl SendLimits {
                 window_end: day_end,
             },
         }
+    }
+}
+
+/// One source's count in the clock hour of `now`: `<prefix>#<source>#<date>T<hour>`.
+fn hourly_counter(budget: Budget, prefix: &str, source: Source, limit: u64, now: u64) -> Counter {
+    let hour = (now % DAY) / HOUR;
+    Counter {
+        budget,
+        key: format!(
+            "{prefix}#{}#{}T{hour:02}",
+            source.key(),
+            utc_date(now / DAY)
+        ),
+        limit,
+        window_end: (now / HOUR + 1) * HOUR,
+    }
+}
+
+/// How many codes one source may check in a clock hour, whichever phones
+/// they are for. A phone's own limits (attempts per code, failed checks per
+/// day) stop guesses at one phone's code; they cannot stop one network from
+/// guessing at many phones' pending codes, three tries each, and taking over
+/// about three accounts in ten thousand codes so tried. Every check counts,
+/// right or wrong: a network checks about one code per code it was sent, so
+/// the default is twice the codes a source may request
+/// ([`DEFAULT_MAX_SENDS_PER_IP`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckLimit {
+    pub max_per_source_per_hour: u64,
+}
+
+pub const DEFAULT_MAX_CHECKS_PER_IP: u64 = 2 * DEFAULT_MAX_SENDS_PER_IP;
+
+impl Default for CheckLimit {
+    fn default() -> Self {
+        CheckLimit {
+            max_per_source_per_hour: DEFAULT_MAX_CHECKS_PER_IP,
+        }
+    }
+}
+
+impl CheckLimit {
+    pub fn counter(&self, source: Source, now: u64) -> Counter {
+        hourly_counter(
+            Budget::ChecksFromIp,
+            "CHECK",
+            source,
+            self.max_per_source_per_hour,
+            now,
+        )
     }
 }
 
@@ -352,5 +405,21 @@ mod tests {
         assert_eq!(ru.all().count(), 2);
         assert_eq!(c.source.retry_after(now), 1);
         assert_eq!(c.source.retry_after(now + 5), 1, "never 0");
+    }
+
+    #[test]
+    fn code_checks_are_counted_per_source_and_hour_apart_from_sends() {
+        let now = 1_795_305_600 + DAY - 1;
+        let source = Source::from_text(Some("2001:db8:1:2:aaaa::1"));
+        let checks = CheckLimit::default().counter(source, now);
+        assert_eq!(checks.budget, Budget::ChecksFromIp);
+        assert_eq!(checks.key, "CHECK#2001:db8:1:2::/64#2026-11-22T23");
+        assert_eq!((checks.limit, checks.window_end), (100, now + 1));
+        let sends = SendLimits::default().counters(source, None, now).source;
+        assert_ne!(checks.key, sends.key, "two budgets, two counts");
+        assert_eq!(
+            CheckLimit::default().counter(source, now + 1).key,
+            "CHECK#2001:db8:1:2::/64#2026-11-23T00"
+        );
     }
 }

@@ -121,6 +121,7 @@ fn refusal_event(error_code: &str) -> Option<SecurityEvent> {
         "phone_locked" => SecurityEvent::Lockout,
         "too_many_codes"
         | "too_many_requests_from_ip"
+        | "too_many_checks_from_ip"
         | "region_budget_exhausted"
         | "sms_budget_exhausted" => SecurityEvent::BudgetRefused,
         "refresh_token_reused" => SecurityEvent::RefreshReuse,

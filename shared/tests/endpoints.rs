@@ -945,6 +945,57 @@ async fn an_ipv6_client_is_counted_by_its_64() {
     );
 }
 
+/// OTP_MAX_CHECKS_PER_IP=3: one address checks three codes an hour, whatever
+/// the phones; the fourth check is refused before it touches the phone's
+/// code (no attempt counted), even with the right code, which then still
+/// signs in from elsewhere.
+#[tokio::test]
+async fn one_address_checks_at_most_its_hourly_codes_across_phones() {
+    let send_code = endpoint::<SendCode>(&[("OTP_MAX_CHECKS_PER_IP", "3")]).await;
+    let ip = format!("198.18.{}.{}", rand::random::<u8>(), rand::random::<u8>());
+    let check = |phone: &str, code: &str, ip: &str| {
+        from_ip(post(json!({ "phone": phone, "password": code })), ip)
+    };
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let phone = unique_phone();
+        let (status, body) = get_code(&phone).await;
+        assert_eq!(status, 200, "{body}");
+        codes.push((phone, body["sms_code"].as_str().unwrap().to_string()));
+    }
+    for (phone, code) in &codes[..3] {
+        let wrong = if code == "0000" { "1111" } else { "0000" };
+        let (status, body) = call(&send_code, check(phone, wrong, &ip)).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("code_invalid")));
+    }
+    let (phone, code) = &codes[3];
+    let attempts = async || {
+        raw_otp_item(&parse_phone(phone))
+            .await
+            .get("attempts")
+            .cloned()
+    };
+    let attempts_before = attempts().await;
+    let refused = refusal(serve(&send_code, check(phone, code, &ip)).await);
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (429, "too_many_checks_from_ip")
+    );
+    let hour_left = until_next(3600);
+    let retry = refused.2.unwrap();
+    assert!(
+        (hour_left.saturating_sub(5)..=hour_left + 5).contains(&retry),
+        "{retry}"
+    );
+    assert_eq!(
+        attempts().await,
+        attempts_before,
+        "the refused check counted no attempt"
+    );
+    let (status, tokens) = call(&send_code, check(phone, code, "198.51.100.7")).await;
+    assert_eq!(status, 200, "{tokens}");
+}
+
 /// A request without a source address (a direct invoke, never API Gateway)
 /// is counted in one shared budget.
 #[tokio::test]

@@ -593,7 +593,7 @@ impl OtpStore for OtpTable {
 // ---------------------------------------------------------------- budgets
 
 /// The budgets' counters live in the codes table too, under keys that can
-/// never be phones (`IP#…`, `REGION#…`, `SMS#…`): attribute `taken`, and the
+/// never be phones (`IP#…`, `CHECK#…`, `REGION#…`, `SMS#…`): attribute `taken`, and the
 /// table's TTL attribute at the end of the counter's window.
 impl CounterStore for OtpTable {
     async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {

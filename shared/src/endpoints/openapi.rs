@@ -390,13 +390,14 @@ fn send_errors() -> [ApiError; 7] {
 }
 
 /// What checking a code may refuse: send_code and step 2 of seed-004's routes.
-fn check_errors() -> [ApiError; 5] {
+fn check_errors() -> [ApiError; 6] {
     [
         ApiError::MalformedCode { length: 4 },
         ApiError::CodeInvalid,
         ApiError::CodeExpired,
         ApiError::TooManyAttempts,
         ApiError::PhoneLocked { retry_after: 3600 },
+        ApiError::TooManyChecksFromIp { retry_after: 600 },
     ]
 }
 

@@ -13,13 +13,14 @@ use super::refresh::TokenPair;
 use crate::adapters::dynamo::{OtpTable, SessionTable, UserTable};
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
-use crate::http::{client_info, json_body, now};
+use crate::http::{client_info, json_body, now, source_ip};
 use crate::invite::InviteCode;
+use crate::limits::{CheckLimit, LimitRefusal, Source};
 use crate::observe::{self, Fact};
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
 use crate::session::{ClientInfo, RefreshKey, SessionPolicy};
-use crate::store::{Attempt, NewUser, OtpStore, SessionStore, User, UserStore};
+use crate::store::{Attempt, CounterStore, NewUser, OtpStore, SessionStore, User, UserStore};
 use crate::token::TokenSigner;
 use crate::user::UserId;
 
@@ -27,10 +28,13 @@ use crate::user::UserId;
 /// a few fresh draws always suffice.
 const MAX_CREATE_TRIES: usize = 5;
 
-pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable> {
+pub struct SendCode<O = OtpTable, U = UserTable, S = SessionTable, C = OtpTable> {
     pub otps: O,
     pub users: U,
     pub sessions: S,
+    /// The count of codes checked per source (in the codes table, deployed).
+    pub counters: C,
+    pub check_limit: CheckLimit,
     /// Where new users' invite codes come from: `InviteCode::generate`. Tests
     /// give a tiny pool here, so that uniqueness visibly rests on storage's
     /// conditional write (62^6 random codes would never collide in a test).
@@ -76,7 +80,7 @@ pub(crate) struct SignedIn {
     pub tokens: TokenPair,
 }
 
-impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
+impl<O: OtpStore, U: UserStore, S: SessionStore, C: CounterStore> SendCode<O, U, S, C> {
     /// The request over any ports: what `handle` runs in the function, and
     /// what tests run over in-memory or scripted ones.
     pub async fn sign_in(&self, request: Request) -> Result<Response<Body>, ApiError> {
@@ -87,6 +91,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
             .sign_in_with(
                 &phone,
                 &body.password,
+                source_ip(&request),
                 client_info(&request),
                 KnownAccount::Unknown,
             )
@@ -101,6 +106,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
         &self,
         phone: &Phone,
         code: &str,
+        source: Option<&str>,
         client: ClientInfo,
         account: KnownAccount,
     ) -> Result<SignedIn, ApiError> {
@@ -111,6 +117,18 @@ impl<O: OtpStore, U: UserStore, S: SessionStore> SendCode<O, U, S> {
             });
         }
         let now = now();
+
+        // The source's hourly checks first, and alone: a check it refuses
+        // touches nothing of the phone's (attempts, failed checks), so a
+        // network past its limit cannot lock anybody's phone either.
+        let checks = self.check_limit.counter(Source::from_text(source), now);
+        if !self.counters.take(&checks).await? {
+            return Err(LimitRefusal {
+                budget: checks.budget,
+                retry_after: checks.retry_after(now),
+            }
+            .into());
+        }
 
         // Count the attempt (and, until it signs in, a failed check of the
         // phone) before comparing, so parallel guesses cannot exceed the limits.
@@ -212,7 +230,9 @@ impl Endpoint for SendCode {
         Ok(SendCode {
             otps: OtpTable::new(dynamo.clone(), config.otps_table()?),
             users: UserTable::new(dynamo.clone(), config.users_table()?),
-            sessions: SessionTable::new(dynamo, config.sessions_table()?),
+            sessions: SessionTable::new(dynamo.clone(), config.sessions_table()?),
+            counters: OtpTable::new(dynamo, config.otps_table()?),
+            check_limit: config.check_limit()?,
             invite_codes: InviteCode::generate,
             hasher: CodeHasher::new(&config.otp_hmac_key()?),
             signer: config.token_signer()?,

@@ -35,7 +35,7 @@ pub struct TwoStep<O = OtpTable, U = UserTable, S = SessionTable, M = AnySms, C 
     /// Step 1.
     pub get_code: GetCode<O, M, C>,
     /// Step 2.
-    pub send_code: SendCode<O, U, S>,
+    pub send_code: SendCode<O, U, S, C>,
     /// `PREVENT_USER_EXISTENCE_ERRORS`: true, neither step looks at whether
     /// the phone has an account (both routes sign in or sign up, like
     /// get_code and send_code); false, each step refuses a phone the route
@@ -85,7 +85,13 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, M: SmsSender, C: CounterStore>
             Some(code) => {
                 let signed_in = self
                     .send_code
-                    .sign_in_with(&phone, &code, client_info(&request), account)
+                    .sign_in_with(
+                        &phone,
+                        &code,
+                        source_ip(&request),
+                        client_info(&request),
+                        account,
+                    )
                     .await?;
                 Ok(Step::SignedIn(phone, signed_in))
             }

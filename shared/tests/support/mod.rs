@@ -155,7 +155,7 @@ impl<C: CounterStore> CounterStore for Namespaced<C> {
 pub fn send_code_over<O: OtpStore, U: UserStore>(
     otps: O,
     users: U,
-) -> SendCode<O, U, memory::MemorySessions> {
+) -> SendCode<O, U, memory::MemorySessions, memory::MemoryCounters> {
     send_code_with_sessions(otps, users, memory::MemorySessions::default())
 }
 
@@ -163,12 +163,14 @@ pub fn send_code_with_sessions<O: OtpStore, U: UserStore, S: SessionStore>(
     otps: O,
     users: U,
     sessions: S,
-) -> SendCode<O, U, S> {
+) -> SendCode<O, U, S, memory::MemoryCounters> {
     let config = config(&[]);
     SendCode {
         otps,
         users,
         sessions,
+        counters: memory::MemoryCounters::default(),
+        check_limit: config.check_limit().unwrap(),
         invite_codes: InviteCode::generate,
         hasher: hasher(),
         signer: config.token_signer().unwrap(),
