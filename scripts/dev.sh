@@ -9,7 +9,7 @@
 # Every variable of the README's configuration table can be set in the
 # environment (`OTP_MAX_FAILED_CHECKS=3 make dev`): cargo lambda watch hands
 # the environment to the functions. This script sets only the tables, the
-# local secrets, SMS_PROVIDER=log and the AWS endpoints itself, raises two
+# local secrets, SMS_PROVIDER=log and the AWS endpoints itself, raises three
 # budgets a scripted run from 127.0.0.1 would hit (every request through
 # cargo lambda watch has that source address), and makes the local base URL
 # the tokens' issuer (TOKEN_ISSUER), so the discovery document is at
@@ -35,13 +35,14 @@ create_event_bus "http://127.0.0.1:$MOTO_PORT" dev-events dev-events
 ensure_local_secrets
 export SMS_PROVIDER=log RUST_LOG=${RUST_LOG:-info}
 export OTP_MAX_SENDS_PER_IP=${OTP_MAX_SENDS_PER_IP:-1000000}
+export OTP_MAX_CHECKS_PER_IP=${OTP_MAX_CHECKS_PER_IP:-1000000}
 export SMS_DAILY_BUDGET=${SMS_DAILY_BUDGET:-1000000}
 export TOKEN_ISSUER=${TOKEN_ISSUER:-http://127.0.0.1:$API_PORT}
 
-say "configuration from your environment (and the two raised budgets, the local issuer):"
+say "configuration from your environment (and the three raised budgets, the local issuer):"
 # The variables config.rs reads (as shared/tests/routes.rs finds them); secrets
 # and what this script sets are not shown, test numbers only by count.
-for name in $(python3 -c 'import re, sys; src = re.sub(r"\s", "", open(sys.argv[1]).read()); print(*sorted(set(re.findall(r"self\.(?:required|get|number|multiline)\(\"([A-Z_]+)\"", src))))' \
+for name in $(python3 -c 'import re, sys; src = re.sub(r"\s", "", open(sys.argv[1]).read()); print(*sorted(set(re.findall(r"self\.(?:required|get|number|positive|multiline)\(\"([A-Z_]+)\"", src))))' \
   "$ROOT/shared/src/config.rs"); do
   value=${!name:-}
   if [ -z "$value" ]; then continue; fi

@@ -747,6 +747,7 @@ fn parameter_sets() -> Vec<(String, Vec<(String, String)>)> {
                 ("AlarmEmail", "ops@example.com"),
                 ("PhoneAllowedRegions", "RU,KZ"),
                 ("OtpMaxSendsPerIp", "20"),
+                ("OtpMaxChecksPerIp", "40"),
                 ("SmsDailyBudget", "0"),
                 ("SmsDailyBudgetByRegion", "RU=50000,KZ=2000"),
                 ("TestPhoneNumbers", "+79990000000:1234,8 999 000-00-01:5678"),
@@ -791,7 +792,8 @@ fn stacks(template: &Value) -> Vec<(String, Stack<'_>)> {
         .collect()
 }
 
-/// Every variable name config.rs reads: `self.required("X")`, `self.get("X")`, ...
+/// Every variable name config.rs reads: `self.required("X")`, `self.get("X")`,
+/// `self.positive("X", ...)`, ...
 fn variables_in_config_rs() -> BTreeSet<String> {
     // Without whitespace, so calls split over lines (`self\n    .get(`) match too.
     let source: String = read("shared/src/config.rs")
@@ -799,7 +801,7 @@ fn variables_in_config_rs() -> BTreeSet<String> {
         .filter(|c| !c.is_whitespace())
         .collect();
     let mut names = BTreeSet::new();
-    for accessor in ["required", "get", "number", "multiline"] {
+    for accessor in ["required", "get", "number", "positive", "multiline"] {
         let pattern = format!("self.{accessor}(\"");
         for (at, _) in source.match_indices(&pattern) {
             let rest = &source[at + pattern.len()..];
@@ -809,7 +811,7 @@ fn variables_in_config_rs() -> BTreeSet<String> {
     names.retain(|n| !n.is_empty());
     assert!(
         names.len() >= 10,
-        "config.rs reads its variables through self.required/get/number/multiline"
+        "config.rs reads its variables through self.required/get/number/positive/multiline"
     );
     names
 }
