@@ -14,6 +14,7 @@ use phone_auth::endpoints::{
     ClientProfile, GetCode, Login, Register, Retrieve, SendCode, TwoStep, UpdateClientProfile,
     serve,
 };
+use phone_auth::limits::CheckLimit;
 use phone_auth::store::UserStore;
 use phone_auth::token::TokenKind;
 use phone_auth::user::UserId;
@@ -631,4 +632,47 @@ async fn a_refused_step_1_sends_no_sms_and_stores_no_code() {
         .map(|(phone, _)| phone.to_string())
         .collect();
     assert_eq!(to, [known_phone, unknown_phone]);
+}
+
+#[tokio::test]
+async fn step_2_counts_against_the_addresss_hourly_checks() {
+    let (users, otps, sms) = (
+        MemoryUsers::default(),
+        MemoryOtps::default(),
+        MemorySms::default(),
+    );
+    let mut route = two_step(&users, &otps, &sms, false);
+    route.send_code.check_limit = CheckLimit {
+        max_per_source_per_hour: 1,
+    };
+    let register = Register(route);
+    let ip = "198.18.0.1";
+    let step = |body: Value| from_ip(post(body), ip);
+    let phones = [unique_phone(), unique_phone()];
+    for phone in &phones {
+        let (status, body) = answer(register.register(step(json!({ "phone": phone }))).await);
+        assert_eq!(status, 200, "{body}");
+    }
+    let first = answer(
+        register
+            .register(step(json!({ "phone": phones[0], "sms_code": "0000" })))
+            .await,
+    );
+    let second = answer(
+        register
+            .register(step(json!({ "phone": phones[1], "sms_code": "0000" })))
+            .await,
+    );
+    assert_ne!(first.0, 429, "{first:?}");
+    assert_error(second, 429, "too_many_checks_from_ip");
+    // Another address has its own count.
+    let elsewhere = from_ip(
+        post(json!({ "phone": phones[1], "sms_code": "0000" })),
+        "198.18.0.2",
+    );
+    assert_error(
+        answer(register.register(elsewhere).await),
+        400,
+        "code_invalid",
+    );
 }
