@@ -646,49 +646,29 @@ async fn step_2_counts_against_the_addresss_hourly_checks() {
         max_per_source_per_hour: 1,
     };
     let register = Register(route);
-    let ip = "198.18.0.1";
-    let step = |body: Value| from_ip(post(body), ip);
+    let from = |ip: &str, body: Value| register.register(from_ip(post(body), ip));
     let phones = [unique_phone(), unique_phone()];
     for phone in &phones {
-        let (status, body) = answer(register.register(step(json!({ "phone": phone }))).await);
+        let (status, body) = answer(from("198.18.0.1", json!({ "phone": phone })).await);
         assert_eq!(status, 200, "{body}");
     }
     // A wrong code for each: its SMS's code with the first digit changed.
-    let wrong: Vec<String> = sms
+    let wrong: Vec<Value> = sms
         .sent()
         .iter()
         .map(|(_, text)| {
             let code: String = text.chars().filter(char::is_ascii_digit).take(4).collect();
             let first = (code.as_bytes()[0] - b'0' + 1) % 10;
-            format!("{first}{}", &code[1..])
+            json!(format!("{first}{}", &code[1..]))
         })
         .collect();
+    let check = |ip, at: usize| from(ip, json!({ "phone": phones[at], "sms_code": wrong[at] }));
+    assert_error(answer(check("198.18.0.1", 0).await), 400, "code_invalid");
     assert_error(
-        answer(
-            register
-                .register(step(json!({ "phone": phones[0], "sms_code": wrong[0] })))
-                .await,
-        ),
-        400,
-        "code_invalid",
-    );
-    assert_error(
-        answer(
-            register
-                .register(step(json!({ "phone": phones[1], "sms_code": wrong[1] })))
-                .await,
-        ),
+        answer(check("198.18.0.1", 1).await),
         429,
         "too_many_checks_from_ip",
     );
     // Another address has its own count.
-    let elsewhere = from_ip(
-        post(json!({ "phone": phones[1], "sms_code": wrong[1] })),
-        "198.18.0.2",
-    );
-    assert_error(
-        answer(register.register(elsewhere).await),
-        400,
-        "code_invalid",
-    );
+    assert_error(answer(check("198.18.0.2", 1).await), 400, "code_invalid");
 }
