@@ -109,7 +109,7 @@ E2E_BASE_URL="http://127.0.0.1:$API_PORT" \
   E2E_LIMITS_URL="http://127.0.0.1:${LIMITED_PORTS[2]}" \
   E2E_HIDDEN_ACCOUNTS_URL="http://127.0.0.1:$HIDDEN_ACCOUNTS_PORT" \
   cargo test -p phone_auth --all-features --test e2e -- --ignored
-say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium; the docs pages load nothing from elsewhere"
+say "end-to-end: PyJWT verifies our tokens with the JWKS the service serves; the web page in headless Chromium; the docs pages load nothing from elsewhere; the README's example sessions are what the service answers"
 E2E_BASE_URL="http://127.0.0.1:$API_PORT" python3 -m pytest -q -p no:cacheprovider "$ROOT/scripts/e2e"
 say "end-to-end: the service against its own OpenAPI document (schemathesis: every check, every operation)"
 # Real access tokens for the bearer operations, and in every other schema-valid
