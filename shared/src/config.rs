@@ -274,8 +274,9 @@ impl Config {
                 .number("OTP_MAX_SENDS_PER_WINDOW", defaults.max_sends_per_window)?,
             send_window_seconds: self
                 .number("OTP_SEND_WINDOW_SECONDS", defaults.send_window_seconds)?,
-            max_failed_checks: self.number("OTP_MAX_FAILED_CHECKS", defaults.max_failed_checks)?,
-            lockout_window_seconds: self.number(
+            max_failed_checks: self
+                .positive("OTP_MAX_FAILED_CHECKS", defaults.max_failed_checks)?,
+            lockout_window_seconds: self.positive(
                 "OTP_LOCKOUT_WINDOW_SECONDS",
                 defaults.lockout_window_seconds,
             )?,
@@ -298,18 +299,6 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "OTP_MAX_SENDS_PER_WINDOW/OTP_SEND_WINDOW_SECONDS",
                 "must allow one code, and the window must outlast a code and the cooldown".into(),
-            ));
-        }
-        if policy.max_failed_checks == 0 {
-            return Err(ConfigError::Invalid(
-                "OTP_MAX_FAILED_CHECKS",
-                "must be at least 1".into(),
-            ));
-        }
-        if policy.lockout_window_seconds == 0 {
-            return Err(ConfigError::Invalid(
-                "OTP_LOCKOUT_WINDOW_SECONDS",
-                "must be at least 1".into(),
             ));
         }
         Ok(policy)
