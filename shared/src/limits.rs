@@ -48,6 +48,14 @@ impl Counter {
     pub fn retry_after(&self, now: u64) -> u64 {
         self.window_end.saturating_sub(now).max(1)
     }
+
+    /// The answer when this counter is spent at `now`.
+    pub fn refusal(&self, now: u64) -> LimitRefusal {
+        LimitRefusal {
+            budget: self.budget,
+            retry_after: self.retry_after(now),
+        }
+    }
 }
 
 /// A budget that is spent, and when it is full again.

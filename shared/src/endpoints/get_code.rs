@@ -153,10 +153,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
                 Some(Take::Refused) => {
                     // The most specific budget answers: the source's, the
                     // country's, then the service's.
-                    refused.get_or_insert(LimitRefusal {
-                        budget: counter.budget,
-                        retry_after: counter.retry_after(now),
-                    });
+                    refused.get_or_insert(counter.refusal(now));
                 }
                 Some(Take::Failed(err)) => failed = failed.or(Some(err)),
                 None => {}

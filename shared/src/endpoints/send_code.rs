@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, json_response};
 use crate::http::{client_info, json_body, now, source_ip};
 use crate::invite::InviteCode;
-use crate::limits::{CheckLimit, LimitRefusal, Source};
+use crate::limits::{CheckLimit, Source};
 use crate::observe::{self, Fact};
 use crate::otp::{CodeHasher, OtpPolicy};
 use crate::phone::{Phone, PhonePolicy};
@@ -123,11 +123,7 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, C: CounterStore> SendCode<O, U,
         // network past its limit cannot lock anybody's phone either.
         let checks = self.check_limit.counter(Source::from_text(source), now);
         if !self.counters.take(&checks).await? {
-            return Err(LimitRefusal {
-                budget: checks.budget,
-                retry_after: checks.retry_after(now),
-            }
-            .into());
+            return Err(checks.refusal(now).into());
         }
 
         // Count the attempt (and, until it signs in, a failed check of the
