@@ -61,26 +61,29 @@ export E2E_CORS_ORIGIN="http://127.0.0.1:$(free_port)"
 # serve_functions PORT VAR=VALUE...: the functions under cargo lambda
 # watch on PORT, with these variables on top of the environment; the issuer
 # is the server's base URL, as `make dev` makes it. Logs in Lambda's JSON
-# format, as deployed: scripts/check_logs.py reads them afterwards.
+# format, as deployed: scripts/check_logs.py reads them afterwards. Every
+# request through cargo lambda watch comes from 127.0.0.1, so the per-address
+# budgets and the service's daily one are raised beyond any test run's reach,
+# as `make dev` raises them; a server that tries one of them names it again
+# (the last value of a variable wins).
 SERVER_LOGS=()
 serve_functions() {
   local port=$1; shift
   SERVER_LOGS+=("$STATE/watch-$port.log")
   start_background "$STATE/watch-$port.log" env SMS_PROVIDER=log CORS_ALLOW_ORIGINS="$E2E_CORS_ORIGIN" \
-    TOKEN_ISSUER="http://127.0.0.1:$port" AWS_LAMBDA_LOG_FORMAT=JSON "$@" \
+    TOKEN_ISSUER="http://127.0.0.1:$port" AWS_LAMBDA_LOG_FORMAT=JSON \
+    OTP_MAX_SENDS_PER_IP=1000000 OTP_MAX_CHECKS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000 "$@" \
     cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" \
     --concurrency 8 --features phone_auth/dev-mode --ignore-changes --disable-cors
 }
-# Every request through cargo lambda watch comes from 127.0.0.1, so the
-# shared server has budgets no test run reaches; each limit is tried on a
-# server of its own with a small one and tables of its own (the budgets'
-# counters are per table), straight to DynamoDB Local: they use no DynamoDB
-# action the shared server's run does not (the check below reads its record).
+# Each limit is tried on a server of its own with a small one and tables of
+# its own (the budgets' counters are per table), straight to DynamoDB Local:
+# they use no DynamoDB action the shared server's run does not (the check
+# below reads its record).
 # The domain events' bus on moto; the users table's stream relayed to this
 # server's publish-events (its requests go through the recorder too).
 create_event_bus "$MOTO_ENDPOINT" "test-events-$$"
-serve_functions "$API_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
-  OTP_MAX_SENDS_PER_IP=1000000 OTP_MAX_CHECKS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000
+serve_functions "$API_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT"
 start_stream_relay "$DYNAMODB_PORT" "$API_PORT"
 limited_server() { # NAME VAR=VALUE...: adds the port it serves on to LIMITED_PORTS
   local port tables
@@ -95,11 +98,11 @@ LIMITED_PORTS=()
 # recorder too: login then creates users (its PutItem grant is seen used).
 HIDDEN_ACCOUNTS_PORT=$(free_port)
 serve_functions "$HIDDEN_ACCOUNTS_PORT" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$RECORD_PORT" \
-  OTP_MAX_SENDS_PER_IP=1000000 OTP_MAX_CHECKS_PER_IP=1000000 SMS_DAILY_BUDGET=1000000 PREVENT_USER_EXISTENCE_ERRORS=true
-limited_server ip OTP_MAX_SENDS_PER_IP=3 OTP_MAX_CHECKS_PER_IP=1000000 \
+  PREVENT_USER_EXISTENCE_ERRORS=true
+limited_server ip OTP_MAX_SENDS_PER_IP=3 \
   TEST_PHONE_NUMBERS=+79990000000:1234 TEST_PHONE_NUMBERS_EXPIRE=2099-12-31
-limited_server daily OTP_MAX_SENDS_PER_IP=1000000 OTP_MAX_CHECKS_PER_IP=1000000 SMS_DAILY_BUDGET=2
-limited_server limits OTP_MAX_SENDS_PER_IP=1000000 OTP_MAX_CHECKS_PER_IP=1000000 SMS_DAILY_BUDGET_BY_REGION=KZ=2 OTP_MAX_FAILED_CHECKS=2
+limited_server daily SMS_DAILY_BUDGET=2
+limited_server limits SMS_DAILY_BUDGET_BY_REGION=KZ=2 OTP_MAX_FAILED_CHECKS=2
 for port in "$API_PORT" "$HIDDEN_ACCOUNTS_PORT" "${LIMITED_PORTS[@]}"; do
   wait_for_http "http://127.0.0.1:$port/" 120 "$STATE/watch-$port.log"
 done
