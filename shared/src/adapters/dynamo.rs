@@ -257,6 +257,53 @@ impl IssueStep {
 /// The condition every new code needs: the phone is not locked.
 const NOT_LOCKED: &str = "(attribute_not_exists(#failed) OR #failed < :max_failed)";
 
+/// The two ways a new code is written.
+#[derive(Clone, Copy, Debug)]
+enum CodeWrite {
+    /// The first code of a new window: written if the phone has no window
+    /// yet, or its window is over and no code is pending from within the
+    /// cooldown; never to a locked phone. An update, not a put, so the
+    /// failed checks of the lockout window survive a new send window.
+    OpenWindow,
+    /// Another code in the open window: written if the window has room, no
+    /// code is pending from within the cooldown and the phone is not locked.
+    /// The condition is the rule itself, not "unchanged since read", so
+    /// racing requests need no retry.
+    SendAgain,
+}
+
+impl CodeWrite {
+    fn update(self) -> &'static str {
+        match self {
+            CodeWrite::OpenWindow => {
+                "SET window_start = :now, sends = :one, created_at = :now, code_hash = :hash, \
+                 attempts = :zero, code_expires_at = :code_expires, issued_by = :nonce, \
+                 expires_at = :ttl REMOVE attempt_by, ended_by"
+            }
+            CodeWrite::SendAgain => {
+                "SET code_hash = :hash, attempts = :zero, created_at = :now, \
+                 code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl, \
+                 issued_by = :nonce REMOVE attempt_by"
+            }
+        }
+    }
+
+    fn condition(self) -> String {
+        match self {
+            CodeWrite::OpenWindow => format!(
+                "(attribute_not_exists(window_start) OR (window_start <= :window_edge \
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge))) \
+                 AND {NOT_LOCKED}"
+            ),
+            CodeWrite::SendAgain => format!(
+                "window_start > :window_edge AND sends < :max \
+                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge) \
+                 AND {NOT_LOCKED}"
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OtpTable {
     client: Client,
@@ -268,33 +315,26 @@ impl OtpTable {
         OtpTable { client, table }
     }
 
-    /// The first code of a new window: written if the phone has no window
-    /// yet, or its window is over and no code is pending from within the
-    /// cooldown; never to a locked phone. An update, not a put, so the
-    /// failed checks of the lockout window survive a new send window.
-    async fn open_window(
+    /// Writes `code` as the phone's pending code, if `write`'s condition
+    /// holds. Both writes reset the code's attempts and end any check in
+    /// flight (`attempt_by`); `issued_by` lets a resent request recognise its
+    /// own write.
+    async fn write_code(
         &self,
+        write: CodeWrite,
         code: &PendingCode,
         policy: &OtpPolicy,
         now: u64,
     ) -> Result<IssueStep, StoreError> {
         let nonce = request_nonce();
         let lockout = policy.lockout_window(now);
-        let result = self
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("phone", s(code.phone.as_str()))
-            .update_expression(
-                "SET window_start = :now, sends = :one, created_at = :now, code_hash = :hash, \
-                 attempts = :zero, code_expires_at = :code_expires, issued_by = :nonce, \
-                 expires_at = :ttl REMOVE attempt_by, ended_by",
-            )
-            .condition_expression(format!(
-                "(attribute_not_exists(window_start) OR (window_start <= :window_edge \
-                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge))) \
-                 AND {NOT_LOCKED}"
-            ))
+            .update_expression(write.update())
+            .condition_expression(write.condition())
             .expression_attribute_names("#failed", failed_attribute(lockout))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":one", n(1))
@@ -312,69 +352,12 @@ impl OtpTable {
                 n(now.saturating_sub(policy.resend_cooldown_seconds)),
             )
             .expression_attribute_values(":max_failed", n(policy.max_failed_checks))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(IssueStep::Issued),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item(), lockout)?).of_request(&nonce))
-                }
-                _ => Err(unavailable(err)),
-            },
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let CodeWrite::SendAgain = write {
+            // DynamoDB refuses a value no expression uses, so only here.
+            request = request.expression_attribute_values(":max", n(policy.max_sends_per_window));
         }
-    }
-
-    /// Another code in the open window: written if the window has room, no
-    /// code is pending from within the cooldown and the phone is not locked.
-    /// The condition is the rule itself, not "unchanged since read", so
-    /// racing requests need no retry.
-    async fn send_again(
-        &self,
-        code: &PendingCode,
-        policy: &OtpPolicy,
-        now: u64,
-    ) -> Result<IssueStep, StoreError> {
-        let nonce = request_nonce();
-        let lockout = policy.lockout_window(now);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("phone", s(code.phone.as_str()))
-            .update_expression(
-                "SET code_hash = :hash, attempts = :zero, created_at = :now, \
-                 code_expires_at = :code_expires, sends = sends + :one, expires_at = :ttl, \
-                 issued_by = :nonce REMOVE attempt_by",
-            )
-            .condition_expression(format!(
-                "window_start > :window_edge AND sends < :max \
-                 AND (attribute_not_exists(code_hash) OR created_at <= :cooldown_edge) \
-                 AND {NOT_LOCKED}"
-            ))
-            .expression_attribute_names("#failed", failed_attribute(lockout))
-            .expression_attribute_values(":hash", s(&BASE64.encode(&code.code_hash)))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":code_expires", n(code.expires_at))
-            .expression_attribute_values(":ttl", n(now + policy.item_lifetime()))
-            .expression_attribute_values(":nonce", s(&nonce))
-            .expression_attribute_values(
-                ":window_edge",
-                n(now.saturating_sub(policy.send_window_seconds)),
-            )
-            .expression_attribute_values(":max", n(policy.max_sends_per_window))
-            .expression_attribute_values(
-                ":cooldown_edge",
-                n(now.saturating_sub(policy.resend_cooldown_seconds)),
-            )
-            .expression_attribute_values(":max_failed", n(policy.max_failed_checks))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
+        match request.send().await {
             Ok(_) => Ok(IssueStep::Issued),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
@@ -457,7 +440,10 @@ impl OtpStore for OtpTable {
         now: u64,
     ) -> Result<Option<SendRefusal>, StoreError> {
         for _ in 0..ISSUE_ROUNDS {
-            let current = match self.open_window(code, policy, now).await? {
+            let current = match self
+                .write_code(CodeWrite::OpenWindow, code, policy, now)
+                .await?
+            {
                 IssueStep::Issued => return Ok(None),
                 IssueStep::Refused(Some(current)) => current,
                 // Deleted between the condition and its report: open it again.
@@ -470,7 +456,10 @@ impl OtpStore for OtpTable {
             if window.is_over(now, policy) {
                 continue; // changed meanwhile; the next round reads it anew
             }
-            match self.send_again(code, policy, now).await? {
+            match self
+                .write_code(CodeWrite::SendAgain, code, policy, now)
+                .await?
+            {
                 IssueStep::Issued => return Ok(None),
                 IssueStep::Refused(Some(current)) => {
                     if let Some(refusal) = current.window().refusal(now, policy) {
