@@ -63,9 +63,17 @@ async fn new_user(users: &UserTable) -> User {
 
 /// `issue` as get-code calls it: None when the code was stored.
 async fn issue(otps: &OtpTable, p: &Phone, hash: &[u8], at: u64) -> Option<SendRefusal> {
-    otps.issue(&pending(p, hash, at), &OtpPolicy::default(), at)
-        .await
-        .unwrap()
+    issue_under(&OtpPolicy::default(), otps, p, hash, at).await
+}
+
+async fn issue_under(
+    policy: &OtpPolicy,
+    otps: &OtpTable,
+    p: &Phone,
+    hash: &[u8],
+    at: u64,
+) -> Option<SendRefusal> {
+    otps.issue(&pending(p, hash, at), policy, at).await.unwrap()
 }
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
@@ -348,6 +356,41 @@ async fn issue_is_refused_when_another_code_goes_out_before_its_update() {
             .await
             .unwrap()
     );
+}
+
+/// Another request sends the window's last code between issue's read and its
+/// write. With no cooldown in the way, only the update's own condition on
+/// the window's count refuses this code: a sixth code in the window is
+/// never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_is_refused_when_another_code_fills_the_window_before_its_update() {
+    let policy = OtpPolicy {
+        resend_cooldown_seconds: 0,
+        ..OtpPolicy::default()
+    };
+    let p = phone();
+    let t = now();
+    for k in 0..4 {
+        let at = t - 300 + 60 * k;
+        assert_eq!(
+            issue_under(&policy, &otps().await, &p, b"early", at).await,
+            None
+        );
+    }
+    let (other, other_policy) = (p.clone(), policy.clone());
+    let another_request = BeforeFirstUpdate::new(async move {
+        let fifth = issue_under(&other_policy, &otps().await, &other, b"fifth", t).await;
+        assert_eq!(fifth, None);
+    });
+    let otps = another_request.otps().await;
+
+    assert_eq!(
+        issue_under(&policy, &otps, &p, b"sixth", t).await,
+        Some(SendRefusal::WindowFull { retry_after: 3300 })
+    );
+    assert!(another_request.ran());
+    assert_eq!(number(&support::raw_otp_item(&p).await, "sends"), 5);
+    assert!(otps.consume(&p, b"fifth", &policy, now()).await.unwrap());
 }
 
 #[tokio::test]
