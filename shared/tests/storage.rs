@@ -234,22 +234,22 @@ async fn parallel_requests_for_one_phone_issue_one_code() {
 
 type Write = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Another request's write, made right before this client sends its first
+/// Another request's write, made right before this client sends its second
 /// UpdateItem. For `OtpTable::issue` within a send window that is between
-/// its two requests: after the PutItem whose refusal reported the item,
-/// before the UpdateItem conditioned on the rule. Only an SDK interceptor
+/// its two requests: after the first update, whose refusal reported the
+/// item, before the second, conditioned on the rule. Only an SDK interceptor
 /// reaches in there; it is synchronous, so it waits for the write in place
 /// (which needs the multi-threaded runtime).
 #[derive(Clone)]
-struct BeforeFirstUpdate(Arc<Mutex<Option<Write>>>);
+struct BetweenReadAndWrite(Arc<Mutex<(usize, Option<Write>)>>);
 
-impl BeforeFirstUpdate {
+impl BetweenReadAndWrite {
     fn new(write: impl Future<Output = ()> + Send + 'static) -> Self {
-        BeforeFirstUpdate(Arc::new(Mutex::new(Some(Box::pin(write)))))
+        BetweenReadAndWrite(Arc::new(Mutex::new((0, Some(Box::pin(write))))))
     }
 
     fn ran(&self) -> bool {
-        self.0.lock().unwrap().is_none()
+        self.0.lock().unwrap().1.is_none()
     }
 
     /// The codes table through a client with this interceptor.
@@ -264,15 +264,15 @@ impl BeforeFirstUpdate {
     }
 }
 
-impl std::fmt::Debug for BeforeFirstUpdate {
+impl std::fmt::Debug for BetweenReadAndWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BeforeFirstUpdate")
+        f.write_str("BetweenReadAndWrite")
     }
 }
 
-impl Intercept for BeforeFirstUpdate {
+impl Intercept for BetweenReadAndWrite {
     fn name(&self) -> &'static str {
-        "BeforeFirstUpdate"
+        "BetweenReadAndWrite"
     }
 
     fn read_before_execution(
@@ -281,7 +281,11 @@ impl Intercept for BeforeFirstUpdate {
         _: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if context.input().downcast_ref::<UpdateItemInput>().is_some() {
-            let write = self.0.lock().unwrap().take();
+            let write = {
+                let mut state = self.0.lock().unwrap();
+                state.0 += 1;
+                if state.0 == 2 { state.1.take() } else { None }
+            };
             if let Some(write) = write {
                 tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(write));
             }
@@ -298,7 +302,7 @@ async fn issue_opens_a_new_window_when_the_item_vanishes_before_its_update() {
     let t = now();
     assert_eq!(issue(&otps().await, &p, b"first", t - 120).await, None);
     let key = AttributeValue::S(p.as_str().into());
-    let expire = BeforeFirstUpdate::new(async move {
+    let expire = BetweenReadAndWrite::new(async move {
         let deleted = dynamo()
             .await
             .delete_item()
@@ -334,7 +338,7 @@ async fn issue_is_refused_when_another_code_goes_out_before_its_update() {
     let t = now();
     assert_eq!(issue(&otps().await, &p, b"first", t - 120).await, None);
     let other = p.clone();
-    let another_request = BeforeFirstUpdate::new(async move {
+    let another_request = BetweenReadAndWrite::new(async move {
         assert_eq!(issue(&otps().await, &other, b"other", t).await, None);
     });
     let otps = another_request.otps().await;
@@ -378,7 +382,7 @@ async fn issue_is_refused_when_another_code_fills_the_window_before_its_update()
         );
     }
     let (other, other_policy) = (p.clone(), policy.clone());
-    let another_request = BeforeFirstUpdate::new(async move {
+    let another_request = BetweenReadAndWrite::new(async move {
         let fifth = issue_under(&other_policy, &otps().await, &other, b"fifth", t).await;
         assert_eq!(fifth, None);
     });
