@@ -1,7 +1,7 @@
 //! Phone sign-in and referrals, shared by every Lambda function of the service.
 //!
 //! * Domain, no AWS types: [`phone`], [`otp`], [`limits`], [`invite`], [`referral`], [`cursor`],
-//!   [`session`], [`token`], [`user`].
+//!   [`session`], [`token`], [`user`], [`sms_text`].
 //! * Domain events and referral counts, from the users table's stream: [`user_events`];
 //!   the function that publishes them: [`publish_events`].
 //! * Ports the domain needs: [`store`], [`sms`]; their AWS/HTTP implementations: [`adapters`].

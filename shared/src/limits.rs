@@ -27,14 +27,15 @@ pub enum Budget {
     ChecksFromIp,
 }
 
-/// One unit of one budget, to be taken before an SMS is sent (and given back
-/// if it is not sent).
+/// One unit of one budget: for an SMS budget, taken before the SMS is sent
+/// and given back if it is not sent; for the checks per address
+/// ([`Budget::ChecksFromIp`]), taken before a code is checked and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
     pub budget: Budget,
     /// Where storage keeps the count: the budget, its subject and its window,
     /// e.g. `IP#203.0.113.7#2026-11-22T13`, `REGION#KZ#2026-11-22`,
-    /// `SMS#2026-11-22`. Never a phone number (those start with `+`), so the
+    /// `SMS#2026-11-22`, `CHECK#203.0.113.7#2026-11-22T13`. Never a phone number (those start with `+`), so the
     /// counts can share the codes table.
     pub key: String,
     /// How many units the window has; 0 refuses every request.
@@ -237,8 +238,8 @@ impl CheckLimit {
 
 /// Phones with a fixed code, for app-store review and automated tests in
 /// production (`TEST_PHONE_NUMBERS`): no SMS is sent to them and they count
-/// against no budget; their codes are checked like any other (attempts,
-/// lockout, cooldown, the phone's hourly cap). After the last day
+/// against no SMS budget; their codes are checked like any other (attempts,
+/// lockout, cooldown, the phone's hourly cap, the checks per address). After the last day
 /// (`TEST_PHONE_NUMBERS_EXPIRE`, UTC) they are ordinary numbers again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestNumbers {

@@ -112,8 +112,9 @@ impl PendingCode {
     }
 }
 
-/// Every SMS sent to a phone in its current window, whatever became of the
-/// codes: a used or withdrawn code still counts (a failed send is given back).
+/// A phone's code state: the SMS sent to it in its current send window (a
+/// used code still counts; a withdrawn one, whose SMS never went out, is
+/// given back), its pending code's age and its failed checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendWindow {
     pub window_start: u64,

@@ -36,7 +36,8 @@
 //!     last wrote, so a write the SDK resent after losing its answer is
 //!     recognised (tests/lost_answers.rs).
 //!   - a budget's counter (key `IP#<source>#<hour>`, `REGION#<cc>#<day>`,
-//!     `SMS#<day>`; never a phone, which starts with `+`): `taken`, and
+//!     `SMS#<day>`, `CHECK#<source>#<hour>`; never a phone, which starts
+//!     with `+`): `taken`, and
 //!     `expires_at` at the end of its window.
 //! * Sessions table, key `sid`: `user` (the user's id), `gen`, `created_at`, `last_used_at`,
 //!   `rotated_at`, `user_agent`, `ip`, `idle_expires_at`, `expires_at` (the

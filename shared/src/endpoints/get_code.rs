@@ -121,7 +121,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
 
         if test_code.is_some() {
             // A test number: its fixed code is stored and checked like any
-            // other, but no SMS goes out and no budget is touched.
+            // other, but no SMS goes out and no SMS budget is touched.
             if let Some(refusal) = self.otps.issue(&pending, &self.otp_policy, now).await? {
                 return Err(refusal.into());
             }
@@ -263,7 +263,7 @@ impl Endpoint for GetCode {
                 count = test_numbers.len(),
                 last_day = %test_numbers.last_day(),
                 expired = test_numbers.expired(now()),
-                "test phone numbers configured (no SMS, no budgets)"
+                "test phone numbers configured (no SMS, no SMS budgets)"
             );
         }
         Ok(GetCode {

@@ -2,8 +2,8 @@
 //! route, two steps. A body without `sms_code` asks for a code (get_code's
 //! work, same limits, same answer); a body with it signs in with the code
 //! (send_code's work, same attempt limits, same session). Only the rule
-//! about existing accounts and the answer's shape differ between the two
-//! routes; both are in their own modules.
+//! about existing accounts (`TwoStep::account_for`, here) and the answer's
+//! shape (register.rs, login.rs) differ between the two routes.
 
 use aws_config::SdkConfig;
 use lambda_http::{Body, Request, Response};
