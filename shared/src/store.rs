@@ -126,8 +126,9 @@ pub trait OtpStore: Send + Sync {
     /// made or while the phone is locked, before anyone compares the code:
     /// parallel guesses cannot exceed either limit. The check is counted as
     /// failed in the phone's lockout window too, in the same write, until
-    /// [`consume`](Self::consume) takes it back: a check that signs in is the
-    /// only one that does not count, so no count depends on a later request.
+    /// [`consume`](Self::consume) takes it back: a check that signs in does
+    /// not count (nor a right one that storage failed to finish:
+    /// [`give_back_attempt`](Self::give_back_attempt)).
     fn count_attempt(
         &self,
         phone: &Phone,
@@ -143,6 +144,22 @@ pub trait OtpStore: Send + Sync {
         &self,
         phone: &Phone,
         code_hash: &[u8],
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back a check of the right code that could not finish: storage
+    /// failed after the comparison (creating the user, or using the code).
+    /// Its attempt, and its failed check in the lockout window of
+    /// `checked_at`, are taken back, so that a person retrying the right code
+    /// through an outage neither spends the code nor locks the phone. Only if
+    /// the code is still `counted` and nothing was counted since (its
+    /// `attempts` are still `counted.attempts`): otherwise, and when the SDK
+    /// resends this request after a lost answer, nothing changes and the
+    /// answer is false (an over-count, the safe direction).
+    fn give_back_attempt(
+        &self,
+        counted: &PendingCode,
         policy: &OtpPolicy,
         checked_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lambda_http::Request;
 use lambda_http::http::Method;
+use phone_auth::endpoints::SendCode;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::{Counters, Source};
 use phone_auth::otp::{OtpPolicy, PendingCode};
@@ -233,25 +234,39 @@ async fn two_sign_ins_that_both_find_no_user_make_one() {
     );
 }
 
-/// The users store fails on the first sign-in, reading or writing: 503, and
-/// the code is still there, so the same code signs in when it works again.
+/// The users store fails on sign-in, reading or writing, three times in a
+/// row: each time 503, the code is still there and its check is given back
+/// (attempts and failed checks), so the same code signs in once storage
+/// works again. With three failed checks allowed a day, counting those 503s
+/// would lock the phone; with three attempts a code, it would spend the code.
 #[tokio::test]
 async fn a_users_store_failure_is_503_and_the_same_code_works_after() {
+    let policy = config(&[("OTP_MAX_FAILED_CHECKS", "3")])
+        .otp_policy()
+        .unwrap();
     for failing in ["id_of", "create"] {
         let (otps, users, script): (MemoryOtps, MemoryUsers, Script) = Default::default();
         let phone = new_phone();
         code_sent(&otps, &phone, "1234").await;
-        script.at(failing, 1, Step::Fail);
-        let endpoint = send_code_over(otps.clone(), Scripted::new(users.clone(), &script));
+        for nth in 1..=3 {
+            script.at(failing, nth, Step::Fail);
+        }
+        let endpoint = SendCode {
+            otp_policy: policy.clone(),
+            ..send_code_over(otps.clone(), Scripted::new(users.clone(), &script))
+        };
 
-        assert_error(
-            answer(endpoint.sign_in(send_code_request(&phone, "1234")).await),
-            503,
-            "service_unavailable",
-        );
-        assert_eq!(users.user(&phone), None, "{failing}");
-        let pending = otps.record(&phone).unwrap().pending;
-        assert_eq!(pending.map(|p| p.attempts), Some(1), "{failing}");
+        for _ in 0..3 {
+            assert_error(
+                answer(endpoint.sign_in(send_code_request(&phone, "1234")).await),
+                503,
+                "service_unavailable",
+            );
+            assert_eq!(users.user(&phone), None, "{failing}");
+            let record = otps.record(&phone).unwrap();
+            assert_eq!(record.failed_in(now(), &policy), 0, "{failing}");
+            assert_eq!(record.pending.map(|p| p.attempts), Some(0), "{failing}");
+        }
 
         let (status, body) = answer(endpoint.sign_in(send_code_request(&phone, "1234")).await);
         assert_eq!(status, 200, "{failing}: {body}");

@@ -992,6 +992,37 @@ async fn a_locked_phone_gets_no_new_send_window() {
     assert!(!otps.consume(&p, b"second", &policy, t).await.unwrap());
 }
 
+/// A right code's check whose sign-in failed afterwards (storage) is given
+/// back: its attempt and its failed check, once. Not a second time (the SDK
+/// resending the request after a lost answer), and not once another check
+/// was counted since (that one may be a wrong guess).
+#[tokio::test]
+async fn a_right_codes_check_is_given_back_once_and_only_if_nothing_was_counted_since() {
+    let otps = otps().await;
+    let policy = lockout_policy(10);
+    let p = phone();
+    let t = now();
+    let failed = format!("failed_checks_{}", policy.lockout_window(t).index);
+    let counts =
+        |item: HashMap<String, AttributeValue>| (number(&item, "attempts"), number(&item, &failed));
+    assert_eq!(issue_under(&policy, &otps, &p, b"code", t).await, None);
+    let Attempt::Counted(counted) = count(&otps, &p, &policy, t).await else {
+        panic!("not counted")
+    };
+    assert!(otps.give_back_attempt(&counted, &policy, t).await.unwrap());
+    assert_eq!(counts(support::raw_otp_item(&p).await), (0, 0));
+    assert!(!otps.give_back_attempt(&counted, &policy, t).await.unwrap());
+    assert_eq!(counts(support::raw_otp_item(&p).await), (0, 0), "resent");
+
+    let Attempt::Counted(mine) = count(&otps, &p, &policy, t).await else {
+        panic!("not counted")
+    };
+    count(&otps, &p, &policy, t).await;
+    assert!(!otps.give_back_attempt(&mine, &policy, t).await.unwrap());
+    assert_eq!(counts(support::raw_otp_item(&p).await), (2, 2));
+    assert!(otps.consume(&p, b"code", &policy, t).await.unwrap());
+}
+
 /// A check that signs in is taken back out of the failed ones: a user who
 /// signs in every day never comes near the lockout.
 #[tokio::test]

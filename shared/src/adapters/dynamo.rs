@@ -560,6 +560,30 @@ impl OtpStore for OtpTable {
             .await
     }
 
+    async fn give_back_attempt(
+        &self,
+        counted: &PendingCode,
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
+        let refund = policy.lockout_window(checked_at);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(counted.phone.as_str()))
+            .update_expression("SET attempts = attempts - :one ADD #failed :minus_one")
+            .condition_expression("code_hash = :hash AND attempts = :counted")
+            .expression_attribute_names("#failed", failed_attribute(refund))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":hash", s(&BASE64.encode(&counted.code_hash)))
+            .expression_attribute_values(":counted", n(counted.attempts))
+            .send()
+            .await;
+        written(result)
+    }
+
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         self.end_code(phone, code_hash, CodeEnd::Withdrawn).await
     }

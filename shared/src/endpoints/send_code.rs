@@ -17,7 +17,7 @@ use crate::http::{client_info, json_body, now, source_ip};
 use crate::invite::InviteCode;
 use crate::limits::{CheckLimit, Source};
 use crate::observe::{self, Fact};
-use crate::otp::{CodeHasher, OtpPolicy};
+use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
 use crate::session::{ClientInfo, RefreshKey, SessionPolicy};
 use crate::store::{Attempt, CounterStore, NewUser, OtpStore, SessionStore, User, UserStore};
@@ -142,19 +142,24 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, C: CounterStore> SendCode<O, U,
         if !self.hasher.matches(phone, code, &pending.code_hash) {
             return Err(ApiError::CodeInvalid);
         }
-        // The user first: if that fails (503), the code is still there and the
-        // same code can be tried again. Creating the user twice is harmless
-        // (the second sign-in finds it).
-        let (user, created) = self.ensure_user(phone, account, now).await?;
-        // Single use: of two parallel correct submissions only one uses the
-        // code, and only its check stops counting as failed.
-        if !self
-            .otps
-            .consume(phone, &pending.code_hash, &self.otp_policy, now)
-            .await?
-        {
-            return Err(ApiError::CodeInvalid);
-        }
+        let (user, created) = match self.use_code(phone, &pending, account, now).await {
+            Ok(used) => used,
+            Err(ApiError::Unavailable) => {
+                // The right code, and storage failed before it was used: its
+                // check is given back, so that a person retrying through an
+                // outage neither spends the code's attempts nor locks the
+                // phone. If that fails too, the check stays counted.
+                let given_back = self
+                    .otps
+                    .give_back_attempt(&pending, &self.otp_policy, now)
+                    .await;
+                if let Err(err) = given_back {
+                    tracing::error!(error = %err, "could not give back a right code's check");
+                }
+                return Err(ApiError::Unavailable);
+            }
+            Err(refused) => return Err(refused),
+        };
         // The session last, once the code is used: if this write fails
         // (503), no session exists that nobody holds a token of; the code is
         // spent, and the client asks for a new one.
@@ -176,6 +181,29 @@ impl<O: OtpStore, U: UserStore, S: SessionStore, C: CounterStore> SendCode<O, U,
         }
         tracing::error!("could not store a session after {MAX_SESSION_TRIES} tries");
         Err(ApiError::Unavailable)
+    }
+
+    /// The user first: if that fails (503), the code is still there and the
+    /// same code can be tried again. Creating the user twice is harmless
+    /// (the second sign-in finds it). Then the code, once: of two parallel
+    /// correct submissions only one uses it, and only its check stops
+    /// counting as failed.
+    async fn use_code(
+        &self,
+        phone: &Phone,
+        pending: &PendingCode,
+        account: KnownAccount,
+        now: u64,
+    ) -> Result<(UserId, Option<User>), ApiError> {
+        let (user, created) = self.ensure_user(phone, account, now).await?;
+        if !self
+            .otps
+            .consume(phone, &pending.code_hash, &self.otp_policy, now)
+            .await?
+        {
+            return Err(ApiError::CodeInvalid);
+        }
+        Ok((user, created))
     }
 
     /// The id of `phone`'s user, created with a fresh id and a fresh unique

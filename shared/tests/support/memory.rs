@@ -169,6 +169,28 @@ impl OtpStore for MemoryOtps {
         Ok(self.end_code(phone, code_hash, false, Some(refund)))
     }
 
+    async fn give_back_attempt(
+        &self,
+        counted: &PendingCode,
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.0.lock().unwrap();
+        let Some(record) = records.get_mut(&counted.phone) else {
+            return Ok(false);
+        };
+        let Some(pending) = record.pending.as_mut() else {
+            return Ok(false);
+        };
+        if pending.code_hash != counted.code_hash || pending.attempts != counted.attempts {
+            return Ok(false);
+        }
+        pending.attempts -= 1;
+        let window = policy.lockout_window(checked_at).index;
+        *record.failed_checks.entry(window).or_default() -= 1;
+        Ok(true)
+    }
+
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         Ok(self.end_code(phone, code_hash, true, None))
     }

@@ -192,6 +192,18 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
             .await
     }
 
+    async fn give_back_attempt(
+        &self,
+        counted: &PendingCode,
+        policy: &OtpPolicy,
+        checked_at: u64,
+    ) -> Result<bool, StoreError> {
+        self.script.enter("give_back_attempt").await?;
+        self.port
+            .give_back_attempt(counted, policy, checked_at)
+            .await
+    }
+
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
         self.script.enter("withdraw").await?;
         self.port.withdraw(phone, code_hash).await
