@@ -345,6 +345,35 @@ async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
     assert!(hasher().matches(&phone, &code, &record.pending.unwrap().code_hash));
 }
 
+/// Storing the code takes effect but its answer is lost (the SDK gave up
+/// after the write): 503 and no SMS, and the code is withdrawn like an
+/// unsent one, so the next request is not held by the cooldown of a code
+/// nobody received, nor is it counted in the window.
+#[tokio::test]
+async fn a_stored_code_whose_answer_was_lost_is_withdrawn() {
+    let (otps, sms, script): (MemoryOtps, MemorySms, Script) = Default::default();
+    let phone = new_phone();
+    script.at("issue", 1, Step::LoseAnswer);
+    let endpoint = get_code_over(
+        Scripted::new(otps.clone(), &script),
+        sms.clone(),
+        MemoryCounters::default(),
+    );
+
+    assert_error(
+        answer(endpoint.send_code(get_code_request(&phone)).await),
+        503,
+        "service_unavailable",
+    );
+    assert!(sms.sent().is_empty());
+    let record = otps.record(&phone).unwrap();
+    assert_eq!((record.pending, record.sends), (None, 0));
+
+    let (status, body) = answer(endpoint.send_code(get_code_request(&phone)).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sms.sent().len(), 1);
+}
+
 /// The SMS is not sent and taking the code back fails too: still 503, and
 /// what is left is a code nobody received, counted in the window and holding
 /// the cooldown — the phone waits 60 s for the next code.

@@ -159,7 +159,9 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
                 None => {}
             }
         }
-        let stored = matches!(issued, Ok(None));
+        // A failed write may have taken effect (its answer lost): withdrawing
+        // it too is safe, as the withdrawal only removes this code's hash.
+        let may_be_stored = matches!(issued, Ok(None) | Err(_));
         let outcome = match issued {
             Err(err) => Err(ApiError::from(err)),
             Ok(Some(refusal)) => Err(refusal.into()),
@@ -170,7 +172,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
             },
         };
         if let Err(err) = outcome {
-            self.give_back(phone, stored.then_some(&pending), &taken)
+            self.give_back(phone, may_be_stored.then_some(&pending), &taken)
                 .await;
             return Err(err);
         }
@@ -203,7 +205,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
         })
     }
 
-    /// Withdraws the code, if it was stored, and gives back the units taken,
+    /// Withdraws the code, if it may have been stored, and gives back the units taken,
     /// all at once. A failure here is logged: what it leaves counted is a
     /// code nobody received (held for the cooldown) and units of a budget —
     /// too much counted, never too little.

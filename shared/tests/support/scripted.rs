@@ -31,6 +31,10 @@ pub enum Step {
     Fail,
     /// This runs to completion first, then the call goes ahead.
     Run(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// The call reaches the port and takes effect, but its answer is lost:
+    /// the caller gets an error (a timeout after the write, an SMS handed
+    /// over whose answer never came).
+    LoseAnswer,
 }
 
 impl Step {
@@ -44,6 +48,7 @@ const CALLS: &[&str] = &[
     "issue",
     "count_attempt",
     "consume",
+    "give_back_attempt",
     "withdraw",
     "erase_code",
     "take",
@@ -110,8 +115,9 @@ impl Script {
         self.0.lock().unwrap().calls.get(call).copied().unwrap_or(0)
     }
 
-    /// Counts the call and runs its step, if it has one.
-    async fn enter(&self, call: &'static str) -> Result<(), StoreError> {
+    /// Counts the call and runs its step, if it has one; then the call goes
+    /// ahead, and what becomes of its answer is the one returned.
+    async fn enter<E: ScriptedFailure>(&self, call: &'static str) -> Result<Answer, E> {
         let step = {
             let mut state = self.0.lock().unwrap();
             let count = state.calls.entry(call).or_default();
@@ -119,14 +125,52 @@ impl Script {
             let nth = *count;
             state.steps.remove(&(call, nth))
         };
-        match step {
-            None => Ok(()),
-            Some(Step::Fail) => Err(StoreError(format!("scripted failure of {call}"))),
+        let lost = match step {
+            None => false,
+            Some(Step::Fail) => return Err(E::scripted(format!("scripted failure of {call}"))),
             Some(Step::Run(first)) => {
                 first.await;
-                Ok(())
+                false
             }
+            Some(Step::LoseAnswer) => true,
+        };
+        Ok(Answer { call, lost })
+    }
+}
+
+/// The error a scripted failure or a lost answer is reported as.
+trait ScriptedFailure {
+    fn scripted(reason: String) -> Self;
+}
+
+impl ScriptedFailure for StoreError {
+    fn scripted(reason: String) -> Self {
+        StoreError(reason)
+    }
+}
+
+impl ScriptedFailure for SmsError {
+    fn scripted(reason: String) -> Self {
+        SmsError(reason)
+    }
+}
+
+/// What becomes of a call's answer.
+#[must_use]
+struct Answer {
+    call: &'static str,
+    lost: bool,
+}
+
+impl Answer {
+    fn of<T, E: ScriptedFailure>(self, answer: Result<T, E>) -> Result<T, E> {
+        if self.lost {
+            return Err(E::scripted(format!(
+                "answer of {} lost (scripted)",
+                self.call
+            )));
         }
+        answer
     }
 }
 
@@ -165,8 +209,8 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
         policy: &OtpPolicy,
         now: u64,
     ) -> Result<Option<SendRefusal>, StoreError> {
-        self.script.enter("issue").await?;
-        self.port.issue(code, policy, now).await
+        let answer = self.script.enter("issue").await?;
+        answer.of(self.port.issue(code, policy, now).await)
     }
 
     async fn count_attempt(
@@ -175,8 +219,8 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
         policy: &OtpPolicy,
         now: u64,
     ) -> Result<Attempt, StoreError> {
-        self.script.enter("count_attempt").await?;
-        self.port.count_attempt(phone, policy, now).await
+        let answer = self.script.enter("count_attempt").await?;
+        answer.of(self.port.count_attempt(phone, policy, now).await)
     }
 
     async fn consume(
@@ -186,10 +230,11 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
         policy: &OtpPolicy,
         checked_at: u64,
     ) -> Result<bool, StoreError> {
-        self.script.enter("consume").await?;
-        self.port
+        let answer = self.script.enter("consume").await?;
+        answer.of(self
+            .port
             .consume(phone, code_hash, policy, checked_at)
-            .await
+            .await)
     }
 
     async fn give_back_attempt(
@@ -198,59 +243,60 @@ impl<P: OtpStore> OtpStore for Scripted<P> {
         policy: &OtpPolicy,
         checked_at: u64,
     ) -> Result<bool, StoreError> {
-        self.script.enter("give_back_attempt").await?;
-        self.port
+        let answer = self.script.enter("give_back_attempt").await?;
+        answer.of(self
+            .port
             .give_back_attempt(counted, policy, checked_at)
-            .await
+            .await)
     }
 
     async fn withdraw(&self, phone: &Phone, code_hash: &[u8]) -> Result<bool, StoreError> {
-        self.script.enter("withdraw").await?;
-        self.port.withdraw(phone, code_hash).await
+        let answer = self.script.enter("withdraw").await?;
+        answer.of(self.port.withdraw(phone, code_hash).await)
     }
 
     async fn erase_code(&self, phone: &Phone) -> Result<(), StoreError> {
-        self.script.enter("erase_code").await?;
-        self.port.erase_code(phone).await
+        let answer = self.script.enter("erase_code").await?;
+        answer.of(self.port.erase_code(phone).await)
     }
 }
 
 impl<P: CounterStore> CounterStore for Scripted<P> {
     async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
-        self.script.enter("take").await?;
-        self.port.take(counter).await
+        let answer = self.script.enter("take").await?;
+        answer.of(self.port.take(counter).await)
     }
 
     async fn give_back(&self, counter: &Counter) -> Result<(), StoreError> {
-        self.script.enter("give_back").await?;
-        self.port.give_back(counter).await
+        let answer = self.script.enter("give_back").await?;
+        answer.of(self.port.give_back(counter).await)
     }
 }
 
 impl<P: UserStore> UserStore for Scripted<P> {
     async fn id_of(&self, phone: &Phone) -> Result<Option<UserId>, StoreError> {
-        self.script.enter("id_of").await?;
-        self.port.id_of(phone).await
+        let answer = self.script.enter("id_of").await?;
+        answer.of(self.port.id_of(phone).await)
     }
 
     async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.script.enter("get").await?;
-        self.port.get(id).await
+        let answer = self.script.enter("get").await?;
+        answer.of(self.port.get(id).await)
     }
 
     async fn create(&self, user: &User) -> Result<NewUser, StoreError> {
-        self.script.enter("create").await?;
-        self.port.create(user).await
+        let answer = self.script.enter("create").await?;
+        answer.of(self.port.create(user).await)
     }
 
     async fn owner_of(&self, code: &InviteCode) -> Result<Option<UserId>, StoreError> {
-        self.script.enter("owner_of").await?;
-        self.port.owner_of(code).await
+        let answer = self.script.enter("owner_of").await?;
+        answer.of(self.port.owner_of(code).await)
     }
 
     async fn referrer_of(&self, id: UserId) -> Result<Option<UserId>, StoreError> {
-        self.script.enter("referrer_of").await?;
-        self.port.referrer_of(id).await
+        let answer = self.script.enter("referrer_of").await?;
+        answer.of(self.port.referrer_of(id).await)
     }
 
     async fn referrals_page(
@@ -260,15 +306,16 @@ impl<P: UserStore> UserStore for Scripted<P> {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<Referral>, StoreError> {
-        self.script.enter("referrals_page").await?;
-        self.port
+        let answer = self.script.enter("referrals_page").await?;
+        answer.of(self
+            .port
             .referrals_page(referrer, order, after, limit)
-            .await
+            .await)
     }
 
     async fn referrals_of(&self, id: UserId, max: usize) -> Result<Vec<Phone>, StoreError> {
-        self.script.enter("referrals_of").await?;
-        self.port.referrals_of(id, max).await
+        let answer = self.script.enter("referrals_of").await?;
+        answer.of(self.port.referrals_of(id, max).await)
     }
 
     async fn set_referrer(
@@ -278,30 +325,27 @@ impl<P: UserStore> UserStore for Scripted<P> {
         chain_top: UserId,
         now: u64,
     ) -> Result<ReferrerWrite, StoreError> {
-        self.script.enter("set_referrer").await?;
-        self.port.set_referrer(id, referrer, chain_top, now).await
+        let answer = self.script.enter("set_referrer").await?;
+        answer.of(self.port.set_referrer(id, referrer, chain_top, now).await)
     }
 
     async fn delete(&self, user: &User, now: u64) -> Result<bool, StoreError> {
-        self.script.enter("delete").await?;
-        self.port.delete(user, now).await
+        let answer = self.script.enter("delete").await?;
+        answer.of(self.port.delete(user, now).await)
     }
 }
 
 impl<P: SmsSender> SmsSender for Scripted<P> {
     async fn send(&self, phone: &Phone, text: &str) -> Result<(), SmsError> {
-        self.script
-            .enter("send")
-            .await
-            .map_err(|StoreError(reason)| SmsError(reason))?;
-        self.port.send(phone, text).await
+        let answer = self.script.enter("send").await?;
+        answer.of(self.port.send(phone, text).await)
     }
 }
 
 impl<P: SessionStore> SessionStore for Scripted<P> {
     async fn create(&self, session: &Session) -> Result<bool, StoreError> {
-        self.script.enter("create_session").await?;
-        self.port.create(session).await
+        let answer = self.script.enter("create_session").await?;
+        answer.of(self.port.create(session).await)
     }
 
     async fn rotate(
@@ -310,8 +354,8 @@ impl<P: SessionStore> SessionStore for Scripted<P> {
         idle_expires_at: u64,
         now: u64,
     ) -> Result<Rotation, StoreError> {
-        self.script.enter("rotate").await?;
-        self.port.rotate(token, idle_expires_at, now).await
+        let answer = self.script.enter("rotate").await?;
+        answer.of(self.port.rotate(token, idle_expires_at, now).await)
     }
 
     async fn revoke(
@@ -320,22 +364,22 @@ impl<P: SessionStore> SessionStore for Scripted<P> {
         owner: Option<&UserId>,
         now: u64,
     ) -> Result<Revocation, StoreError> {
-        self.script.enter("revoke").await?;
-        self.port.revoke(sid, owner, now).await
+        let answer = self.script.enter("revoke").await?;
+        answer.of(self.port.revoke(sid, owner, now).await)
     }
 
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
-        self.script.enter("sessions_of").await?;
-        self.port.sessions_of(user).await
+        let answer = self.script.enter("sessions_of").await?;
+        answer.of(self.port.sessions_of(user).await)
     }
 
     async fn session_ids_of(&self, user: &UserId) -> Result<Vec<SessionId>, StoreError> {
-        self.script.enter("session_ids_of").await?;
-        self.port.session_ids_of(user).await
+        let answer = self.script.enter("session_ids_of").await?;
+        answer.of(self.port.session_ids_of(user).await)
     }
 
     async fn erase(&self, sid: &SessionId) -> Result<(), StoreError> {
-        self.script.enter("erase").await?;
-        self.port.erase(sid).await
+        let answer = self.script.enter("erase").await?;
+        answer.of(self.port.erase(sid).await)
     }
 }
