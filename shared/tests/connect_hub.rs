@@ -20,6 +20,7 @@ use phone_auth::token::TokenKind;
 use phone_auth::user::UserId;
 use serde_json::{Value, json};
 use support::memory::{MemoryCounters, MemoryOtps, MemorySessions, MemorySms, MemoryUsers};
+use support::scripted::{Script, Scripted, Step};
 use support::*;
 
 const HIDE_ACCOUNTS: [(&str, &str); 1] = [("PREVENT_USER_EXISTENCE_ERRORS", "true")];
@@ -671,4 +672,40 @@ async fn step_2_counts_against_the_addresss_hourly_checks() {
     );
     // Another address has its own count.
     assert_error(answer(check("198.18.0.2", 1).await), 400, "code_invalid");
+}
+
+/// The profile's referrals cannot be read: 503, and the referrer is not set,
+/// so the same PATCH succeeds once storage works again (it used to be
+/// written alongside the failed read, and the retry got 409).
+#[tokio::test]
+async fn a_patch_whose_referrals_read_fails_sets_nothing() {
+    let (users, script): (MemoryUsers, Script) = Default::default();
+    let referrer = users.seed("REFER1");
+    let me = users.seed("MEME01");
+    script.at("referrals_of", 1, Step::Fail);
+    let endpoint = UpdateClientProfile {
+        referring: set_referrer_over(Scripted::new(users.clone(), &script)),
+        referrals_max: 10,
+    };
+    let token = access_token(me.id);
+    let patch = || {
+        let body = json!({ "invitation_code": "REFER1" }).to_string();
+        request(Method::PATCH, &body, Some(&token))
+    };
+
+    assert_error(
+        answer(endpoint.update(patch()).await),
+        503,
+        "service_unavailable",
+    );
+    assert_eq!(users.user(&me.phone).unwrap().referrer, None);
+    assert_eq!(script.calls("set_referrer"), 0);
+
+    let (status, profile) = answer(endpoint.update(patch()).await);
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["someone_invitation_code"], "REFER1");
+    assert_eq!(
+        users.user(&me.phone).unwrap().referrer.map(|r| r.id),
+        Some(referrer.id)
+    );
 }

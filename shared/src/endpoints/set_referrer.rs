@@ -65,9 +65,22 @@ impl<U: UserStore> SetReferrer<U> {
     /// Makes the owner of `invite_code` user `id`'s referrer, if the rules
     /// allow: the code exists and is not their own, they have no referrer
     /// yet, and no circle closes. Returns the user as they are now, and
-    /// their referrer. set_referrer after reading its request, and seed-004's
-    /// `PATCH /api/clients/profile/`.
+    /// their referrer. set_referrer after reading its request.
     pub(crate) async fn refer(
+        &self,
+        id: UserId,
+        invite_code: &str,
+    ) -> Result<(User, Referrer), ApiError> {
+        let (me, referrer) = self.proposed_referrer(id, invite_code).await?;
+        self.join_tree(me, referrer).await
+    }
+
+    /// The first half of `refer`, its reads and the rules they decide: the
+    /// user `id` and the owner of `invite_code`, if that owner may become
+    /// their referrer. Writes nothing, so seed-004's
+    /// `PATCH /api/clients/profile/` reads the profile's referrals alongside
+    /// and writes only once every read has succeeded.
+    pub(crate) async fn proposed_referrer(
         &self,
         id: UserId,
         invite_code: &str,
@@ -83,11 +96,24 @@ impl<U: UserStore> SetReferrer<U> {
         if owner == id {
             return Err(ApiError::OwnInviteCode);
         }
-        let referrer = Referrer {
-            id: owner,
-            invite_code: code,
-        };
+        Ok((
+            me,
+            Referrer {
+                id: owner,
+                invite_code: code,
+            },
+        ))
+    }
 
+    /// The second half of `refer`: writes `referrer` as user `me`'s, unless
+    /// that closes a circle or makes the chain too deep, walking the chain
+    /// again whenever it moved meanwhile.
+    pub(crate) async fn join_tree(
+        &self,
+        me: User,
+        referrer: Referrer,
+    ) -> Result<(User, Referrer), ApiError> {
+        let id = me.id;
         for walk in 0..MAX_WALKS {
             if walk > 0 {
                 // Contention on one tree, worth seeing in the logs (make bench counts these).

@@ -37,13 +37,17 @@ impl<U: UserStore> UpdateClientProfile<U> {
     pub async fn update(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let id = caller(&self.referring.verifier, &request)?.user;
         let body: UpdateRequest = json_body(&request)?;
-        // The referrals do not depend on the referrer being set: read together.
-        let (referred, referrals) = tokio::join!(
-            self.referring.refer(id, &body.invitation_code),
+        // The referrals do not depend on the referrer being set: read
+        // together with the referral's own reads, and before its write, so
+        // that a failed read (503) leaves the referrer unset.
+        let (proposed, referrals) = tokio::join!(
+            self.referring.proposed_referrer(id, &body.invitation_code),
             self.referring.users.referrals_of(id, self.referrals_max)
         );
-        let (me, _) = referred?;
-        ClientProfileBody::answer(me, referrals)
+        let (me, referrer) = proposed?;
+        let referrals = referrals?;
+        let (me, _) = self.referring.join_tree(me, referrer).await?;
+        ClientProfileBody::answer(me, Ok(referrals))
     }
 }
 
