@@ -326,6 +326,20 @@ pub fn parse_date(text: &str) -> Option<u64> {
     days_from_date(number(0..4)?, number(5..7)?, number(8..10)?)
 }
 
+/// Milliseconds since the Unix epoch → RFC 3339 in UTC with milliseconds,
+/// `2026-11-22T13:05:09.042Z`.
+pub fn utc_timestamp(millis: u64) -> String {
+    let seconds = millis / 1000;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        utc_date(seconds / DAY),
+        seconds % DAY / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+        millis % 1000
+    )
+}
+
 /// Days since 1970-01-01 → `YYYY-MM-DD` (H. Hinnant's `civil_from_days`).
 pub fn utc_date(days: u64) -> String {
     let z = days + 719_468;

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::hmac;
 use serde_json::{Map, Value, json};
 
+use crate::limits::utc_timestamp;
 use crate::phone::Phone;
 use crate::user::UserId;
 
@@ -242,7 +243,7 @@ impl Metric {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub function: &'static str,
-    /// API Gateway's route key (`POST /users/auth/get_code`), or the method
+    /// API Gateway's route key (`ANY /users/auth/get_code`), or the method
     /// and path where there is none (a function URL, a local server).
     pub route: String,
     pub request_id: String,
@@ -318,6 +319,9 @@ impl Record {
     pub fn to_json(&self, namespace: &str, timestamp_ms: u64) -> Value {
         let level = if self.status >= 500 { "ERROR" } else { "INFO" };
         let mut record = Map::new();
+        // Lambda reads `level` only from a line with an RFC 3339 `timestamp`;
+        // without one it files the line as INFO.
+        record.insert("timestamp".into(), json!(utc_timestamp(timestamp_ms)));
         record.insert("level".into(), json!(level));
         record.insert("message".into(), json!("request"));
         record.insert("function".into(), json!(self.function));
@@ -497,5 +501,162 @@ impl Reporter {
                 "request"
             ),
         }
+    }
+}
+
+// ---------------------------------------------------------------- log lines
+
+use lambda_http::tracing::subscriber::{
+    self, EnvFilter, Layer, Registry, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
+
+/// The finest level a log line is ever written at, whatever is asked: at
+/// TRACE the Lambda runtime logs each event whole and the AWS SDK each
+/// request and its signing, which would put phones, codes and tokens in
+/// the logs.
+const FINEST_LEVEL: LevelFilter = LevelFilter::DEBUG;
+
+/// Sets up the functions' own log lines (`tracing`'s; each request's record
+/// is [`Reporter`]'s). The level is `AWS_LAMBDA_LOG_LEVEL` (the template's
+/// `ApplicationLogLevel`) when Lambda sets it, else `RUST_LOG`'s directives
+/// (`make dev`), else INFO, never finer than [`FINEST_LEVEL`]. Deployed
+/// (`AWS_LAMBDA_LOG_FORMAT=JSON`) each line is JSON with an RFC 3339
+/// `timestamp`, without which Lambda ignores the line's `level` and files
+/// it as INFO; locally, plain text.
+pub fn init_logging() {
+    let env = |name| std::env::var(name).ok();
+    let json = env("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    log_lines(
+        env("AWS_LAMBDA_LOG_LEVEL"),
+        env("RUST_LOG"),
+        json,
+        std::io::stdout,
+    )
+    .init();
+}
+
+fn log_lines<W>(
+    lambda_level: Option<String>,
+    rust_log: Option<String>,
+    json: bool,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = match lambda_level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::builder()
+            .with_default_directive(LevelFilter::INFO.into())
+            .parse_lossy(rust_log.unwrap_or_default()),
+    };
+    let lines = subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
+    let lines: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        Box::new(lines.json())
+    } else {
+        Box::new(lines.without_time())
+    };
+    subscriber::registry()
+        .with(lines)
+        .with(filter)
+        .with(FINEST_LEVEL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    /// The JSON lines written by `log_lines` for one line at each level.
+    fn written(lambda_level: Option<&str>, rust_log: Option<&str>) -> Vec<Value> {
+        let lines = Lines::default();
+        let subscriber = log_lines(
+            lambda_level.map(str::to_string),
+            rust_log.map(str::to_string),
+            true,
+            lines.clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("error line");
+            tracing::warn!("warn line");
+            tracing::info!("info line");
+            tracing::debug!("debug line");
+            tracing::trace!("trace line");
+        });
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    fn levels(lines: &[Value]) -> Vec<&str> {
+        lines.iter().map(|l| l["level"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn deployed_lines_carry_an_rfc_3339_timestamp_beside_their_level() {
+        let lines = written(Some("INFO"), None);
+        assert_eq!(levels(&lines), ["ERROR", "WARN", "INFO"]);
+        for line in &lines {
+            let timestamp = line["timestamp"].as_str().unwrap();
+            let date = &timestamp[..10];
+            assert!(crate::limits::parse_date(date).is_some(), "{line}");
+            assert_eq!(&timestamp[10..11], "T", "{line}");
+            assert!(timestamp.ends_with('Z'), "{line}");
+        }
+    }
+
+    #[test]
+    fn no_line_is_finer_than_debug_whatever_is_asked() {
+        assert_eq!(
+            levels(&written(Some("TRACE"), None)),
+            ["ERROR", "WARN", "INFO", "DEBUG"]
+        );
+        assert_eq!(
+            levels(&written(None, Some("trace"))),
+            ["ERROR", "WARN", "INFO", "DEBUG"]
+        );
+    }
+
+    #[test]
+    fn lambdas_level_wins_over_rust_log_and_info_is_the_default() {
+        assert_eq!(
+            levels(&written(Some("WARN"), Some("debug"))),
+            ["ERROR", "WARN"]
+        );
+        assert_eq!(levels(&written(None, Some("warn"))), ["ERROR", "WARN"]);
+        assert_eq!(levels(&written(None, None)), ["ERROR", "WARN", "INFO"]);
+    }
+
+    #[test]
+    fn a_records_timestamp_is_its_utc_time_in_rfc_3339() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_timestamp(1_795_516_363_042), "2026-11-24T10:32:43.042Z");
     }
 }

@@ -130,7 +130,7 @@ impl<B: EventBus, C: ReferralCounts> PublishEvents<B, C> {
 
 /// The whole `main` of the function: build once, then handle batches.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::observe::init_logging();
     let function = PublishEvents::build(&Config::from_env())
         .inspect_err(|err| tracing::error!(error = %err, "configuration error"))?;
     let function = &function;

@@ -375,7 +375,7 @@ fn sdk_config<E: Endpoint>(config: &Config) -> Result<SdkConfig, ConfigError> {
 
 /// The whole `main` of a function: build once, then serve until the runtime stops us.
 pub async fn run<E: Endpoint>() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::observe::init_logging();
     let function = start::<E>(&Config::from_env()).await.inspect_err(|err| {
         tracing::error!(error = %err, "configuration error");
     })?;
