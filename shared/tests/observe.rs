@@ -397,9 +397,18 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
     assert_eq!((status, &record["SmsFailures"]), (503, &json!(1)));
     assert_eq!(record["level"], "ERROR");
 
-    // Every record: EMF as specified, and nothing secret.
+    // Every record: a timestamp Lambda reads the level beside (RFC 3339,
+    // UTC, milliseconds), EMF as specified, and nothing secret.
     let records = stack.records.lock().unwrap().clone();
     for record in &records {
+        let timestamp = record["timestamp"].as_str().expect("a timestamp");
+        assert!(
+            timestamp.len() == 24
+                && phone_auth::limits::parse_date(&timestamp[..10]).is_some()
+                && timestamp[10..].starts_with('T')
+                && timestamp.ends_with('Z'),
+            "{record}"
+        );
         check_emf(record);
     }
     let text = records
