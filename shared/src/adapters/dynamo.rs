@@ -136,10 +136,21 @@ async fn query_by_user(
 /// How a conditional `UpdateItem` ended: true if it wrote, false if its
 /// condition refused it; any other failure is an error.
 fn written<T, R>(result: Result<T, SdkError<UpdateItemError, R>>) -> Result<bool, StoreError> {
+    Ok(update_outcome(result)?.is_ok())
+}
+
+/// How a conditional `UpdateItem` ended: its output if it wrote, or the item
+/// its condition refused (with `ReturnValuesOnConditionCheckFailure::AllOld`;
+/// None where there was no item); any other failure is an error.
+fn update_outcome<T, R>(
+    result: Result<T, SdkError<UpdateItemError, R>>,
+) -> Result<Result<T, Option<Item>>, StoreError> {
     match result {
-        Ok(_) => Ok(true),
+        Ok(output) => Ok(Ok(output)),
         Err(err) => match err.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Ok(Err(failed.item().cloned()))
+            }
             _ => Err(unavailable(err)),
         },
     }
@@ -358,14 +369,9 @@ impl OtpTable {
             // DynamoDB refuses a value no expression uses, so only here.
             request = request.expression_attribute_values(":max", n(policy.max_sends_per_window));
         }
-        match request.send().await {
+        match update_outcome(request.send().await)? {
             Ok(_) => Ok(IssueStep::Issued),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(IssueStep::Refused(otp_item(failed.item(), lockout)?).of_request(&nonce))
-                }
-                _ => Err(unavailable(err)),
-            },
+            Err(old) => Ok(IssueStep::Refused(otp_item(old.as_ref(), lockout)?).of_request(&nonce)),
         }
     }
 
@@ -404,18 +410,15 @@ impl OtpTable {
                 .expression_attribute_names("#failed", failed_attribute(refund))
                 .expression_attribute_values(":minus_one", n(-1)),
         };
-        match request.send().await {
+        match update_outcome(request.send().await)? {
             Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let ended_by = failed
-                        .item()
-                        .and_then(|item| item.get("ended_by"))
-                        .and_then(|v| v.as_s().ok());
-                    Ok(ended_by == Some(&nonce))
-                }
-                _ => Err(unavailable(err)),
-            },
+            Err(old) => {
+                let ended_by = old
+                    .as_ref()
+                    .and_then(|item| item.get("ended_by"))
+                    .and_then(|v| v.as_s().ok());
+                Ok(ended_by == Some(&nonce))
+            }
         }
     }
 }
@@ -516,18 +519,15 @@ impl OtpStore for OtpTable {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let (item, own_retry) = match result {
+        let (item, own_retry) = match update_outcome(result)? {
             Ok(output) => (otp_item(output.attributes.as_ref(), lockout)?, true),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let old = otp_item(failed.item(), lockout)?;
-                    let ours = old
-                        .as_ref()
-                        .is_some_and(|o| o.attempt_by.as_deref() == Some(nonce.as_str()));
-                    (old, ours)
-                }
-                _ => return Err(unavailable(err)),
-            },
+            Err(old) => {
+                let old = otp_item(old.as_ref(), lockout)?;
+                let ours = old
+                    .as_ref()
+                    .is_some_and(|o| o.attempt_by.as_deref() == Some(nonce.as_str()));
+                (old, ours)
+            }
         };
         let Some(item) = item else {
             return Ok(Attempt::NoCode);
@@ -1354,17 +1354,12 @@ impl SessionStore for SessionTable {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
+        match update_outcome(result)? {
             Ok(output) => match session_item(output.attributes())? {
                 Some(rotated) => Ok(Rotation::Rotated(rotated)),
                 None => Err(StoreError("the rotation returned no item".into())),
             },
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Rotation::Refused(session_item(failed.item())?))
-                }
-                _ => Err(unavailable(err)),
-            },
+            Err(old) => Ok(Rotation::Refused(session_item(old.as_ref())?)),
         }
     }
 
@@ -1390,14 +1385,12 @@ impl SessionStore for SessionTable {
                 .expression_attribute_names("#user", "user")
                 .expression_attribute_values(":user", n(owner));
         }
-        match request.condition_expression(condition).send().await {
+        match update_outcome(request.condition_expression(condition).send().await)? {
             Ok(_) => Ok(Revocation::Revoked),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(
-                    Revocation::refused(session_item(failed.item())?.as_ref(), owner),
-                ),
-                _ => Err(unavailable(err)),
-            },
+            Err(old) => Ok(Revocation::refused(
+                session_item(old.as_ref())?.as_ref(),
+                owner,
+            )),
         }
     }
 

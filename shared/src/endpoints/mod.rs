@@ -102,7 +102,10 @@ pub trait Endpoint: Send + Sync + Sized {
     ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
 }
 
-/// Method check, the endpoint, and the one mapping of errors to responses.
+/// Method check, the endpoint, and its error as an answer
+/// ([`ApiError::into_response`], the one mapping): the endpoint alone, for
+/// tests. The functions serve through [`Function::serve`], which adds the
+/// preflights, the deadline, the report and CORS around the same steps.
 pub async fn serve<E: Endpoint>(endpoint: &E, request: Request) -> Response<Body> {
     attempt(endpoint, request)
         .await
