@@ -78,11 +78,48 @@ impl OtpPolicy {
             .then(|| (self.lockout_window(now).end - now).max(1))
     }
 
+    /// Why a check was not counted, from what the write that refused it
+    /// found: the phone's `failed_checks` in the current lockout window and
+    /// its pending code, if any. A locked phone is locked whatever its code;
+    /// a code that is there and unexpired had no attempt left.
+    pub fn refused_check(
+        &self,
+        failed_checks: u32,
+        pending: Option<&PendingCode>,
+        now: u64,
+    ) -> Attempt {
+        if let Some(retry_after) = self.locked_for(failed_checks, now) {
+            return Attempt::Locked { retry_after };
+        }
+        match pending {
+            None => Attempt::NoCode,
+            Some(code) if code.is_expired(now) => Attempt::Expired,
+            Some(_) => Attempt::Exhausted,
+        }
+    }
+
     /// How long storage keeps a phone's item after each write: past its send
     /// window and past its lockout window.
     pub fn item_lifetime(&self) -> u64 {
         self.send_window_seconds.max(self.lockout_window_seconds)
     }
+}
+
+/// Result of counting one check against a pending code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt was counted; the code may now be compared.
+    Counted(PendingCode),
+    /// No code is pending for this phone (never sent, or already used).
+    NoCode,
+    Expired,
+    /// The attempt limit was reached before this attempt.
+    Exhausted,
+    /// The phone had `max_failed_checks` checks that did not sign in in this
+    /// lockout window; it stays locked for `retry_after` seconds.
+    Locked {
+        retry_after: u64,
+    },
 }
 
 /// A code waiting to be checked, as stored. It lives minutes; the phone's
@@ -341,5 +378,36 @@ mod tests {
         );
         assert_eq!(policy.locked_for(10, 1_795_305_600 + 86_399), Some(1));
         assert_eq!(policy.item_lifetime(), 86_400);
+    }
+
+    #[test]
+    fn a_refused_check_is_locked_first_then_no_code_then_expired_then_exhausted() {
+        let policy = OtpPolicy::default();
+        let now = 1_795_305_600 + 22 * 3600;
+        let code = |expires_at| PendingCode {
+            phone: Phone::from_trusted("+79001234567".into()),
+            code_hash: vec![1],
+            attempts: 3,
+            created_at: now - 60,
+            expires_at,
+        };
+        let (live, expired) = (code(now + 1), code(now));
+        assert_eq!(
+            policy.refused_check(10, Some(&live), now),
+            Attempt::Locked { retry_after: 7200 }
+        );
+        assert_eq!(
+            policy.refused_check(10, None, now),
+            Attempt::Locked { retry_after: 7200 }
+        );
+        assert_eq!(policy.refused_check(9, None, now), Attempt::NoCode);
+        assert_eq!(
+            policy.refused_check(9, Some(&expired), now),
+            Attempt::Expired
+        );
+        assert_eq!(
+            policy.refused_check(0, Some(&live), now),
+            Attempt::Exhausted
+        );
     }
 }

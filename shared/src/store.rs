@@ -6,7 +6,7 @@ use std::future::Future;
 use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
-use crate::otp::{OtpPolicy, PendingCode, SendRefusal};
+use crate::otp::{Attempt, OtpPolicy, PendingCode, SendRefusal};
 use crate::phone::Phone;
 use crate::session::{RefreshToken, Session, SessionId};
 use crate::user::UserId;
@@ -66,23 +66,6 @@ pub enum Order {
 pub struct Referrer {
     pub id: UserId,
     pub invite_code: InviteCode,
-}
-
-/// Result of counting one check against a pending code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    /// The attempt was counted; the code may now be compared.
-    Counted(PendingCode),
-    /// No code is pending for this phone (never sent, or already used).
-    NoCode,
-    Expired,
-    /// The attempt limit was reached before this attempt.
-    Exhausted,
-    /// The phone had `max_failed_checks` checks that did not sign in in this
-    /// lockout window; it stays locked for `retry_after` seconds.
-    Locked {
-        retry_after: u64,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
-use phone_auth::otp::{OtpPolicy, PendingCode};
+use phone_auth::otp::{Attempt, OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::store::{Attempt, NewUser, OtpStore, Referrer, ReferrerWrite, UserStore};
+use phone_auth::store::{NewUser, OtpStore, Referrer, ReferrerWrite, UserStore};
 use phone_auth::user::UserId;
 use support::{env, now, unique_phone};
 

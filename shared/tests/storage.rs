@@ -15,10 +15,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::{Counter, SendLimits, Source};
-use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
+use phone_auth::otp::{Attempt, OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::{Phone, Region};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
+    CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, User, UserStore,
 };
 use phone_auth::user::UserId;
 use support::{Namespaced, a_user, dynamo, env, now, unique_phone};

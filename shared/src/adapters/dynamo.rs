@@ -66,12 +66,12 @@ use super::aws_error_kind;
 use crate::cursor::Position;
 use crate::invite::InviteCode;
 use crate::limits::Counter;
-use crate::otp::{LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
+use crate::otp::{Attempt, LockoutWindow, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use crate::phone::Phone;
 use crate::session::{RefreshToken, Session, SessionId};
 use crate::store::{
-    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, ReferralCounts, Referrer,
-    ReferrerWrite, Revocation, Rotation, SessionStore, StoreError, User, UserStore,
+    CounterStore, NewUser, Order, OtpStore, Referral, ReferralCounts, Referrer, ReferrerWrite,
+    Revocation, Rotation, SessionStore, StoreError, User, UserStore,
 };
 use crate::user::UserId;
 use crate::user_events::{CountChange, UserChange, UserImage};
@@ -532,19 +532,11 @@ impl OtpStore for OtpTable {
         let Some(item) = item else {
             return Ok(Attempt::NoCode);
         };
-        if !own_retry && let Some(retry_after) = policy.locked_for(item.failed_checks, now) {
-            return Ok(Attempt::Locked { retry_after });
-        }
-        let Some(pending) = item.pending()? else {
-            return Ok(Attempt::NoCode);
-        };
-        Ok(if own_retry {
+        let failed_checks = item.failed_checks;
+        Ok(match (item.pending()?, own_retry) {
             // Counted: by this request, or by its first sending whose answer was lost.
-            Attempt::Counted(pending)
-        } else if pending.is_expired(now) {
-            Attempt::Expired
-        } else {
-            Attempt::Exhausted
+            (Some(pending), true) => Attempt::Counted(pending),
+            (pending, _) => policy.refused_check(failed_checks, pending.as_ref(), now),
         })
     }
 

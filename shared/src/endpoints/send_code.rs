@@ -17,10 +17,10 @@ use crate::http::{client_info, json_body, now, source_ip};
 use crate::invite::InviteCode;
 use crate::limits::{CheckLimit, Source};
 use crate::observe::{self, Fact};
-use crate::otp::{CodeHasher, OtpPolicy, PendingCode};
+use crate::otp::{Attempt, CodeHasher, OtpPolicy, PendingCode};
 use crate::phone::{Phone, PhonePolicy};
 use crate::session::{ClientInfo, RefreshKey, SessionPolicy};
-use crate::store::{Attempt, CounterStore, NewUser, OtpStore, SessionStore, User, UserStore};
+use crate::store::{CounterStore, NewUser, OtpStore, SessionStore, User, UserStore};
 use crate::token::TokenSigner;
 use crate::user::UserId;
 

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use phone_auth::cursor::Position;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
-use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal, SendWindow};
+use phone_auth::otp::{Attempt, OtpPolicy, PendingCode, SendRefusal, SendWindow};
 use phone_auth::phone::Phone;
 use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
+    CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
     Rotation, SessionStore, StoreError, User, UserStore,
 };
 use phone_auth::user::UserId;
@@ -139,23 +139,21 @@ impl OtpStore for MemoryOtps {
         let Some(record) = records.get_mut(phone) else {
             return Ok(Attempt::NoCode);
         };
-        if let Some(retry_after) = policy.locked_for(record.failed_in(now, policy), now) {
-            return Ok(Attempt::Locked { retry_after });
-        }
-        let window = policy.lockout_window(now).index;
-        let Some(pending) = record.pending.as_mut() else {
-            return Ok(Attempt::NoCode);
+        // The adapter's condition: a code, unexpired, with an attempt left,
+        // on a phone that is not locked. Why it failed is the policy's call.
+        let failed = record.failed_in(now, policy);
+        let countable = policy.locked_for(failed, now).is_none()
+            && record.pending.as_ref().is_some_and(|pending| {
+                !pending.is_expired(now) && pending.attempts < policy.max_attempts
+            });
+        let Some(pending) = record.pending.as_mut().filter(|_| countable) else {
+            return Ok(policy.refused_check(failed, record.pending.as_ref(), now));
         };
-        Ok(if pending.is_expired(now) {
-            Attempt::Expired
-        } else if pending.attempts >= policy.max_attempts {
-            Attempt::Exhausted
-        } else {
-            pending.attempts += 1;
-            let counted = pending.clone();
-            *record.failed_checks.entry(window).or_default() += 1;
-            Attempt::Counted(counted)
-        })
+        pending.attempts += 1;
+        let counted = pending.clone();
+        let window = policy.lockout_window(now).index;
+        *record.failed_checks.entry(window).or_default() += 1;
+        Ok(Attempt::Counted(counted))
     }
 
     async fn consume(

@@ -13,12 +13,12 @@ use std::time::Duration;
 use phone_auth::cursor::Position;
 use phone_auth::invite::InviteCode;
 use phone_auth::limits::Counter;
-use phone_auth::otp::{OtpPolicy, PendingCode, SendRefusal};
+use phone_auth::otp::{Attempt, OtpPolicy, PendingCode, SendRefusal};
 use phone_auth::phone::Phone;
 use phone_auth::session::{RefreshToken, Session, SessionId};
 use phone_auth::sms::{SmsError, SmsSender};
 use phone_auth::store::{
-    Attempt, CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
+    CounterStore, NewUser, Order, OtpStore, Referral, Referrer, ReferrerWrite, Revocation,
     Rotation, SessionStore, StoreError, User, UserStore,
 };
 use phone_auth::user::UserId;
