@@ -871,17 +871,13 @@ async fn too_many_codes_from_one_address_are_refused_until_the_hour_ends() {
     let (get_code, sms) = guarded_get_code(&[("OTP_MAX_SENDS_PER_IP", "2")]).await;
     let ip = format!("203.0.113.{}", rand::random::<u8>());
     for _ in 0..2 {
-        let (status, body) = answer(
-            get_code
-                .send_code(get_code_from(&ip, &unique_phone()))
-                .await,
-        );
+        let (status, body) = answer(get_code.get_code(get_code_from(&ip, &unique_phone())).await);
         assert_eq!(status, 200, "{body}");
     }
     let phone = unique_phone();
     let refused = refusal(
         get_code
-            .send_code(get_code_from(&ip, &phone))
+            .get_code(get_code_from(&ip, &phone))
             .await
             .unwrap_or_else(ApiError::into_response),
     );
@@ -899,7 +895,7 @@ async fn too_many_codes_from_one_address_are_refused_until_the_hour_ends() {
     // The refused code was withdrawn: from another address the phone gets one at once.
     let (status, body) = answer(
         get_code
-            .send_code(get_code_from("198.51.100.1", &phone))
+            .get_code(get_code_from("198.51.100.1", &phone))
             .await,
     );
     assert_eq!(status, 200, "{body}");
@@ -918,7 +914,7 @@ async fn an_ipv6_client_is_counted_by_its_64() {
     assert_eq!(
         answer(
             get_code
-                .send_code(get_code_from(&first, &unique_phone()))
+                .get_code(get_code_from(&first, &unique_phone()))
                 .await
         )
         .0,
@@ -927,7 +923,7 @@ async fn an_ipv6_client_is_counted_by_its_64() {
     assert_error(
         answer(
             get_code
-                .send_code(get_code_from(&same_64, &unique_phone()))
+                .get_code(get_code_from(&same_64, &unique_phone()))
                 .await,
         ),
         429,
@@ -937,7 +933,7 @@ async fn an_ipv6_client_is_counted_by_its_64() {
     assert_eq!(
         answer(
             get_code
-                .send_code(get_code_from(&other_64, &unique_phone()))
+                .get_code(get_code_from(&other_64, &unique_phone()))
                 .await
         )
         .0,
@@ -1005,11 +1001,11 @@ async fn requests_without_a_source_address_share_one_budget() {
         request_without_ip(Method::POST, &json!({ "phone": phone }).to_string(), None)
     };
     assert_eq!(
-        answer(get_code.send_code(direct(unique_phone())).await).0,
+        answer(get_code.get_code(direct(unique_phone())).await).0,
         200
     );
     assert_error(
-        answer(get_code.send_code(direct(unique_phone())).await),
+        answer(get_code.get_code(direct(unique_phone())).await),
         429,
         "too_many_requests_from_ip",
     );
@@ -1026,7 +1022,7 @@ async fn a_countrys_daily_budget_refuses_that_country_only() {
     assert_eq!(
         answer(
             get_code
-                .send_code(post(json!({ "phone": kazakh_phone() })))
+                .get_code(post(json!({ "phone": kazakh_phone() })))
                 .await
         )
         .0,
@@ -1034,7 +1030,7 @@ async fn a_countrys_daily_budget_refuses_that_country_only() {
     );
     let refused = refusal(
         get_code
-            .send_code(post(json!({ "phone": kazakh_phone() })))
+            .get_code(post(json!({ "phone": kazakh_phone() })))
             .await
             .unwrap_or_else(ApiError::into_response),
     );
@@ -1051,7 +1047,7 @@ async fn a_countrys_daily_budget_refuses_that_country_only() {
     assert_eq!(
         answer(
             get_code
-                .send_code(post(json!({ "phone": unique_phone() })))
+                .get_code(post(json!({ "phone": unique_phone() })))
                 .await
         )
         .0,
@@ -1066,7 +1062,7 @@ async fn the_services_daily_budget_stops_every_sms_with_503() {
     assert_eq!(
         answer(
             get_code
-                .send_code(post(json!({ "phone": unique_phone() })))
+                .get_code(post(json!({ "phone": unique_phone() })))
                 .await
         )
         .0,
@@ -1074,7 +1070,7 @@ async fn the_services_daily_budget_stops_every_sms_with_503() {
     );
     let refused = refusal(
         get_code
-            .send_code(post(json!({ "phone": unique_phone() })))
+            .get_code(post(json!({ "phone": unique_phone() })))
             .await
             .unwrap_or_else(ApiError::into_response),
     );
@@ -1090,7 +1086,7 @@ async fn the_services_daily_budget_stops_every_sms_with_503() {
     assert_error(
         answer(
             stopped
-                .send_code(post(json!({ "phone": unique_phone() })))
+                .get_code(post(json!({ "phone": unique_phone() })))
                 .await,
         ),
         503,
@@ -1107,7 +1103,7 @@ async fn failed_checks_lock_sign_in_for_the_phone() {
     let (get_code, sms) = guarded_get_code(&lockout).await;
     let send_code = endpoint::<SendCode>(&lockout).await;
     let phone = unique_phone();
-    let code = answer(get_code.send_code(post(json!({ "phone": phone }))).await).1["sms_code"]
+    let code = answer(get_code.get_code(post(json!({ "phone": phone }))).await).1["sms_code"]
         .as_str()
         .map(str::to_string);
     // MemorySms keeps the code in the text, the response has none.
@@ -1150,7 +1146,7 @@ async fn failed_checks_lock_sign_in_for_the_phone() {
     );
     check(
         get_code
-            .send_code(post(json!({ "phone": phone })))
+            .get_code(post(json!({ "phone": phone })))
             .await
             .unwrap_or_else(ApiError::into_response),
     );
@@ -1159,7 +1155,7 @@ async fn failed_checks_lock_sign_in_for_the_phone() {
     assert_eq!(
         answer(
             get_code
-                .send_code(post(json!({ "phone": unique_phone() })))
+                .get_code(post(json!({ "phone": unique_phone() })))
                 .await
         )
         .0,
@@ -1181,7 +1177,7 @@ async fn a_test_number_signs_in_with_its_fixed_code_and_no_sms() {
     ];
     let (get_code, sms) = guarded_get_code(&config).await;
     let ip = "192.0.2.77";
-    let (status, body) = answer(get_code.send_code(get_code_from(ip, &phone[1..])).await);
+    let (status, body) = answer(get_code.get_code(get_code_from(ip, &phone[1..])).await);
     assert_eq!(
         (status, body["phone"].as_str()),
         (200, Some(phone.as_str())),
@@ -1208,11 +1204,11 @@ async fn a_test_number_signs_in_with_its_fixed_code_and_no_sms() {
     // The per-phone rules still hold: a code was just sent... and used, so
     // the next one goes at once; a pending one holds the next for the cooldown.
     assert_eq!(
-        answer(get_code.send_code(post(json!({ "phone": phone }))).await).0,
+        answer(get_code.get_code(post(json!({ "phone": phone }))).await).0,
         200
     );
     assert_error(
-        answer(get_code.send_code(post(json!({ "phone": phone }))).await),
+        answer(get_code.get_code(post(json!({ "phone": phone }))).await),
         429,
         "resend_too_soon",
     );
@@ -1230,7 +1226,7 @@ async fn an_expired_test_number_is_an_ordinary_phone() {
     ])
     .await;
     assert_eq!(
-        answer(get_code.send_code(post(json!({ "phone": phone }))).await).0,
+        answer(get_code.get_code(post(json!({ "phone": phone }))).await).0,
         200
     );
     assert_eq!(sms.sent().len(), 1);

@@ -323,14 +323,14 @@ async fn an_unsent_sms_is_withdrawn_and_the_next_code_goes_at_once() {
     );
 
     assert_error(
-        answer(endpoint.send_code(get_code_request(&phone)).await),
+        answer(endpoint.get_code(get_code_request(&phone)).await),
         503,
         "service_unavailable",
     );
     let record = otps.record(&phone).unwrap();
     assert_eq!((record.pending, record.sends), (None, 0));
 
-    let (status, body) = answer(endpoint.send_code(get_code_request(&phone)).await);
+    let (status, body) = answer(endpoint.get_code(get_code_request(&phone)).await);
     assert_eq!(status, 200, "{body}");
     let sent = sms.sent();
     assert_eq!(sent.len(), 1);
@@ -361,7 +361,7 @@ async fn a_stored_code_whose_answer_was_lost_is_withdrawn() {
     );
 
     assert_error(
-        answer(endpoint.send_code(get_code_request(&phone)).await),
+        answer(endpoint.get_code(get_code_request(&phone)).await),
         503,
         "service_unavailable",
     );
@@ -369,7 +369,7 @@ async fn a_stored_code_whose_answer_was_lost_is_withdrawn() {
     let record = otps.record(&phone).unwrap();
     assert_eq!((record.pending, record.sends), (None, 0));
 
-    let (status, body) = answer(endpoint.send_code(get_code_request(&phone)).await);
+    let (status, body) = answer(endpoint.get_code(get_code_request(&phone)).await);
     assert_eq!(status, 200, "{body}");
     assert_eq!(sms.sent().len(), 1);
 }
@@ -390,7 +390,7 @@ async fn an_unsent_sms_whose_withdraw_fails_is_503_and_holds_the_cooldown() {
     );
 
     assert_error(
-        answer(endpoint.send_code(get_code_request(&phone)).await),
+        answer(endpoint.get_code(get_code_request(&phone)).await),
         503,
         "service_unavailable",
     );
@@ -400,7 +400,7 @@ async fn an_unsent_sms_whose_withdraw_fails_is_503_and_holds_the_cooldown() {
     assert_eq!(record.sends, 1);
 
     assert_error(
-        answer(endpoint.send_code(get_code_request(&phone)).await),
+        answer(endpoint.get_code(get_code_request(&phone)).await),
         429,
         "resend_too_soon",
     );
@@ -435,7 +435,7 @@ async fn a_spent_budget_withdraws_the_code_and_gives_the_others_back() {
     let endpoint = get_code_with(&limits, otps.clone(), sms.clone(), counters.clone());
 
     assert_error(
-        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        answer(endpoint.get_code(direct_get_code(&phone)).await),
         429,
         "region_budget_exhausted",
     );
@@ -478,7 +478,7 @@ async fn an_unsent_sms_gives_every_budget_back() {
     );
 
     assert_error(
-        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        answer(endpoint.get_code(direct_get_code(&phone)).await),
         503,
         "service_unavailable",
     );
@@ -491,7 +491,7 @@ async fn an_unsent_sms_gives_every_budget_back() {
     assert_eq!(otps.record(&phone).unwrap().sends, 0);
     // And the next request finds every budget as it was.
     assert_eq!(
-        answer(endpoint.send_code(direct_get_code(&phone)).await).0,
+        answer(endpoint.get_code(direct_get_code(&phone)).await).0,
         200
     );
     let all: Vec<_> = counters_for(&phone, &limits)
@@ -519,7 +519,7 @@ async fn a_budget_storage_failure_is_503_and_leaves_nothing_taken() {
     );
 
     assert_error(
-        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        answer(endpoint.get_code(direct_get_code(&phone)).await),
         503,
         "service_unavailable",
     );
@@ -542,7 +542,7 @@ async fn a_refused_phone_gives_the_budgets_back() {
     let endpoint = get_code_over(otps.clone(), sms.clone(), counters.clone());
 
     assert_error(
-        answer(endpoint.send_code(direct_get_code(&phone)).await),
+        answer(endpoint.get_code(direct_get_code(&phone)).await),
         429,
         "resend_too_soon",
     );
@@ -581,7 +581,7 @@ async fn a_test_number_never_reaches_the_sms_sender() {
     );
     for _ in 0..2 {
         assert_eq!(
-            answer(get_code.send_code(get_code_request(&phone)).await).0,
+            answer(get_code.get_code(get_code_request(&phone)).await).0,
             200
         );
         let (status, body) = answer(
@@ -596,7 +596,7 @@ async fn a_test_number_never_reaches_the_sms_sender() {
     assert!(counters.all_taken().is_empty());
     // An ordinary phone at the same moment: the budget of 0 refuses it.
     assert_error(
-        answer(get_code.send_code(get_code_request(&new_phone())).await),
+        answer(get_code.get_code(get_code_request(&new_phone())).await),
         503,
         "sms_budget_exhausted",
     );
@@ -620,7 +620,7 @@ async fn a_locked_phone_gets_no_sms_and_no_check() {
         ..send_code_over(otps.clone(), users.clone())
     };
     assert_eq!(
-        answer(get_code.send_code(get_code_request(&phone)).await).0,
+        answer(get_code.get_code(get_code_request(&phone)).await).0,
         200
     );
     let code: String = sms.sent()[0]
@@ -643,7 +643,7 @@ async fn a_locked_phone_gets_no_sms_and_no_check() {
         "phone_locked",
     );
     assert_error(
-        answer(get_code.send_code(get_code_request(&phone)).await),
+        answer(get_code.get_code(get_code_request(&phone)).await),
         429,
         "phone_locked",
     );

@@ -196,7 +196,7 @@ async fn the_message_is_russian_for_russian_speaking_countries_and_english_elsew
     );
     let send = |body: Value| {
         let endpoint = &endpoint;
-        async move { answer(endpoint.send_code(post(body)).await) }
+        async move { answer(endpoint.get_code(post(body)).await) }
     };
     let cases: [(Value, &str); 5] = [
         (json!({ "phone": "+79001234567" }), "Код входа: "),

@@ -82,7 +82,7 @@ impl<O: OtpStore, S: SmsSender, C: CounterStore> GetCode<O, S, C> {
     /// increment, all issued at once — one round trip. Whatever is refused,
     /// fails or is not sent is given back; a crash between taking and giving
     /// back leaves the units taken (an over-count, the safe direction).
-    pub async fn send_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    pub async fn get_code(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: GetCodeRequest = json_body(&request)?;
         let phone = Phone::parse(&body.phone, &self.phone_policy)?;
         observe::phone(&phone);
@@ -290,6 +290,6 @@ impl Endpoint for GetCode {
     }
 
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        self.send_code(request).await
+        self.get_code(request).await
     }
 }
