@@ -278,8 +278,8 @@ pub enum Rotation {
 /// How a revocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
-    /// This request revoked it.
-    Revoked,
+    /// This request revoked it: a session of `user`'s.
+    Revoked { user: UserId },
     /// It was revoked before (by another request, or an earlier try of this one).
     AlreadyRevoked,
     /// No such session, or not the given owner's.

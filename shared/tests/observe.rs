@@ -303,10 +303,17 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
     let record = seen.check(&stack, 200, None);
     assert_eq!((status, &record["ReferralsSet"]), (200, &json!(1)));
     assert_eq!(record["cold_start"], true);
+    let other = record["user_id"].clone();
 
+    // Signing out names the session's user, although the refresh token
+    // does not: storage's answer does.
     call(&stack.logout, post(json!({ "refresh": other_refresh }))).await;
     let record = seen.check(&stack, 204, Some(SecurityEvent::SessionRevoked));
     assert_eq!(record["SessionsRevoked"], 1);
+    assert_eq!(
+        (record["user_id"].is_string(), &record["user_id"]),
+        (true, &other)
+    );
     // Signing out an ended session again ends nothing: no event.
     call(&stack.logout, post(json!({ "refresh": other_refresh }))).await;
     seen.check(&stack, 204, None);

@@ -203,7 +203,7 @@ async fn revocation_is_once_and_only_by_the_owner_when_one_is_named() {
             .revoke(&session.sid, Some(&owner), t + 1)
             .await
             .unwrap(),
-        Revocation::Revoked
+        Revocation::Revoked { user: owner }
     );
     assert_eq!(
         store.revoke(&session.sid, None, t + 2).await.unwrap(),

@@ -1370,6 +1370,7 @@ impl SessionStore for SessionTable {
             .key("sid", s(sid.as_str()))
             .update_expression("SET revoked_at = :now")
             .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(owner) = owner {
             condition.push_str(" AND #user = :user");
@@ -1378,7 +1379,10 @@ impl SessionStore for SessionTable {
                 .expression_attribute_values(":user", n(owner));
         }
         match update_outcome(request.condition_expression(condition).send().await)? {
-            Ok(_) => Ok(Revocation::Revoked),
+            Ok(output) => match session_item(output.attributes())? {
+                Some(revoked) => Ok(Revocation::Revoked { user: revoked.user }),
+                None => Err(StoreError("the revocation returned no item".into())),
+            },
             Err(old) => Ok(Revocation::refused(
                 session_item(old.as_ref())?.as_ref(),
                 owner,

@@ -40,7 +40,10 @@ impl<S: SessionStore> Logout<S> {
     pub async fn logout(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let body: LogoutRequest = json_body(&request)?;
         let token = self.refresh_key.open(body.refresh.trim())?;
-        if self.sessions.revoke(&token.sid, None, now()).await? == Revocation::Revoked {
+        // The session's owner is known only from storage's answer: the
+        // refresh token names the session, not the user.
+        if let Revocation::Revoked { user } = self.sessions.revoke(&token.sid, None, now()).await? {
+            observe::user(user);
             observe::note(Fact::SessionRevoked);
         }
         Ok(no_content())

@@ -30,7 +30,8 @@ impl<S: SessionStore> LogoutAll<S> {
         let caller = caller(&self.verifier, &request)?;
         let now = now();
         for sid in self.sessions.session_ids_of(&caller.user).await? {
-            if self.sessions.revoke(&sid, Some(&caller.user), now).await? == Revocation::Revoked {
+            let revoked = self.sessions.revoke(&sid, Some(&caller.user), now).await?;
+            if let Revocation::Revoked { .. } = revoked {
                 observe::note(Fact::SessionRevoked);
             }
         }

@@ -47,7 +47,7 @@ impl<S: SessionStore> RevokeSession<S> {
             .revoke(&sid, Some(&caller.user), now())
             .await?
         {
-            Revocation::Revoked => {
+            Revocation::Revoked { .. } => {
                 observe::note(Fact::SessionRevoked);
                 Ok(no_content())
             }

@@ -512,7 +512,7 @@ impl SessionStore for MemorySessions {
                     && session.revoked_at.is_none() =>
             {
                 session.revoked_at = Some(now);
-                Ok(Revocation::Revoked)
+                Ok(Revocation::Revoked { user: session.user })
             }
             found => Ok(Revocation::refused(found.as_deref(), owner)),
         }
