@@ -654,6 +654,15 @@ mod tests {
         assert_eq!(levels(&written(None, None)), ["ERROR", "WARN", "INFO"]);
     }
 
+    /// The recipe in docs/operations.md, run with this key and phone, prints
+    /// this `phone_ref`.
+    #[test]
+    fn phone_ref_is_the_documented_recipe() {
+        let key = PhoneRefKey::derive(b"an OTP HMAC key of 32 characters");
+        let phone = Phone::from_trusted("+79001234567".into());
+        assert_eq!(key.phone_ref(&phone), "d037e623f35caf79");
+    }
+
     #[test]
     fn a_records_timestamp_is_its_utc_time_in_rfc_3339() {
         assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
