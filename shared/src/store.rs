@@ -169,7 +169,10 @@ pub trait CounterStore: Send + Sync {
     fn take(&self, counter: &Counter) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Gives back one unit taken for an SMS that was not sent; nothing if the
-    /// count is already 0 or gone (its window is over).
+    /// count is already 0 or gone (its window is over). Sent at most once:
+    /// a give-back resent after its answer was lost would give back another
+    /// request's unit too, so an error may leave the unit taken (too much
+    /// counted, never too little).
     fn give_back(&self, counter: &Counter) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

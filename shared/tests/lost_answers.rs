@@ -19,9 +19,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use phone_auth::adapters::dynamo::{OtpTable, UserTable};
+use phone_auth::limits::{Budget, Counter};
 use phone_auth::otp::{Attempt, OtpPolicy, PendingCode};
 use phone_auth::phone::Phone;
-use phone_auth::store::{NewUser, OtpStore, Referrer, ReferrerWrite, UserStore};
+use phone_auth::store::{CounterStore, NewUser, OtpStore, Referrer, ReferrerWrite, UserStore};
 use phone_auth::user::UserId;
 use support::{env, now, unique_phone};
 
@@ -265,6 +266,59 @@ async fn an_attempt_is_counted_once() {
         failed_checks(&p, at).await,
         1,
         "and one failed check, not two"
+    );
+}
+
+/// A right code's check given back after a storage failure: its answer is
+/// lost and the SDK resends it; the resent request finds the count moved
+/// and changes nothing, so the check is given back once.
+#[tokio::test]
+async fn a_right_codes_check_is_given_back_once() {
+    let t = tables().await;
+    let (p, at) = (phone(), now());
+    let policy = OtpPolicy::default();
+    t.code_sent(&p, b"code", at).await;
+    let Attempt::Counted(counted) = t.otps.count_attempt(&p, &policy, at).await.unwrap() else {
+        panic!("not counted")
+    };
+    t.losing_one(
+        "UpdateItem",
+        t.otps.give_back_attempt(&counted, &policy, at),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored(&p).await, (1, Some(0)));
+    assert_eq!(failed_checks(&p, at).await, 0, "given back once, not twice");
+}
+
+/// A budget's unit given back (an SMS not sent) while another request holds
+/// one too: the give-back's answer is lost. It is not sent again, since a
+/// resent one would give back the other request's unit as well; the error
+/// leaves the count where DynamoDB put it.
+#[tokio::test]
+async fn a_budget_unit_is_never_given_back_twice() {
+    let t = tables().await;
+    let counter = Counter {
+        budget: Budget::Service,
+        key: format!("SMS#lost-answers-{}", unique_phone()),
+        limit: 10,
+        window_end: now() + 3600,
+    };
+    for _ in 0..2 {
+        assert!(t.otps.take(&counter).await.unwrap());
+    }
+    t.http.lose_after("UpdateItem", 0);
+    assert!(
+        t.otps.give_back(&counter).await.is_err(),
+        "the answer was lost"
+    );
+    assert!(t.http.lost_all_planned());
+    assert_eq!(t.http.sent(), 1, "sent once, not again");
+    let item = support::raw_codes_item(&counter.key).await.unwrap();
+    assert_eq!(
+        item["taken"].as_n().unwrap(),
+        "1",
+        "one unit given back, not two"
     );
 }
 

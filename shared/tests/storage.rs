@@ -1180,7 +1180,10 @@ async fn every_budget_counts_to_its_limit_then_refuses() {
             ..counter.clone()
         };
         ns.counters.give_back(&never).await.unwrap();
-        assert!(raw_counter_opt(&never.key).await.is_none(), "{what}");
+        assert!(
+            support::raw_codes_item(&never.key).await.is_none(),
+            "{what}"
+        );
     }
 }
 
@@ -1235,21 +1238,10 @@ async fn parallel_takes_let_exactly_the_limit_through() {
     }
 }
 
-async fn raw_counter_opt(key: &str) -> Option<HashMap<String, AttributeValue>> {
-    dynamo()
-        .await
-        .get_item()
-        .table_name(env("OTPS_TABLE"))
-        .key("phone", AttributeValue::S(key.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
 async fn raw_counter(key: &str) -> HashMap<String, AttributeValue> {
-    raw_counter_opt(key).await.expect("the counter has an item")
+    support::raw_codes_item(key)
+        .await
+        .expect("the counter has an item")
 }
 
 #[tokio::test]

@@ -628,6 +628,8 @@ impl CounterStore for OtpTable {
             .condition_expression("taken > :zero")
             .expression_attribute_values(":minus_one", n(-1))
             .expression_attribute_values(":zero", n(0))
+            .customize()
+            .config_override(sent_once())
             .send()
             .await;
         // Refused: nothing taken (any more); its window is over and TTL removed it.
@@ -1485,10 +1487,15 @@ pub async fn open_connection(aws: &aws_config::SdkConfig) {
     let _ = Client::new(aws)
         .describe_endpoints()
         .customize()
-        .config_override(
-            aws_sdk_dynamodb::config::Builder::default()
-                .retry_config(aws_config::retry::RetryConfig::disabled()),
-        )
+        .config_override(sent_once())
         .send()
         .await;
+}
+
+/// A request's settings for one attempt, never retried: for a write that
+/// must not be applied twice and carries nothing to recognise its own
+/// earlier try (a budget's give-back), and for the opening at init.
+fn sent_once() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
 }

@@ -394,20 +394,29 @@ pub async fn send_code_while_users_are_down(phone: &str, code: &str) -> (u16, Va
 pub async fn raw_otp_item(
     phone: &phone_auth::phone::Phone,
 ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    raw_codes_item(phone.as_str())
+        .await
+        .expect("the phone has an item")
+}
+
+/// The codes table's item under `key`, a phone or a budget's counter, read
+/// consistently; None if there is none.
+pub async fn raw_codes_item(
+    key: &str,
+) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     dynamo()
         .await
         .get_item()
         .table_name(env("OTPS_TABLE"))
         .key(
             "phone",
-            aws_sdk_dynamodb::types::AttributeValue::S(phone.as_str().into()),
+            aws_sdk_dynamodb::types::AttributeValue::S(key.into()),
         )
         .consistent_read(true)
         .send()
         .await
         .unwrap()
         .item
-        .expect("the phone has an item")
 }
 
 /// Reads with `read` until `done` holds (at most 5 s), and returns the last
