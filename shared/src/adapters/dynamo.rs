@@ -669,8 +669,16 @@ fn is_zero(count: &i64) -> bool {
     *count == 0
 }
 
+/// The prefix of a user's item key, `USER#<id>`: it tells a user's item
+/// from the phone and invite-code claims in the users table (and its stream).
+const USER_PREFIX: &str = "USER#";
+
+fn user_pk(id: UserId) -> String {
+    format!("{USER_PREFIX}{id}")
+}
+
 fn user_key(id: UserId) -> AttributeValue {
-    s(&format!("USER#{id}"))
+    s(&user_pk(id))
 }
 
 fn phone_key(phone: &Phone) -> AttributeValue {
@@ -702,7 +710,7 @@ fn user_id_attribute(item: &Item, name: &str) -> Result<Option<UserId>, StoreErr
 impl From<&User> for UserItem {
     fn from(user: &User) -> Self {
         UserItem {
-            pk: format!("USER#{}", user.id),
+            pk: user_pk(user.id),
             id: user.id.get(),
             phone: Some(user.phone.as_str().to_string()),
             invite_code: user.invite_code.as_str().to_string(),
@@ -737,7 +745,7 @@ impl IndexedReferral {
         };
         let id = self
             .pk
-            .strip_prefix("USER#")
+            .strip_prefix(USER_PREFIX)
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| StoreError("an indexed referral is not a user's item".into()))
             .and_then(user_id)?;
@@ -801,7 +809,7 @@ impl UserItem {
 pub fn user_change(record: &StreamRecord) -> Result<Option<UserChange>, StoreError> {
     let is_user = matches!(
         record.change.keys.get("pk"),
-        Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with("USER#")
+        Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with(USER_PREFIX)
     );
     if !is_user {
         return Ok(None);
