@@ -536,7 +536,11 @@ pub fn init_logging() {
     .init();
 }
 
-fn log_lines<W>(
+/// The subscriber [`init_logging`] installs, writing to `writer`: also
+/// what tests capture the functions' log lines with. `lambda_level` is
+/// `AWS_LAMBDA_LOG_LEVEL`'s value, `rust_log` `RUST_LOG`'s, `json` whether
+/// the lines are JSON (deployed) or text (`make dev`).
+pub fn log_lines<W>(
     lambda_level: Option<String>,
     rust_log: Option<String>,
     json: bool,
@@ -568,91 +572,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// Log lines written to memory.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
-    /// The JSON lines written by `log_lines` for one line at each level.
-    fn written(lambda_level: Option<&str>, rust_log: Option<&str>) -> Vec<Value> {
-        let lines = Lines::default();
-        let subscriber = log_lines(
-            lambda_level.map(str::to_string),
-            rust_log.map(str::to_string),
-            true,
-            lines.clone(),
-        );
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::error!("error line");
-            tracing::warn!("warn line");
-            tracing::info!("info line");
-            tracing::debug!("debug line");
-            tracing::trace!("trace line");
-        });
-        let bytes = lines.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    fn levels(lines: &[Value]) -> Vec<&str> {
-        lines.iter().map(|l| l["level"].as_str().unwrap()).collect()
-    }
-
-    #[test]
-    fn deployed_lines_carry_an_rfc_3339_timestamp_beside_their_level() {
-        let lines = written(Some("INFO"), None);
-        assert_eq!(levels(&lines), ["ERROR", "WARN", "INFO"]);
-        for line in &lines {
-            let timestamp = line["timestamp"].as_str().unwrap();
-            let date = &timestamp[..10];
-            assert!(crate::limits::parse_date(date).is_some(), "{line}");
-            assert_eq!(&timestamp[10..11], "T", "{line}");
-            assert!(timestamp.ends_with('Z'), "{line}");
-        }
-    }
-
-    #[test]
-    fn no_line_is_finer_than_debug_whatever_is_asked() {
-        assert_eq!(
-            levels(&written(Some("TRACE"), None)),
-            ["ERROR", "WARN", "INFO", "DEBUG"]
-        );
-        assert_eq!(
-            levels(&written(None, Some("trace"))),
-            ["ERROR", "WARN", "INFO", "DEBUG"]
-        );
-    }
-
-    #[test]
-    fn lambdas_level_wins_over_rust_log_and_info_is_the_default() {
-        assert_eq!(
-            levels(&written(Some("WARN"), Some("debug"))),
-            ["ERROR", "WARN"]
-        );
-        assert_eq!(levels(&written(None, Some("warn"))), ["ERROR", "WARN"]);
-        assert_eq!(levels(&written(None, None)), ["ERROR", "WARN", "INFO"]);
-    }
 
     /// The recipe in docs/operations.md, run with this key and phone, prints
     /// this `phone_ref`.

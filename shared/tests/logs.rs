@@ -13,7 +13,7 @@ use phone_auth::adapters::sms::{AnySms, SmsAero, SnsSms};
 use phone_auth::endpoints::{GetCode, Retrieve, SendCode, SetReferrer};
 use phone_auth::otp::{CodeHasher, PendingCode};
 use phone_auth::store::OtpStore;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::*;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -218,18 +218,12 @@ async fn error_paths_never_log_the_phone_or_the_code() {
             "no {expected:?} in the logs:\n{text}"
         );
     }
-    // ...and never the phone, in any spelling, nor the code (as a number of
-    // its own, not as part of a longer one).
+    // ...and never the phone, in any spelling, nor the code (on its own,
+    // not as part of a longer number, id or date).
     let national = &digits[1..];
     for secret in [phone.as_str(), digits.as_str(), national, code.as_str()] {
-        let standalone = text.match_indices(secret).any(|(at, _)| {
-            let before = text[..at].chars().next_back();
-            let after = text[at + secret.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_digit())
-                && !after.is_some_and(|c| c.is_ascii_digit())
-        });
         assert!(
-            !standalone,
+            !stands_in(&text, secret),
             "{secret} appears in the logs:\n{}",
             text.lines()
                 .filter(|l| l.contains(secret))
@@ -237,4 +231,68 @@ async fn error_paths_never_log_the_phone_or_the_code() {
                 .join("\n")
         );
     }
+}
+
+// ---------------------------------------------------------------- the log subscriber
+
+/// The JSON lines `observe::log_lines` writes for one line at each level,
+/// with these settings of `AWS_LAMBDA_LOG_LEVEL` and `RUST_LOG`.
+fn written(lambda_level: Option<&str>, rust_log: Option<&str>) -> Vec<Value> {
+    let lines = CapturedLogs::default();
+    let subscriber = phone_auth::observe::log_lines(
+        lambda_level.map(str::to_string),
+        rust_log.map(str::to_string),
+        true,
+        lines.clone(),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!("error line");
+        tracing::warn!("warn line");
+        tracing::info!("info line");
+        tracing::debug!("debug line");
+        tracing::trace!("trace line");
+    });
+    lines
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn levels(lines: &[Value]) -> Vec<&str> {
+    lines.iter().map(|l| l["level"].as_str().unwrap()).collect()
+}
+
+/// Lambda reads a line's level only beside an RFC 3339 timestamp.
+#[test]
+fn deployed_lines_carry_an_rfc_3339_timestamp_beside_their_level() {
+    let lines = written(Some("INFO"), None);
+    assert_eq!(levels(&lines), ["ERROR", "WARN", "INFO"]);
+    for line in &lines {
+        let timestamp = line["timestamp"].as_str().unwrap();
+        assert!(
+            phone_auth::limits::parse_date(&timestamp[..10]).is_some()
+                && timestamp[10..].starts_with('T')
+                && timestamp.ends_with('Z'),
+            "{line}"
+        );
+    }
+}
+
+/// At TRACE the runtime logs each event whole and the SDK each request.
+#[test]
+fn no_line_is_finer_than_debug_whatever_is_asked() {
+    let down_to_debug = ["ERROR", "WARN", "INFO", "DEBUG"];
+    assert_eq!(levels(&written(Some("TRACE"), None)), down_to_debug);
+    assert_eq!(levels(&written(None, Some("trace"))), down_to_debug);
+}
+
+#[test]
+fn lambdas_level_wins_over_rust_log_and_info_is_the_default() {
+    assert_eq!(
+        levels(&written(Some("WARN"), Some("debug"))),
+        ["ERROR", "WARN"]
+    );
+    assert_eq!(levels(&written(None, Some("warn"))), ["ERROR", "WARN"]);
+    assert_eq!(levels(&written(None, None)), ["ERROR", "WARN", "INFO"]);
 }

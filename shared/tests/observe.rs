@@ -425,10 +425,13 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
         .collect::<Vec<_>>()
         .join("\n");
     for secret in &seen.secrets {
-        assert!(!stands_in(&text, secret), "{secret} is in the logs");
+        assert!(
+            !support::stands_in(&text, secret),
+            "{secret} is in the logs"
+        );
         if let Some(digits) = secret.strip_prefix('+') {
             assert!(
-                !stands_in(&text, digits),
+                !support::stands_in(&text, digits),
                 "{secret}'s digits are in the logs"
             );
         }
@@ -446,19 +449,6 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
         .collect();
     let expected: BTreeSet<&str> = Metric::ALL.into_iter().map(Metric::name).collect();
     assert_eq!(counted, expected);
-}
-
-/// Whether `secret` stands in `text` on its own, as check_logs.py reads
-/// the servers' logs: not inside a longer word, number, id or decimal. A
-/// four-digit code can be part of a millisecond timestamp, a latency or a
-/// request id by chance; that is no leak.
-fn stands_in(text: &str, secret: &str) -> bool {
-    let part_of_a_longer_one = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
-    text.match_indices(secret).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + secret.len()..].chars().next();
-        !before.is_some_and(part_of_a_longer_one) && !after.is_some_and(part_of_a_longer_one)
-    })
 }
 
 /// A record against the Embedded Metric Format specification
