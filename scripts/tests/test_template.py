@@ -753,7 +753,8 @@ def test_test_numbers_need_their_last_day():
 
 def test_sms_spend_has_two_alarms(cfn):
     """The service's own daily budget (get-code's SmsBudgetExhausted metric,
-    from its request records) and SNS's account-wide month-to-date spend."""
+    from its request records), a country's (RegionBudgetExhausted), and SNS's
+    account-wide month-to-date spend."""
     resources = cfn["Resources"]
     budget = resources["SmsBudgetExhaustedAlarm"]["Properties"]
     assert (budget["Namespace"], budget["MetricName"]) == (
@@ -765,6 +766,13 @@ def test_sms_spend_has_two_alarms(cfn):
         1,
         "GreaterThanOrEqualToThreshold",
     )
+    region = resources["RegionBudgetExhaustedAlarm"]["Properties"]
+    assert (region["Namespace"], region["MetricName"], region["Threshold"]) == (
+        {"Fn::Sub": "PhoneAuth/${AWS::StackName}"},
+        "RegionBudgetExhausted",
+        1,
+    )
+    assert "Dimensions" not in region, "the service-wide count; the Region dimension names the country"
     assert not [
         name for name, r in resources.items() if r["Type"] == "AWS::Logs::MetricFilter" and name != "ApiThrottledMetricFilter"
     ], "the functions' counts are EMF metrics (observe.rs), not log filters"

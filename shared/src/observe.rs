@@ -182,6 +182,9 @@ pub enum Metric {
     BudgetRefusals,
     /// The service's daily SMS budget refused a code (also a budget refusal).
     SmsBudgetExhausted,
+    /// A country's daily SMS budget refused a code (also a budget refusal;
+    /// also by `Region`, the country).
+    RegionBudgetExhausted,
     RefreshReuse,
     ReferralsSet,
     SessionsRevoked,
@@ -191,7 +194,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 15] = [
         Metric::CodesSent,
         Metric::SmsFailures,
         Metric::SignIns,
@@ -201,6 +204,7 @@ impl Metric {
         Metric::Lockouts,
         Metric::BudgetRefusals,
         Metric::SmsBudgetExhausted,
+        Metric::RegionBudgetExhausted,
         Metric::RefreshReuse,
         Metric::ReferralsSet,
         Metric::SessionsRevoked,
@@ -219,6 +223,7 @@ impl Metric {
             Metric::Lockouts => "Lockouts",
             Metric::BudgetRefusals => "BudgetRefusals",
             Metric::SmsBudgetExhausted => "SmsBudgetExhausted",
+            Metric::RegionBudgetExhausted => "RegionBudgetExhausted",
             Metric::RefreshReuse => "RefreshReuse",
             Metric::ReferralsSet => "ReferralsSet",
             Metric::SessionsRevoked => "SessionsRevoked",
@@ -228,11 +233,11 @@ impl Metric {
     }
 
     /// The dimension sets it is published under: every metric service-wide
-    /// (no dimension, what the alarms watch); codes sent also by the phone's
-    /// country, cold starts only by function.
+    /// (no dimension, what the alarms watch); codes sent and a country's
+    /// spent budget also by the phone's country, cold starts only by function.
     pub fn dimension_sets(self) -> &'static [&'static [&'static str]] {
         match self {
-            Metric::CodesSent => &[&[], &["Region"]],
+            Metric::CodesSent | Metric::RegionBudgetExhausted => &[&[], &["Region"]],
             Metric::ColdStarts => &[&["Function"]],
             _ => &[&[]],
         }
@@ -302,8 +307,10 @@ impl Record {
                 _ => return None,
             })
         }));
-        if self.error_code == Some("sms_budget_exhausted") {
-            metrics.push(Metric::SmsBudgetExhausted);
+        match self.error_code {
+            Some("sms_budget_exhausted") => metrics.push(Metric::SmsBudgetExhausted),
+            Some("region_budget_exhausted") => metrics.push(Metric::RegionBudgetExhausted),
+            _ => {}
         }
         if self.cold_start {
             metrics.push(Metric::ColdStarts);
@@ -332,11 +339,13 @@ impl Record {
         record.insert("latency_ms".into(), json!(latency_ms));
         record.insert("cold_start".into(), json!(self.cold_start));
         let metrics = self.metrics();
-        // The phone's country where known; where a code was sent it is also
-        // CodesSent's dimension, whose member must be there for it to count.
+        // The phone's country where known; where a metric has it as a
+        // dimension (codes sent, a country's spent budget), its member must
+        // be there for the metric to count.
         let region = self.region.clone().or_else(|| {
             metrics
-                .contains(&Metric::CodesSent)
+                .iter()
+                .any(|m| m.dimension_sets().iter().any(|set| set.contains(&"Region")))
                 .then(|| "unknown".to_string())
         });
         let optional = [

@@ -35,6 +35,8 @@ struct Stack {
     get_code_sms_down: Function<GetCode>,
     /// get-code with the service's daily SMS budget spent (0).
     get_code_budget_spent: Function<GetCode>,
+    /// get-code with Russia's daily SMS budget spent (0).
+    get_code_region_spent: Function<GetCode>,
     send_code: Function<SendCode>,
     refresh: Function<Refresh>,
     logout: Function<Logout>,
@@ -120,6 +122,12 @@ impl Stack {
             ),
             get_code_budget_spent: function(
                 &config_with(&[("SMS_DAILY_BUDGET", "0")]),
+                &aws,
+                &records,
+                &phone_refs,
+            ),
+            get_code_region_spent: function(
+                &config_with(&[("SMS_DAILY_BUDGET_BY_REGION", "RU=0")]),
                 &aws,
                 &records,
                 &phone_refs,
@@ -395,6 +403,34 @@ async fn every_security_event_is_recorded_with_its_metrics_and_no_secret() {
         (&record["SmsBudgetExhausted"], &record["BudgetRefusals"]),
         (&json!(1), &json!(1))
     );
+
+    // A country's daily budget spent: a budget refusal of its own metric
+    // (RegionBudgetExhaustedAlarm reads it), also by the phone's country.
+    let phone = unique_phone();
+    seen.secrets.push(phone.clone());
+    let (status, _) = call(
+        &stack.get_code_region_spent,
+        post(json!({ "phone": phone })),
+    )
+    .await;
+    let record = seen.check(&stack, 429, Some(SecurityEvent::BudgetRefused));
+    assert_eq!(
+        (status, &record["error_code"], &record["Region"]),
+        (429, &json!("region_budget_exhausted"), &json!("RU"))
+    );
+    assert_eq!(
+        (&record["RegionBudgetExhausted"], &record["BudgetRefusals"]),
+        (&json!(1), &json!(1))
+    );
+    let by_region = record["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| {
+            d["Dimensions"] == json!([["Region"]])
+                && d["Metrics"][0]["Name"] == "RegionBudgetExhausted"
+        });
+    assert!(by_region, "{record}");
 
     // The SMS provider fails: 503, and the failure counted.
     let phone = unique_phone();
