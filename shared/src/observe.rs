@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
+use lambda_http::tracing::subscriber::{
+    self, EnvFilter, Layer, Registry, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 use serde_json::{Map, Value, json};
 
 use crate::limits::utc_timestamp;
@@ -514,11 +518,6 @@ impl Reporter {
 }
 
 // ---------------------------------------------------------------- log lines
-
-use lambda_http::tracing::subscriber::{
-    self, EnvFilter, Layer, Registry, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt,
-    util::SubscriberInitExt,
-};
 
 /// The finest level a log line is ever written at, whatever is asked: at
 /// TRACE the Lambda runtime logs each event whole and the AWS SDK each
