@@ -127,19 +127,6 @@ pub enum PhoneError {
 #[serde(transparent)]
 pub struct Phone(String);
 
-/// Phones as the API answers them: E.164 (requests take any common spelling).
-impl utoipa::PartialSchema for Phone {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::endpoints::openapi::schema(serde_json::json!({
-            "type": "string",
-            "pattern": "^\\+[1-9][0-9]{6,14}$",
-            "description": "A phone number in E.164.",
-            "examples": ["+79001234567"],
-        }))
-    }
-}
-impl utoipa::ToSchema for Phone {}
-
 impl Phone {
     pub fn parse(input: &str, policy: &PhonePolicy) -> Result<Self, PhoneError> {
         let trimmed = input.trim();

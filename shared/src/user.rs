@@ -25,19 +25,6 @@ use serde::Serialize;
 #[serde(transparent)]
 pub struct UserId(u64);
 
-impl utoipa::PartialSchema for UserId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::endpoints::openapi::schema(serde_json::json!({
-            "type": "integer",
-            "minimum": 1,
-            "maximum": UserId::MAX,
-            "description": "A user's id: random, exact as a JSON number in every client (at most 2^53 - 1), the tokens' `sub`.",
-            "examples": [4_503_599_627_370_496u64],
-        }))
-    }
-}
-impl utoipa::ToSchema for UserId {}
-
 impl UserId {
     /// The largest id: 2^53 − 1, exact as a JSON number in every client.
     pub const MAX: u64 = (1 << 53) - 1;

@@ -44,14 +44,45 @@ use super::{
 };
 use crate::cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::error::{ApiError, ErrorBody};
-use crate::phone::PhoneError;
+use crate::phone::{Phone, PhoneError};
 use crate::token::{TokenError, TokenKind};
+use crate::user::UserId;
 
 /// A schema written as JSON, for the types whose schema is not derived (a
 /// newtype's format and example).
 pub(crate) fn schema(value: Value) -> RefOr<Schema> {
     serde_json::from_value(value).expect("a valid JSON Schema object")
 }
+
+// The domain types the answers carry, as the API documents them; here, so
+// that the domain modules know nothing of the document.
+
+/// A user's id.
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> RefOr<Schema> {
+        schema(json!({
+            "type": "integer",
+            "minimum": 1,
+            "maximum": UserId::MAX,
+            "description": "A user's id: random, exact as a JSON number in every client (at most 2^53 - 1), the tokens' `sub`.",
+            "examples": [4_503_599_627_370_496u64],
+        }))
+    }
+}
+impl ToSchema for UserId {}
+
+/// Phones as the API answers them: E.164 (requests take any common spelling).
+impl utoipa::PartialSchema for Phone {
+    fn schema() -> RefOr<Schema> {
+        schema(json!({
+            "type": "string",
+            "pattern": "^\\+[1-9][0-9]{6,14}$",
+            "description": "A phone number in E.164.",
+            "examples": ["+79001234567"],
+        }))
+    }
+}
+impl ToSchema for Phone {}
 
 /// One documented operation: which function serves it, at which path.
 pub struct Operation {
