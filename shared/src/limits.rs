@@ -1,7 +1,7 @@
 //! Abuse and SMS-spend protection: the budgets every SMS must fit before it is
-//! sent — per source IP (an hour), per country and for the whole service (a
-//! UTC day) —, the budget of code checks per source IP (an hour), and the
-//! test phone numbers that never send one. Plain Rust: the counters are kept
+//! sent (per source IP an hour, per country and for the whole service a UTC
+//! day), the budget of code checks per source IP (an hour), and the test
+//! phone numbers that never send one. Plain Rust: the counters are kept
 //! through the [`CounterStore`](crate::store::CounterStore) port, one atomic
 //! conditional increment each.
 
@@ -35,8 +35,8 @@ pub struct Counter {
     pub budget: Budget,
     /// Where storage keeps the count: the budget, its subject and its window,
     /// e.g. `IP#203.0.113.7#2026-11-22T13`, `REGION#KZ#2026-11-22`,
-    /// `SMS#2026-11-22`, `CHECK#203.0.113.7#2026-11-22T13`. Never a phone number (those start with `+`), so the
-    /// counts can share the codes table.
+    /// `SMS#2026-11-22`, `CHECK#203.0.113.7#2026-11-22T13`. Never a phone
+    /// number (those start with `+`), so the counts can share the codes table.
     pub key: String,
     /// How many units the window has; 0 refuses every request.
     pub limit: u64,
@@ -239,8 +239,9 @@ impl CheckLimit {
 /// Phones with a fixed code, for app-store review and automated tests in
 /// production (`TEST_PHONE_NUMBERS`): no SMS is sent to them and they count
 /// against no SMS budget; their codes are checked like any other (attempts,
-/// lockout, cooldown, the phone's hourly cap, the checks per address). After the last day
-/// (`TEST_PHONE_NUMBERS_EXPIRE`, UTC) they are ordinary numbers again.
+/// lockout, cooldown, the phone's hourly cap, the checks per address). After
+/// the last day (`TEST_PHONE_NUMBERS_EXPIRE`, UTC) they are ordinary numbers
+/// again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestNumbers {
     codes: HashMap<Phone, String>,
@@ -333,8 +334,8 @@ pub fn utc_timestamp(millis: u64) -> String {
     format!(
         "{}T{:02}:{:02}:{:02}.{:03}Z",
         utc_date(seconds / DAY),
-        seconds % DAY / 3600,
-        seconds % 3600 / 60,
+        seconds % DAY / HOUR,
+        seconds % HOUR / 60,
         seconds % 60,
         millis % 1000
     )

@@ -37,8 +37,7 @@
 //!     recognised (tests/lost_answers.rs).
 //!   - a budget's counter (key `IP#<source>#<hour>`, `REGION#<cc>#<day>`,
 //!     `SMS#<day>`, `CHECK#<source>#<hour>`; never a phone, which starts
-//!     with `+`): `taken`, and
-//!     `expires_at` at the end of its window.
+//!     with `+`): `taken`, and `expires_at` at the end of its window.
 //! * Sessions table, key `sid`: `user` (the user's id), `gen`, `created_at`, `last_used_at`,
 //!   `rotated_at`, `user_agent`, `ip`, `idle_expires_at`, `expires_at` (the
 //!   TTL attribute: the absolute expiry), `revoked_at` once revoked.
@@ -599,8 +598,8 @@ impl OtpStore for OtpTable {
 // ---------------------------------------------------------------- budgets
 
 /// The budgets' counters live in the codes table too, under keys that can
-/// never be phones (`IP#…`, `CHECK#…`, `REGION#…`, `SMS#…`): attribute `taken`, and the
-/// table's TTL attribute at the end of the counter's window.
+/// never be phones (`IP#…`, `CHECK#…`, `REGION#…`, `SMS#…`): attribute
+/// `taken`, and the table's TTL attribute at the end of the counter's window.
 impl CounterStore for OtpTable {
     async fn take(&self, counter: &Counter) -> Result<bool, StoreError> {
         let result = self
