@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
-use lambda_http::tracing::subscriber::{
-    self, EnvFilter, Layer, Registry, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt,
-    util::SubscriberInitExt,
-};
 use serde_json::{Map, Value, json};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::{
+    Layer, Registry, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::limits::utc_timestamp;
 use crate::phone::Phone;
@@ -558,12 +558,10 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = match lambda_level {
-        Some(level) => EnvFilter::new(level),
-        None => EnvFilter::builder()
-            .with_default_directive(LevelFilter::INFO.into())
-            .parse_lossy(rust_log.unwrap_or_default()),
+        Some(level) => Targets::new().with_default(lambda_log_level(&level)),
+        None => rust_log_targets(rust_log.as_deref().unwrap_or_default()),
     };
-    let lines = subscriber::fmt::layer()
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(writer);
     let lines: Box<dyn Layer<Registry> + Send + Sync> = if json {
@@ -571,10 +569,40 @@ where
     } else {
         Box::new(lines.without_time())
     };
-    subscriber::registry()
+    tracing_subscriber::registry()
         .with(lines)
         .with(filter)
         .with(FINEST_LEVEL)
+}
+
+/// `AWS_LAMBDA_LOG_LEVEL`: one of Lambda's levels, which are tracing's and
+/// FATAL (ERROR here); INFO for anything else.
+fn lambda_log_level(level: &str) -> LevelFilter {
+    if level.eq_ignore_ascii_case("fatal") {
+        return LevelFilter::ERROR;
+    }
+    level.parse().unwrap_or(LevelFilter::INFO)
+}
+
+/// `RUST_LOG`: a level and `target=level` directives, comma-separated
+/// (`debug`, `info,phone_auth=debug`). Targets not named log at the bare
+/// level if one is given, else at INFO; a value that does not parse logs
+/// everything at INFO, and says so.
+fn rust_log_targets(rust_log: &str) -> Targets {
+    if rust_log.trim().is_empty() {
+        return Targets::new().with_default(LevelFilter::INFO);
+    }
+    match rust_log.trim().parse::<Targets>() {
+        Ok(targets) if targets.default_level().is_some() => targets,
+        Ok(targets) => targets.with_default(LevelFilter::INFO),
+        Err(err) => {
+            // Before any subscriber exists: standard error is all there is.
+            eprintln!(
+                "RUST_LOG={rust_log:?} is not `level,target=level,...` ({err}): logging at INFO"
+            );
+            Targets::new().with_default(LevelFilter::INFO)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -296,3 +296,38 @@ fn lambdas_level_wins_over_rust_log_and_info_is_the_default() {
     assert_eq!(levels(&written(None, Some("warn"))), ["ERROR", "WARN"]);
     assert_eq!(levels(&written(None, None)), ["ERROR", "WARN", "INFO"]);
 }
+
+/// `RUST_LOG` as `make dev` users write it: `target=level` directives beside
+/// an optional level for the rest.
+#[test]
+fn rust_log_directives_name_targets_and_the_rest_log_at_info() {
+    let everything = ["ERROR", "WARN", "INFO", "DEBUG"];
+    // This test binary's events have the target `logs`.
+    assert_eq!(levels(&written(None, Some("logs=debug"))), everything);
+    assert_eq!(levels(&written(None, Some("warn,logs=debug"))), everything);
+    assert_eq!(
+        levels(&written(None, Some("debug,logs=warn"))),
+        ["ERROR", "WARN"]
+    );
+    // Another target's directive leaves this one at the default.
+    assert_eq!(
+        levels(&written(None, Some("phone_auth=debug"))),
+        ["ERROR", "WARN", "INFO"]
+    );
+    // What does not parse is not half-applied: INFO for everything.
+    assert_eq!(
+        levels(&written(None, Some("logs=debug=warn"))),
+        ["ERROR", "WARN", "INFO"]
+    );
+}
+
+/// Lambda's levels include FATAL, which tracing has not.
+#[test]
+fn lambdas_fatal_is_error_and_an_unknown_level_is_info() {
+    assert_eq!(levels(&written(Some("FATAL"), None)), ["ERROR"]);
+    assert_eq!(levels(&written(Some("debug"), None)).len(), 4);
+    assert_eq!(
+        levels(&written(Some("LOUD"), None)),
+        ["ERROR", "WARN", "INFO"]
+    );
+}

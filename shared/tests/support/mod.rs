@@ -481,7 +481,7 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
-impl<'a> lambda_http::tracing::subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
     type Writer = CapturedLogs;
     fn make_writer(&'a self) -> CapturedLogs {
         self.clone()
@@ -492,7 +492,7 @@ impl<'a> lambda_http::tracing::subscriber::fmt::MakeWriter<'a> for CapturedLogs 
 pub fn captured_logs() -> &'static CapturedLogs {
     static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        use lambda_http::tracing::subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::util::SubscriberInitExt;
         let captured = CapturedLogs::default();
         // Production logs at INFO; our own code is captured down to DEBUG.
         let directives = Some("info,phone_auth=debug".to_string());
