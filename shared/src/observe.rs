@@ -525,13 +525,17 @@ impl Reporter {
 /// the logs.
 const FINEST_LEVEL: LevelFilter = LevelFilter::DEBUG;
 
+/// The level when neither variable says otherwise, or what it says is not
+/// a level.
+const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
+
 /// Sets up the functions' own log lines (`tracing`'s; each request's record
 /// is [`Reporter`]'s). The level is `AWS_LAMBDA_LOG_LEVEL` (the template's
 /// `ApplicationLogLevel`) when Lambda sets it, else `RUST_LOG`'s directives
-/// (`make dev`), else INFO, never finer than [`FINEST_LEVEL`]. Deployed
-/// (`AWS_LAMBDA_LOG_FORMAT=JSON`) each line is JSON with an RFC 3339
-/// `timestamp`, without which Lambda ignores the line's `level` and files
-/// it as INFO; locally, plain text.
+/// (`make dev`), else [`DEFAULT_LEVEL`], never finer than [`FINEST_LEVEL`].
+/// Deployed (`AWS_LAMBDA_LOG_FORMAT=JSON`) each line is JSON with an RFC
+/// 3339 `timestamp`, without which Lambda ignores the line's `level` and
+/// files it as INFO; locally, plain text.
 pub fn init_logging() {
     let env = |name| std::env::var(name).ok();
     let json = env("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
@@ -576,31 +580,33 @@ where
 }
 
 /// `AWS_LAMBDA_LOG_LEVEL`: one of Lambda's levels, which are tracing's and
-/// FATAL (ERROR here); INFO for anything else.
+/// FATAL (ERROR here); [`DEFAULT_LEVEL`] for anything else.
 fn lambda_log_level(level: &str) -> LevelFilter {
     if level.eq_ignore_ascii_case("fatal") {
         return LevelFilter::ERROR;
     }
-    level.parse().unwrap_or(LevelFilter::INFO)
+    level.parse().unwrap_or(DEFAULT_LEVEL)
 }
 
 /// `RUST_LOG`: a level and `target=level` directives, comma-separated
 /// (`debug`, `info,phone_auth=debug`). Targets not named log at the bare
-/// level if one is given, else at INFO; a value that does not parse logs
-/// everything at INFO, and says so.
+/// level if one is given, else at [`DEFAULT_LEVEL`]; a value that does not
+/// parse logs everything at that level, and says so.
 fn rust_log_targets(rust_log: &str) -> Targets {
-    if rust_log.trim().is_empty() {
-        return Targets::new().with_default(LevelFilter::INFO);
+    let everything_at_default = Targets::new().with_default(DEFAULT_LEVEL);
+    let rust_log = rust_log.trim();
+    if rust_log.is_empty() {
+        return everything_at_default;
     }
-    match rust_log.trim().parse::<Targets>() {
+    match rust_log.parse::<Targets>() {
         Ok(targets) if targets.default_level().is_some() => targets,
-        Ok(targets) => targets.with_default(LevelFilter::INFO),
+        Ok(targets) => targets.with_default(DEFAULT_LEVEL),
         Err(err) => {
             // Before any subscriber exists: standard error is all there is.
             eprintln!(
-                "RUST_LOG={rust_log:?} is not `level,target=level,...` ({err}): logging at INFO"
+                "RUST_LOG={rust_log:?} is not `level,target=level,...` ({err}): logging at {DEFAULT_LEVEL}"
             );
-            Targets::new().with_default(LevelFilter::INFO)
+            everything_at_default
         }
     }
 }
