@@ -155,6 +155,12 @@ impl SendLimits {
             .map(|(_, budget)| *budget)
     }
 
+    /// The most budgets one code counts against ([`Self::counters`]): the
+    /// source's and the service's, and its country's where any is set.
+    pub fn budgets_per_code(&self) -> usize {
+        2 + usize::from(!self.region_daily_budgets.is_empty())
+    }
+
     pub fn counters(&self, source: Source, region: Option<Region>, now: u64) -> Counters {
         let day_end = (now / DAY + 1) * DAY;
         let day = utc_date(now / DAY);

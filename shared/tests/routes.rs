@@ -1352,7 +1352,7 @@ fn is_stack_table_resource(template: &Value, resource: &str) -> bool {
 }
 
 /// What each function that calls AWS may do beyond its tables: open its
-/// DynamoDB connection at init (adapters::dynamo::open_connection)...
+/// DynamoDB connection at init (adapters::dynamo::open_connections)...
 const OPEN_CONNECTION: (&str, &str) = ("dynamodb:DescribeEndpoints", "*");
 
 /// ...and, for one that sends codes through SNS, its SNS connection

@@ -1467,8 +1467,9 @@ impl SessionStore for SessionTable {
     }
 }
 
-/// Opens the function's connection to DynamoDB during init, so that its
-/// first request finds it open.
+/// Opens `count` connections to DynamoDB during init, so that the
+/// function's first request finds open as many as it sends requests at
+/// once ([`Endpoint::dynamodb_requests_at_once`](crate::endpoints::Endpoint)).
 ///
 /// Why: connecting costs a TLS handshake, which is CPU work. Lambda runs
 /// init at full speed, but a 128 MB function gets about a fourteenth of a
@@ -1476,10 +1477,12 @@ impl SessionStore for SessionTable {
 /// 912 ms, 745 ms of it the handshake, became 21 ms once the connection was
 /// opened at init (docs/performance.md).
 ///
-/// How: one `DescribeEndpoints` (DynamoDB's answer is its own regional
-/// address: nothing of the account's, no table), through a client made
-/// from `aws`, whose HTTP client all of the function's clients share: the
-/// connection it opens stays in that pool for the first real request.
+/// How: `count` `DescribeEndpoints` at once (DynamoDB's answer is its own
+/// regional address: nothing of the account's, no table), through a client
+/// made from `aws`, whose HTTP client all of the function's clients share:
+/// a request finds no idle connection while the others are in flight, so
+/// each opens its own, and they stay in that pool for the first real
+/// request.
 /// template.yaml grants `dynamodb:DescribeEndpoints` to each function that
 /// calls DynamoDB. (DynamoDB Local does not know the operation; its 400
 /// leaves the connection open just as well.)
@@ -1490,13 +1493,21 @@ impl SessionStore for SessionTable {
 /// throttling error included, means the connection is open, and a burst of
 /// cold starts that DynamoDB throttles should neither wait out the SDK's
 /// backoff nor send it more of the same calls.
-pub async fn open_connection(aws: &aws_config::SdkConfig) {
-    let _ = Client::new(aws)
-        .describe_endpoints()
-        .customize()
-        .config_override(sent_once())
-        .send()
-        .await;
+pub async fn open_connections(aws: &aws_config::SdkConfig, count: usize) {
+    let client = Client::new(aws);
+    let mut openings = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let client = client.clone();
+        openings.spawn(async move {
+            let _ = client
+                .describe_endpoints()
+                .customize()
+                .config_override(sent_once())
+                .send()
+                .await;
+        });
+    }
+    openings.join_all().await;
 }
 
 /// A request's settings for one attempt, never retried: for a write that

@@ -39,7 +39,7 @@ impl SnsSms {
     }
 
     /// Opens the connection to SNS during init, for the reason and in the
-    /// way `dynamo::open_connection` opens DynamoDB's: the first code's SMS
+    /// way `dynamo::open_connections` opens DynamoDB's: the first code's SMS
     /// then does not pay the TLS handshake at 128 MB's share of a vCPU.
     ///
     /// The call: one `GetSMSAttributes` for one attribute, the account's

@@ -80,6 +80,11 @@ impl Endpoint for ClientProfile {
     const METHOD: Method = Method::GET;
     const ALSO_AT_PATH: &'static [Method] = &[Method::PATCH];
 
+    /// The user and their referrals, read together.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        2
+    }
+
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(ClientProfile {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),

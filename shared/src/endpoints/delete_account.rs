@@ -56,6 +56,11 @@ impl Endpoint for DeleteAccount {
     const NAME: &str = "delete-account";
     const METHOD: Method = Method::DELETE;
 
+    /// The phone's code erased while the sessions are listed.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        2
+    }
+
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(DeleteAccount {

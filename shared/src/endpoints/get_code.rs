@@ -281,10 +281,15 @@ impl Endpoint for GetCode {
         })
     }
 
+    /// The code, and the counters of the budgets it counts against.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        1 + self.limits.budgets_per_code()
+    }
+
     /// DynamoDB's and the SMS provider's, at once.
     async fn open_connections(&self, aws: &SdkConfig) {
         tokio::join!(
-            crate::adapters::dynamo::open_connection(aws),
+            crate::adapters::dynamo::open_connections(aws, self.dynamodb_requests_at_once()),
             self.sms.open_connection()
         );
     }

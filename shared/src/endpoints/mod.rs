@@ -88,12 +88,21 @@ pub trait Endpoint: Send + Sync + Sized {
     /// Builds clients and keys. Runs once per cold start and does no network I/O.
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError>;
 
+    /// The most DynamoDB requests one request sends at once (its
+    /// `tokio::join!`). A cold start opens that many connections: a request
+    /// that finds none idle opens its own, and pays its TLS handshake at a
+    /// 128 MB invocation's share of the CPU (docs/performance.md, step 12).
+    fn dynamodb_requests_at_once(&self) -> usize {
+        1
+    }
+
     /// The connections a cold start opens once the function is built
-    /// ([`start`]; never called for a function that calls no AWS): DynamoDB's,
-    /// which every function that calls AWS uses. An endpoint that also sends
+    /// ([`start`]; never called for a function that calls no AWS):
+    /// DynamoDB's, which every function that calls AWS uses, as many as
+    /// [`Endpoint::dynamodb_requests_at_once`]. An endpoint that also sends
     /// SMS opens its provider's too.
     fn open_connections(&self, aws: &SdkConfig) -> impl Future<Output = ()> + Send {
-        crate::adapters::dynamo::open_connection(aws)
+        crate::adapters::dynamo::open_connections(aws, self.dynamodb_requests_at_once())
     }
 
     fn handle(

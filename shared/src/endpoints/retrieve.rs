@@ -79,6 +79,11 @@ impl Endpoint for Retrieve {
     const NAME: &str = "retrieve";
     const METHOD: Method = Method::GET;
 
+    /// The user and their referrals, read together.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        2
+    }
+
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Retrieve {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),

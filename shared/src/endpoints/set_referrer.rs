@@ -159,6 +159,11 @@ impl Endpoint for SetReferrer {
     const NAME: &str = "set-referrer";
     const METHOD: Method = Method::POST;
 
+    /// The user and the invite code's owner, read together.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        2
+    }
+
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(SetReferrer {
             users: UserTable::new(aws_sdk_dynamodb::Client::new(aws), config.users_table()?),

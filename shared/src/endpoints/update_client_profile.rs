@@ -56,6 +56,11 @@ impl Endpoint for UpdateClientProfile {
     const METHOD: Method = Method::PATCH;
     const ALSO_AT_PATH: &'static [Method] = &[Method::GET];
 
+    /// The user, the invite code's owner and the user's referrals, read together.
+    fn dynamodb_requests_at_once(&self) -> usize {
+        3
+    }
+
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(UpdateClientProfile {
             referring: SetReferrer::from_config(config, aws)?,
