@@ -56,9 +56,10 @@ impl Endpoint for UpdateClientProfile {
     const METHOD: Method = Method::PATCH;
     const ALSO_AT_PATH: &'static [Method] = &[Method::GET];
 
-    /// The user, the invite code's owner and the user's referrals, read together.
+    /// set-referrer's reads (the user and the invite code's owner), and the
+    /// user's referrals alongside.
     fn dynamodb_requests_at_once(&self) -> usize {
-        3
+        self.referring.dynamodb_requests_at_once() + 1
     }
 
     fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, ConfigError> {
