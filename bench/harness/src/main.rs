@@ -718,6 +718,7 @@ async fn warm_phase(
         .await?;
         function.ready().await?;
         let mut durations = Vec::with_capacity(n);
+        let cpu_before = function.cpu_time()?;
         for event in events {
             let (duration, body) = call_ok(&mut function, event).await?;
             durations.push(duration);
@@ -732,12 +733,14 @@ async fn warm_phase(
                 );
             }
         }
+        let cpu = function.cpu_time()? - cpu_before;
         let peak_rss_kb = function.peak_rss_kb()?;
         function.stop().await;
         results.warm.insert(
             name.to_string(),
             Warm {
                 durations,
+                cpu,
                 peak_rss_kb,
             },
         );

@@ -20,6 +20,8 @@ pub struct ColdSample {
 
 pub struct Warm {
     pub durations: Vec<Duration>,
+    /// CPU time over all `durations`' invocations (all threads).
+    pub cpu: Duration,
     pub peak_rss_kb: u64,
 }
 
@@ -50,6 +52,23 @@ pub struct Results {
     pub sizes: Sizes,
     pub joins: Option<crate::joins::Joins>,
     pub stream: Option<crate::stream::Throughput>,
+}
+
+/// The share of a vCPU a 128 MB function gets while it handles an
+/// invocation: Lambda gives one full vCPU at 1,769 MB, in proportion below.
+/// Init is not throttled, so only the invocation's CPU is stretched.
+const CPU_SHARE_AT_128_MB: f64 = 128.0 / 1769.0;
+
+/// A cold start as a 128 MB function would see it: init and the first
+/// invocation as measured, plus the time the first invocation's CPU work
+/// takes at that share beyond what it took here at full speed. A model
+/// (this machine cannot throttle a process's CPU), for comparing builds.
+fn cold_start_at_128_mb(sample: &ColdSample) -> Duration {
+    sample.init
+        + sample.first_invoke
+        + sample
+            .first_invoke_cpu
+            .mul_f64(1.0 / CPU_SHARE_AT_128_MB - 1.0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -207,6 +226,7 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     let mut init_tls = Map::new();
     let mut first_invoke_tls = Map::new();
     let mut cold_cpu_tls = Map::new();
+    let mut cold_start_128_mb = Map::new();
     for (name, samples) in &results.cold_tls {
         let phase_ms = |phase: fn(&ColdSample) -> Duration| sorted_ms(samples.iter().map(phase));
         let median_and_p90 =
@@ -221,11 +241,13 @@ pub fn summary(results: &Results, build: &Value) -> Value {
                 "first_invoke": median_ms(|s| s.first_invoke_cpu),
             }),
         );
+        cold_start_128_mb.insert(name.clone(), median_ms(cold_start_at_128_mb));
     }
 
     let mut warm = Map::new();
     let mut warm_p99 = Map::new();
     let mut warm_p50 = BTreeMap::new();
+    let mut warm_cpu = Map::new();
     let mut peak_rss = Map::new();
     let mut peak_rss_max = 0u64;
     for (name, w) in &results.warm {
@@ -239,6 +261,8 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         );
         warm_p99.insert(name.clone(), json!(round(percentile(&sorted, 99.0), 3)));
         warm_p50.insert(name.clone(), percentile(&sorted, 50.0));
+        let per_invocation = w.cpu / u32::try_from(w.durations.len().max(1)).unwrap_or(u32::MAX);
+        warm_cpu.insert(name.clone(), json!(round(ms(per_invocation), 3)));
         let cold_peak = results
             .cold
             .get(name)
@@ -370,7 +394,9 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         "init_tls_ms": init_tls,
         "first_invoke_tls_ms": first_invoke_tls,
         "cold_cpu_tls_ms": cold_cpu_tls,
+        "cold_start_128mb_model_ms": cold_start_128_mb,
         "warm_ms": warm,
+        "warm_cpu_ms": warm_cpu,
         "warm_p99_ms": warm_p99,
         "dynamodb_local_get_item_ms": distribution(&round_trips, &[("p50", 50.0), ("p99", 99.0)]),
         "peak_rss_kb": peak_rss,
@@ -410,10 +436,10 @@ pub fn table(s: &Value) -> String {
     out.push_str(
         "| function | init ms median / p90 | init ÷ baseline | first invoke ms median / p90 \
          | TLS to DynamoDB and SNS, ms median: init / first invoke | CPU ms with TLS: init / first invoke \
-         | warm ms p50 / p99 | peak RSS MiB \
+         | cold start at 128 MB, modelled, ms | warm ms p50 / p99 | warm CPU ms per request | peak RSS MiB \
          | bootstrap KiB arm64 / x86_64 | zip KiB arm64 / x86_64 |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for name in [BASELINE].into_iter().chain(measured()) {
         let init = &s["init_ms"][name];
         let first = &s["first_invoke_ms"][name];
@@ -423,7 +449,7 @@ pub fn table(s: &Value) -> String {
             .map(|kb| format!("{:.1}", kb as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "| {name} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {rss} | {} / {} | {} / {} |\n",
+            "| {name} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {} | {} / {} | {} | {rss} | {} / {} | {} / {} |\n",
             f(&init["median"]),
             f(&init["p90"]),
             f(&s["init_ratio"][name]),
@@ -433,8 +459,10 @@ pub fn table(s: &Value) -> String {
             f(&s["first_invoke_tls_ms"][name]["median"]),
             f(&s["cold_cpu_tls_ms"][name]["init"]),
             f(&s["cold_cpu_tls_ms"][name]["first_invoke"]),
+            f(&s["cold_start_128mb_model_ms"][name]),
             f(&warm["p50"]),
             f(&warm["p99"]),
+            f(&s["warm_cpu_ms"][name]),
             kib(&s["bootstrap_bytes_by_arch"]["arm64"][name]),
             kib(&s["bootstrap_bytes_by_arch"]["x86_64"][name]),
             kib(&s["zip_bytes_by_arch"]["arm64"][name]),
@@ -629,5 +657,28 @@ mod tests {
             summary["cold_cpu_tls_ms"]["logout"]["first_invoke"],
             json!(53.0)
         );
+        // The median sample's 50 + 51 ms, and its 53 ms of CPU taking
+        // 1769/128 times as long: 12.82 × 53 ms more.
+        assert_eq!(
+            summary["cold_start_128mb_model_ms"]["logout"],
+            json!(780.477)
+        );
+    }
+
+    /// Warm CPU is per request: the whole warm phase's CPU over its invocations.
+    #[test]
+    fn warm_cpu_is_per_request() {
+        let mut results = Results::default();
+        results.warm.insert(
+            "logout".into(),
+            Warm {
+                durations: vec![Duration::from_millis(2); 400],
+                cpu: Duration::from_millis(300),
+                peak_rss_kb: 4096,
+            },
+        );
+        let summary = summary(&results, &Value::Null);
+        assert_eq!(summary["warm_cpu_ms"]["logout"], json!(0.75));
+        assert!(table(&summary).contains(" | 2.00 / 2.00 | 0.75 | 4.0 | "));
     }
 }

@@ -230,6 +230,7 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
     bus.take();
     let mut durations = Vec::with_capacity(batches.len());
     let started = Instant::now();
+    let cpu_before = function.cpu_time()?;
     for event in batches {
         durations.push(call_batch(&mut function, event).await?);
     }
@@ -245,6 +246,7 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
         wall,
         dynamodb: proxy.take(),
     };
+    let cpu = function.cpu_time()? - cpu_before;
     let peak_rss_kb = function.peak_rss_kb()?;
     function.stop().await;
     Ok(StreamResults {
@@ -252,6 +254,7 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
         baseline_cold,
         warm: Warm {
             durations,
+            cpu,
             peak_rss_kb,
         },
         throughput,
