@@ -261,8 +261,8 @@ pub fn summary(results: &Results, build: &Value) -> Value {
         );
         warm_p99.insert(name.clone(), json!(round(percentile(&sorted, 99.0), 3)));
         warm_p50.insert(name.clone(), percentile(&sorted, 50.0));
-        let per_invocation = w.cpu / u32::try_from(w.durations.len().max(1)).unwrap_or(u32::MAX);
-        warm_cpu.insert(name.clone(), json!(round(ms(per_invocation), 3)));
+        let per_invocation = ms(w.cpu) / w.durations.len().max(1) as f64;
+        warm_cpu.insert(name.clone(), json!(round(per_invocation, 3)));
         let cold_peak = results
             .cold
             .get(name)
