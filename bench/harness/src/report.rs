@@ -54,10 +54,14 @@ pub struct Results {
     pub stream: Option<crate::stream::Throughput>,
 }
 
+/// The functions' memory size (template.yaml's `MemorySize`), which both
+/// the cost estimate and the 128 MB cold-start model assume.
+const LAMBDA_MEMORY_MB: f64 = 128.0;
+
 /// The share of a vCPU a 128 MB function gets while it handles an
 /// invocation: Lambda gives one full vCPU at 1,769 MB, in proportion below.
 /// Init is not throttled, so only the invocation's CPU is stretched.
-const CPU_SHARE_AT_128_MB: f64 = 128.0 / 1769.0;
+const CPU_SHARE_AT_128_MB: f64 = LAMBDA_MEMORY_MB / 1769.0;
 
 /// A cold start as a 128 MB function would see it: init and the first
 /// invocation as measured, plus the time the first invocation's CPU work
@@ -161,7 +165,7 @@ const DDB_READ_PER_MILLION_UNITS: f64 = 0.125;
 const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
 /// arm64, per GB-second; × 0.125 GB / 1000 = $0.0000000016667 per ms at 128 MB.
 const LAMBDA_ARM64_PER_GB_SECOND: f64 = 0.000_013_333_4;
-const LAMBDA_MEMORY_GB: f64 = 128.0 / 1024.0;
+const LAMBDA_MEMORY_GB: f64 = LAMBDA_MEMORY_MB / 1024.0;
 const HTTP_API_PER_MILLION: f64 = 1.00;
 
 /// Dollars per million runs of a flow made of `invocations`, with DynamoDB work `tally`.
