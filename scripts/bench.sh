@@ -5,7 +5,9 @@
 # writes target/bench/summary.json. Not a test: it asserts no timing.
 #
 # Knobs: BENCH_COLD_RUNS (default 20 rounds), BENCH_WARM_INVOCATIONS (1000),
-# BENCH_ARM64=0 to skip the arm64 build (sizes then come from x86_64).
+# BENCH_ARM64=0 to skip the arm64 build (sizes then come from x86_64),
+# BENCH_CPU_PERIOD_US (20000): the period of the 128 MB round's CPU share
+# (a cgroup, so that round needs root; without it the bench says so).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"

@@ -25,6 +25,7 @@
 //! `USERS_TABLE`, `OTPS_TABLE`, `SESSIONS_TABLE`, `OTP_HMAC_KEY`, `REFRESH_TOKEN_KEY`,
 //! `CURSOR_KEY`, `TOKEN_PRIVATE_KEY`, `TOKEN_PUBLIC_KEY`.
 
+mod cpu_share;
 mod events;
 mod http1;
 mod joins;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use cpu_share::CpuShare;
 use recorder::{DynamoProxy, Tally};
 use report::{ColdSample, Flow, Results, Warm};
 use runtime::Function;
@@ -107,6 +109,8 @@ struct Settings {
     /// DynamoDB Local and the SNS stub behind TLS, for the first-connection
     /// cost that AWS has and loopback HTTP has not.
     tls: Option<Tls>,
+    /// `BENCH_CPU_PERIOD_US`: the period of the 128 MB round's CPU share.
+    cpu_period_us: u64,
 }
 
 struct Tls {
@@ -198,6 +202,8 @@ impl Settings {
                 }
                 _ => None,
             },
+            cpu_period_us: env_number("BENCH_CPU_PERIOD_US", cpu_share::DEFAULT_PERIOD_US as usize)?
+                as u64,
         })
     }
 
@@ -467,20 +473,28 @@ async fn cold_start(
     env: &[(String, String)],
     name: &str,
     event: Vec<u8>,
+    share: Option<&CpuShare>,
 ) -> Res<ColdSample> {
-    cold_start_with(settings, env, name, async |function: &mut Function| {
-        Ok(call_ok(function, event).await?.0)
-    })
+    cold_start_with(
+        settings,
+        env,
+        name,
+        async |function: &mut Function| Ok(call_ok(function, event).await?.0),
+        share,
+    )
     .await
 }
 
 /// One fresh process: init, then the one invocation `first_invocation`
-/// makes (it gives that invocation's time).
+/// makes (it gives that invocation's time). With `share`, the process is
+/// moved into it once init has ended (its first `next` poll), as Lambda
+/// throttles an invocation and not the init before it.
 async fn cold_start_with(
     settings: &Settings,
     env: &[(String, String)],
     name: &str,
     first_invocation: impl AsyncFnOnce(&mut Function) -> Res<Duration>,
+    share: Option<&CpuShare>,
 ) -> Res<ColdSample> {
     let mut function = Function::spawn(
         name,
@@ -491,6 +505,9 @@ async fn cold_start_with(
     .await?;
     let result = async {
         let init = function.ready().await?;
+        if let Some(share) = share {
+            share.admit(function.pid()?)?;
+        }
         let init_cpu = function.cpu_time()?;
         let first_invoke = first_invocation(&mut function).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ColdSample {
@@ -506,24 +523,38 @@ async fn cold_start_with(
     result
 }
 
-/// Cold starts, each function alternating with the baseline. With `tls`, only
-/// the functions that call AWS, against the TLS endpoints, without the baseline.
+/// Which cold starts a round makes.
+#[derive(Clone, Copy)]
+enum Round<'a> {
+    /// Every function, alternating with the baseline, over loopback HTTP.
+    Plain,
+    /// The functions that call AWS, against the TLS endpoints, without the baseline.
+    Tls,
+    /// As `Tls`, each first invocation at a 128 MB function's share of a CPU.
+    Tls128Mb(&'a CpuShare),
+}
+
 async fn cold_phase(
     settings: &Settings,
     env: &[(String, String)],
     helpers: &mut Fleet,
     phones: &mut Phones,
-    tls: bool,
+    round_kind: Round<'_>,
 ) -> Res<BTreeMap<String, Vec<ColdSample>>> {
+    let (tls, share) = match round_kind {
+        Round::Plain => (false, None),
+        Round::Tls => (true, None),
+        Round::Tls128Mb(share) => (true, Some(share)),
+    };
     let mut samples: BTreeMap<String, Vec<ColdSample>> = BTreeMap::new();
     // A user for retrieve, and a chain top for set_referrer (depth 1).
     let reader = helpers.sign_in(&phones.next()).await?;
     let top = helpers.sign_in(&phones.next()).await?;
     let top_code = helpers.invite_code(&top).await?;
-    let label = if tls {
-        "cold starts, DynamoDB and SNS over TLS"
-    } else {
-        "cold starts"
+    let label = match round_kind {
+        Round::Plain => "cold starts",
+        Round::Tls => "cold starts, DynamoDB and SNS over TLS",
+        Round::Tls128Mb(_) => "cold starts over TLS, invocations at 128 MB's CPU share",
     };
     for round in 0..settings.cold_runs {
         eprint!(
@@ -537,7 +568,7 @@ async fn cold_phase(
                 continue;
             }
             if !tls {
-                let sample = cold_start(settings, env, BASELINE, events::baseline()).await?;
+                let sample = cold_start(settings, env, BASELINE, events::baseline(), None).await?;
                 samples.entry(BASELINE.into()).or_default().push(sample);
             }
             let event = match name {
@@ -606,7 +637,7 @@ async fn cold_phase(
                 }
                 _ => unreachable!("every function has an event"),
             };
-            let sample = cold_start(settings, env, name, event).await?;
+            let sample = cold_start(settings, env, name, event, share).await?;
             samples.entry(name.into()).or_default().push(sample);
         }
     }
@@ -1215,11 +1246,38 @@ async fn run(settings: Settings) -> Res<()> {
 
     let mut helpers = Fleet::start(&settings, &direct, &sns, "helper").await?;
     warm_up_dynamodb(&mut helpers, &mut phones, 100).await?;
-    results.cold = cold_phase(&settings, &env, &mut helpers, &mut phones, false).await?;
+    results.cold = cold_phase(&settings, &env, &mut helpers, &mut phones, Round::Plain).await?;
     if let Some(tls) = &settings.tls {
         let mut tls_env = settings.env_with(&tls.dynamodb, &tls.sns);
         tls_env.push(("SSL_CERT_FILE".into(), tls.ca_file.clone()));
-        results.cold_tls = cold_phase(&settings, &tls_env, &mut helpers, &mut phones, true).await?;
+        results.cold_tls =
+            cold_phase(&settings, &tls_env, &mut helpers, &mut phones, Round::Tls).await?;
+        match CpuShare::create(settings.cpu_period_us) {
+            Ok(share) => {
+                eprintln!("bench: a 128 MB function's CPU share: {}", share.describe());
+                results.cold_128mb = cold_phase(
+                    &settings,
+                    &tls_env,
+                    &mut helpers,
+                    &mut phones,
+                    Round::Tls128Mb(&share),
+                )
+                .await?;
+                let (periods, ms) = share.throttled();
+                results.cpu_share = serde_json::json!({
+                    "period_us": share.period_us,
+                    "quota_us": share.quota_us,
+                    "throttled_periods": periods,
+                    "throttled_ms": report::round(ms, 1),
+                });
+            }
+            Err(why) => {
+                eprintln!(
+                    "\x1b[31mbench: no 128 MB round, its cold starts are only modelled: {why}\x1b[0m"
+                );
+                results.cpu_share = serde_json::json!({ "unavailable": why });
+            }
+        }
     }
     warm_phase(
         &settings,

@@ -243,11 +243,15 @@ impl Function {
         }
     }
 
+    pub fn pid(&self) -> Res<u32> {
+        Ok(self.child.id().ok_or("process already exited")?)
+    }
+
     /// CPU time the process has used so far, all its threads (the
     /// scheduler's nanoseconds, `/proc/<pid>/task/*/schedstat`): what a
     /// phase would cost where CPU is scarce, as in a 128 MB function.
     pub fn cpu_time(&self) -> Res<Duration> {
-        let pid = self.child.id().ok_or("process already exited")?;
+        let pid = self.pid()?;
         let mut total = 0u64;
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
             let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
@@ -262,7 +266,7 @@ impl Function {
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kb(&self) -> Res<u64> {
-        let pid = self.child.id().ok_or("process already exited")?;
+        let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()

@@ -206,11 +206,15 @@ pub async fn stream_phase(settings: &Settings, env: &[(String, String)]) -> Res<
             settings.cold_runs
         );
         baseline_cold
-            .push(crate::cold_start(settings, &direct, BASELINE, events::baseline()).await?);
+            .push(crate::cold_start(settings, &direct, BASELINE, events::baseline(), None).await?);
         cold.push(
-            crate::cold_start_with(settings, &direct, NAME, async |function: &mut Function| {
-                call_batch(function, first.clone()).await
-            })
+            crate::cold_start_with(
+                settings,
+                &direct,
+                NAME,
+                async |function: &mut Function| call_batch(function, first.clone()).await,
+                None,
+            )
             .await?,
         );
     }
