@@ -113,6 +113,11 @@ fn distribution(sorted: &[f64], points: &[(&str, f64)]) -> Value {
     Value::Object(out)
 }
 
+/// A cold-start phase's figures: its median and p90.
+fn median_and_p90(sorted: &[f64]) -> Value {
+    distribution(sorted, &[("median", 50.0), ("p90", 90.0)])
+}
+
 fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
@@ -212,14 +217,8 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     for (name, samples) in &results.cold {
         let inits = sorted_ms(samples.iter().map(|s| s.init));
         let firsts = sorted_ms(samples.iter().map(|s| s.first_invoke));
-        init.insert(
-            name.clone(),
-            distribution(&inits, &[("median", 50.0), ("p90", 90.0)]),
-        );
-        first_invoke.insert(
-            name.clone(),
-            distribution(&firsts, &[("median", 50.0), ("p90", 90.0)]),
-        );
+        init.insert(name.clone(), median_and_p90(&inits));
+        first_invoke.insert(name.clone(), median_and_p90(&firsts));
         first_invoke_median.insert(name.clone(), json!(round(percentile(&firsts, 50.0), 3)));
         cold_rss.insert(
             name.clone(),
@@ -238,11 +237,9 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     let mut cold_start_128_mb = Map::new();
     for (name, samples) in &results.cold_tls {
         let phase_ms = |phase: fn(&ColdSample) -> Duration| sorted_ms(samples.iter().map(phase));
-        let median_and_p90 =
-            |phase| distribution(&phase_ms(phase), &[("median", 50.0), ("p90", 90.0)]);
         let median_ms = |phase| json!(round(percentile(&phase_ms(phase), 50.0), 3));
-        init_tls.insert(name.clone(), median_and_p90(|s| s.init));
-        first_invoke_tls.insert(name.clone(), median_and_p90(|s| s.first_invoke));
+        init_tls.insert(name.clone(), median_and_p90(&phase_ms(|s| s.init)));
+        first_invoke_tls.insert(name.clone(), median_and_p90(&phase_ms(|s| s.first_invoke)));
         cold_cpu_tls.insert(
             name.clone(),
             json!({
@@ -259,14 +256,8 @@ pub fn summary(results: &Results, build: &Value) -> Value {
     for (name, samples) in &results.cold_128mb {
         let cold_starts = sorted_ms(samples.iter().map(|s| s.init + s.first_invoke));
         let firsts = sorted_ms(samples.iter().map(|s| s.first_invoke));
-        cold_start_128_mb_measured.insert(
-            name.clone(),
-            distribution(&cold_starts, &[("median", 50.0), ("p90", 90.0)]),
-        );
-        first_invoke_128_mb.insert(
-            name.clone(),
-            distribution(&firsts, &[("median", 50.0), ("p90", 90.0)]),
-        );
+        cold_start_128_mb_measured.insert(name.clone(), median_and_p90(&cold_starts));
+        first_invoke_128_mb.insert(name.clone(), median_and_p90(&firsts));
     }
 
     let mut warm = Map::new();
