@@ -17,8 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// 128 MB of Lambda's 1,769 MB per vCPU.
-pub const SHARE: f64 = 128.0 / 1769.0;
+use crate::report::CPU_SHARE_AT_128_MB as SHARE;
 
 /// The period Lambda's slices were measured at (see the module's comment).
 pub const DEFAULT_PERIOD_US: u64 = 20_000;
@@ -45,9 +44,10 @@ impl CpuShare {
     pub fn create(period_us: u64) -> Result<CpuShare, String> {
         let quota_us = (period_us as f64 * SHARE).round() as u64;
         if quota_us < MIN_QUOTA_US {
+            let shortest = (MIN_QUOTA_US as f64 / SHARE).ceil();
             return Err(format!(
-                "a {period_us} µs period gives a {quota_us} µs quota, under the kernel's 1 ms: \
-                 use a period of at least 13,820 µs"
+                "a {period_us} µs period gives a {quota_us} µs quota, under the kernel's \
+                 {MIN_QUOTA_US} µs: use a period of at least {shortest} µs"
             ));
         }
         let name = format!("phone-auth-bench-{}", std::process::id());
@@ -143,6 +143,10 @@ mod tests {
     fn the_quota_is_128_mb_of_1769_per_cpu() {
         // Creating a cgroup needs root; only the arithmetic is checked here.
         assert_eq!((DEFAULT_PERIOD_US as f64 * SHARE).round() as u64, 1447);
-        assert!(CpuShare::create(10_000).unwrap_err().contains("13,820"));
+        assert!(
+            CpuShare::create(10_000)
+                .unwrap_err()
+                .contains("at least 13821 µs")
+        );
     }
 }

@@ -66,7 +66,7 @@ const LAMBDA_MEMORY_MB: f64 = 128.0;
 /// The share of a vCPU a 128 MB function gets while it handles an
 /// invocation: Lambda gives one full vCPU at 1,769 MB, in proportion below.
 /// Init is not throttled, so only the invocation's CPU is stretched.
-const CPU_SHARE_AT_128_MB: f64 = LAMBDA_MEMORY_MB / 1769.0;
+pub const CPU_SHARE_AT_128_MB: f64 = LAMBDA_MEMORY_MB / 1769.0;
 
 /// A cold start as a 128 MB function would see it: init and the first
 /// invocation as measured, plus the time the first invocation's CPU work
