@@ -17,7 +17,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::CPU_SHARE_AT_128_MB as SHARE;
+use serde_json::{Value, json};
+
+use crate::report::{CPU_SHARE_AT_128_MB as SHARE, round};
 
 /// The period Lambda's slices were measured at (see the module's comment).
 pub const DEFAULT_PERIOD_US: u64 = 20_000;
@@ -35,14 +37,14 @@ enum Version {
 pub struct CpuShare {
     dir: PathBuf,
     version: Version,
-    pub period_us: u64,
-    pub quota_us: u64,
+    period_us: u64,
+    quota_us: u64,
 }
 
 impl CpuShare {
     /// Creates the cgroup under whichever hierarchy has the `cpu` controller.
     pub fn create(period_us: u64) -> Result<CpuShare, String> {
-        let quota_us = (period_us as f64 * SHARE).round() as u64;
+        let quota_us = quota_for(period_us);
         if quota_us < MIN_QUOTA_US {
             let shortest = (MIN_QUOTA_US as f64 / SHARE).ceil();
             return Err(format!(
@@ -91,19 +93,25 @@ impl CpuShare {
         self.write("cgroup.procs", &pid.to_string())
     }
 
-    /// How often the kernel held the share's processes back, and for how
-    /// long in all: a round that was never throttled measured nothing.
-    pub fn throttled(&self) -> (u64, f64) {
+    /// The share's settings, and how often the kernel held its processes
+    /// back and for how long in all: a round never held back measured nothing.
+    pub fn to_json(&self) -> Value {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
         let field = |key: &str| {
             stat.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        match self.version {
-            Version::V1 => (field("nr_throttled"), field("throttled_time") as f64 / 1e6),
-            Version::V2 => (field("nr_throttled"), field("throttled_usec") as f64 / 1e3),
-        }
+        let throttled_ms = match self.version {
+            Version::V1 => field("throttled_time") as f64 / 1e6,
+            Version::V2 => field("throttled_usec") as f64 / 1e3,
+        };
+        json!({
+            "period_us": self.period_us,
+            "quota_us": self.quota_us,
+            "throttled_periods": field("nr_throttled"),
+            "throttled_ms": round(throttled_ms, 1),
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -127,6 +135,11 @@ impl Drop for CpuShare {
     }
 }
 
+/// 128/1769 of `period_us`, in whole microseconds.
+fn quota_for(period_us: u64) -> u64 {
+    (period_us as f64 * SHARE).round() as u64
+}
+
 /// A v2 hierarchy's controllers file lists `cpu` (not only `cpuset`).
 fn has_cpu_controller(path: &str) -> bool {
     std::fs::read_to_string(path)
@@ -142,7 +155,7 @@ mod tests {
     #[test]
     fn the_quota_is_128_mb_of_1769_per_cpu() {
         // Creating a cgroup needs root; only the arithmetic is checked here.
-        assert_eq!((DEFAULT_PERIOD_US as f64 * SHARE).round() as u64, 1447);
+        assert_eq!(quota_for(DEFAULT_PERIOD_US), 1447);
         assert!(
             CpuShare::create(10_000)
                 .unwrap_err()

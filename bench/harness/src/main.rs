@@ -1263,13 +1263,7 @@ async fn run(settings: Settings) -> Res<()> {
                     Round::Tls128Mb(&share),
                 )
                 .await?;
-                let (periods, ms) = share.throttled();
-                results.cpu_share = serde_json::json!({
-                    "period_us": share.period_us,
-                    "quota_us": share.quota_us,
-                    "throttled_periods": periods,
-                    "throttled_ms": report::round(ms, 1),
-                });
+                results.cpu_share = share.to_json();
             }
             Err(why) => {
                 eprintln!(
